@@ -1,0 +1,110 @@
+//! Where environment variables come from, and the registry of every variable pdp reads.
+//!
+//! Library crates never call `std::env::var`: they get an [`Env`] (the process environment layered over
+//! the project's `.env`, or a plain map in tests). This module reads `.env` but never writes the process
+//! environment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A source of environment variables.
+pub trait Env {
+    /// The value of `name`, if set (an empty value counts as set).
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// The process environment, over the variables of a `.env` file (the process wins, as with Prisma's CLI).
+#[derive(Debug, Default)]
+pub struct ProcessEnv {
+    dotenv: BTreeMap<String, String>,
+}
+
+/// A `.env` file that exists but cannot be read as one.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read `{path}` as a .env file")]
+pub struct DotenvError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What went wrong (line and cause).
+    #[source]
+    pub source: dotenvy::Error,
+}
+
+impl ProcessEnv {
+    /// The process environment alone.
+    pub fn new() -> ProcessEnv {
+        ProcessEnv::default()
+    }
+
+    /// The process environment over `path`, when that file exists.
+    pub fn with_dotenv(path: &Path) -> Result<ProcessEnv, DotenvError> {
+        if !path.is_file() {
+            return Ok(ProcessEnv::default());
+        }
+        let iter = dotenvy::from_path_iter(path).map_err(|source| DotenvError { path: path.to_path_buf(), source })?;
+        let mut dotenv = BTreeMap::new();
+        for item in iter {
+            let (k, v) = item.map_err(|source| DotenvError { path: path.to_path_buf(), source })?;
+            dotenv.insert(k, v);
+        }
+        Ok(ProcessEnv { dotenv })
+    }
+}
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        // The one place in the workspace that reads the process environment for configuration.
+        #[allow(clippy::disallowed_methods)]
+        std::env::var(name).ok().or_else(|| self.dotenv.get(name).cloned())
+    }
+}
+
+/// One environment variable pdp reads.
+#[derive(Debug)]
+pub struct EnvVar {
+    /// Its name.
+    pub name: &'static str,
+    /// What it does, one sentence.
+    pub doc: &'static str,
+}
+
+/// Path to `pdp.toml`, instead of searching upwards from the working directory (same as `--config`).
+pub const PDP_CONFIG: &str = "PDP_CONFIG";
+/// Overrides `[database] url` (a literal URL; `env:` references are for the file).
+pub const PDP_DATABASE_URL: &str = "PDP_DATABASE_URL";
+/// Overrides `[serve] listen`.
+pub const PDP_LISTEN: &str = "PDP_LISTEN";
+/// Overrides `[serve] public-url`.
+pub const PDP_PUBLIC_URL: &str = "PDP_PUBLIC_URL";
+/// Overrides `[engines] mirror`; the same variable Prisma's CLI reads.
+pub const PRISMA_ENGINES_MIRROR: &str = "PRISMA_ENGINES_MIRROR";
+/// Overrides `[engines] cache`.
+pub const PDP_CACHE_DIR: &str = "PDP_CACHE_DIR";
+/// Where pdp keeps local state (embedded database, local CA); default `.pdp/` next to `pdp.toml`.
+pub const PDP_STATE_DIR: &str = "PDP_STATE_DIR";
+/// Log filter for `--verbose` output, in `tracing` syntax (e.g. `pdp=debug`).
+pub const PDP_LOG: &str = "PDP_LOG";
+/// Hides progress bars even on a terminal.
+pub const PDP_NO_PROGRESS: &str = "PDP_NO_PROGRESS";
+/// Disables colour (any value), per no-color.org.
+pub const NO_COLOR: &str = "NO_COLOR";
+
+/// Every variable, for docs and `pdp doctor`.
+pub static ENV_VARS: &[EnvVar] = &[
+    EnvVar { name: PDP_CONFIG, doc: "Path to `pdp.toml` instead of searching upwards from the working directory (same as `--config`)." },
+    EnvVar { name: PDP_DATABASE_URL, doc: "Overrides `[database] url` (a literal URL)." },
+    EnvVar { name: PDP_LISTEN, doc: "Overrides `[serve] listen`." },
+    EnvVar { name: PDP_PUBLIC_URL, doc: "Overrides `[serve] public-url`." },
+    EnvVar { name: PRISMA_ENGINES_MIRROR, doc: "Overrides `[engines] mirror`; the variable Prisma's CLI reads too." },
+    EnvVar { name: PDP_CACHE_DIR, doc: "Overrides `[engines] cache`." },
+    EnvVar { name: PDP_STATE_DIR, doc: "Where pdp keeps local state (embedded database, local CA); default `.pdp/` next to `pdp.toml`." },
+    EnvVar { name: PDP_LOG, doc: "Log filter for `--verbose` output, in `tracing` syntax (e.g. `pdp=debug`)." },
+    EnvVar { name: PDP_NO_PROGRESS, doc: "Hides progress bars even on a terminal." },
+    EnvVar { name: NO_COLOR, doc: "Disables colour when set to any non-empty value." },
+];

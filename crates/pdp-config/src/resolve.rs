@@ -1,0 +1,743 @@
+//! Turns the raw file into a [`Config`]: strict parse with positions, then one pass that layers file,
+//! environment and flags per key, validates each value where it came from, and applies defaults last.
+//!
+//! Every problem is collected (not just the first) so one run shows everything to fix. No value read
+//! here is ever put into an error message if it may be a secret.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::env::{self, Env};
+use crate::error::{ConfigError, Origin, Problem};
+use crate::raw::{RawConfig, S};
+use crate::{
+    ApiKey, ClientConfig, Config, DatabaseConfig, DatabaseUrl, EnginesConfig, Limits, MigrateConfig, PrismaConfig,
+    PrismaVersion, Runtime, Secret, ServeConfig, Tls,
+};
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--database-url`.
+    pub database_url: Option<Secret>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--public-url`.
+    pub public_url: Option<String>,
+}
+
+/// Defaults, applied after the file, environment and flags were layered.
+pub mod defaults {
+    /// `[prisma] schema`.
+    pub const SCHEMA: &str = "prisma/schema.prisma";
+    /// `[prisma] migrations`.
+    pub const MIGRATIONS: &str = "prisma/migrations";
+    /// `[engines] targets`.
+    pub const TARGETS: &[&str] = &["native"];
+    /// `[engines] mirror`.
+    pub const MIRROR: &str = "https://binaries.prisma.sh";
+    /// `[client] out`.
+    pub const CLIENT_OUT: &str = "dist/client";
+    /// `[client] version`.
+    pub const CLIENT_VERSION: &str = "0.1.0";
+    /// `[serve] listen`.
+    pub const LISTEN: &str = "127.0.0.1:4466";
+    /// `[serve] shutdown-timeout`.
+    pub const SHUTDOWN_TIMEOUT: &str = "30s";
+    /// `[serve.limits] max-body-size`.
+    pub const MAX_BODY_SIZE: &str = "10MiB";
+    /// `[serve.limits] query-timeout`.
+    pub const QUERY_TIMEOUT: &str = "30s";
+    /// `[serve.limits] transaction-max-timeout`.
+    pub const TRANSACTION_MAX_TIMEOUT: &str = "60s";
+    /// `[serve.limits] transaction-max-wait`.
+    pub const TRANSACTION_MAX_WAIT: &str = "10s";
+    /// `[serve.limits] pool-timeout` (Prisma's own default).
+    pub const POOL_TIMEOUT: &str = "10s";
+    /// `[serve.limits] engine-start-timeout`.
+    pub const ENGINE_START_TIMEOUT: &str = "30s";
+    /// `[serve.limits] engine-idle-timeout`.
+    pub const ENGINE_IDLE_TIMEOUT: &str = "15m";
+    /// `[migrate] lock-timeout` (Prisma's advisory-lock timeout).
+    pub const LOCK_TIMEOUT: &str = "10s";
+    /// The state directory under the project root.
+    pub const STATE_DIR: &str = ".pdp";
+}
+
+/// Parses the text strictly; errors point at the line and key and suggest the fix.
+pub(crate) fn parse(source: &str, file: &Path) -> Result<RawConfig, ConfigError> {
+    let deserializer = match toml::Deserializer::parse(source) {
+        Ok(d) => d,
+        Err(e) => return Err(ConfigError::Invalid(vec![syntax_problem(&e, source, file)])),
+    };
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = clean_path(&e.path().to_string());
+        let inner = e.into_inner();
+        ConfigError::Invalid(vec![schema_problem(&inner, key, source, file)])
+    })
+}
+
+fn syntax_problem(e: &toml::de::Error, source: &str, file: &Path) -> Problem {
+    Problem {
+        origin: file_origin(file, source, e.span()),
+        key: None,
+        message: format!("invalid TOML: {}", e.message().trim_end()),
+        hint: Some("see the reference: https://github.com/pdp-dev/pdp/blob/main/crates/pdp-config/reference.toml".into()),
+    }
+}
+
+/// serde_path_to_error renders `Spanned` internals and the root as path segments; drop them.
+fn clean_path(path: &str) -> String {
+    path.split('.')
+        .filter(|seg| !seg.starts_with("$__") && *seg != "?")
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn schema_problem(e: &toml::de::Error, key: String, source: &str, file: &Path) -> Problem {
+    let message = e.message().trim_end();
+    let origin = file_origin(file, source, e.span());
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let table = key.rsplit_once('.').map(|(t, _)| t.to_owned());
+        let full = match &table {
+            Some(t) => format!("{t}.{field}"),
+            None => field.to_owned(),
+        };
+        let where_ = match &table {
+            Some(t) => format!(" in `[{t}]`"),
+            None => String::new(),
+        };
+        let suggestion = expected
+            .iter()
+            .map(|cand| (strsim::jaro_winkler(field, cand), *cand))
+            .filter(|(score, _)| *score > 0.75)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, cand)| cand);
+        let hint = match suggestion {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("valid keys{where_}: {}", expected.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+        };
+        return Problem { origin, key: Some(full.clone()), message: format!("unknown key `{full}`"), hint: Some(hint) };
+    }
+    let pretty = translate_type_message(message);
+    let hint = expected_hint(message);
+    Problem {
+        origin,
+        key: (!key.is_empty()).then(|| key.clone()),
+        message: if key.is_empty() { pretty } else { format!("wrong value for `{key}`: {pretty}") },
+        hint,
+    }
+}
+
+/// Turns serde's "invalid type: string \"x\", expected u32" into words a user reads ("expected a whole
+/// number, found a string"); the found value itself is left out in case it is a secret.
+fn translate_type_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid type: ") else {
+        return message.to_owned();
+    };
+    let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "another type"));
+    let found = found.split_whitespace().next().unwrap_or(found);
+    let found = match found {
+        "string" => "a string",
+        "integer" => "an integer",
+        "floating" => "a number",
+        "boolean" => "a boolean",
+        "sequence" => "an array",
+        "map" => "a table",
+        other => other,
+    };
+    format!("expected {}, found {found}", describe_expected(expected))
+}
+
+fn describe_expected(expected: &str) -> &str {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number",
+        "a string" => "a string (in quotes)",
+        "a sequence" => "an array",
+        e if e.starts_with("struct ") => "a table",
+        e => e,
+    }
+}
+
+fn expected_hint(message: &str) -> Option<String> {
+    if message.contains("expected u32") || message.contains("expected u64") {
+        Some("write a whole number without quotes, e.g. `10`".into())
+    } else if message.contains("expected a string") {
+        Some("put the value in double quotes".into())
+    } else if message.contains("expected a sequence") {
+        Some("write an array, e.g. `[\"native\"]`".into())
+    } else if message.contains("expected struct") {
+        Some("this key is a table: write it as `[section]` with keys below it".into())
+    } else {
+        None
+    }
+}
+
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn file_origin(file: &Path, source: &str, span: Option<Range<usize>>) -> Origin {
+    Origin::File { path: file.to_path_buf(), position: span.map(|s| line_col(source, s.start)) }
+}
+
+/// One value and where it came from, before validation.
+struct Input {
+    value: String,
+    origin: Origin,
+    from_file: bool,
+}
+
+struct Resolver<'a> {
+    source: &'a str,
+    file: &'a Path,
+    root: PathBuf,
+    env: &'a dyn Env,
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+impl Resolver<'_> {
+    fn at(&self, s: &S) -> Origin {
+        file_origin(self.file, self.source, Some(s.span()))
+    }
+
+    fn input(&self, file: Option<&S>, env_var: Option<&'static str>, flag: Option<(&'static str, Option<&String>)>) -> Option<Input> {
+        if let Some((name, Some(v))) = flag {
+            return Some(Input { value: v.clone(), origin: Origin::Flag(name), from_file: false });
+        }
+        if let Some(var) = env_var
+            && let Some(v) = self.env.var(var)
+            && !v.is_empty()
+        {
+            return Some(Input { value: v, origin: Origin::Env(var), from_file: false });
+        }
+        file.map(|s| Input { value: s.get_ref().clone(), origin: self.at(s), from_file: true })
+    }
+
+    fn problem(&mut self, origin: Origin, key: &str, message: impl Into<String>, hint: Option<String>) {
+        self.problems.push(Problem { origin, key: Some(key.to_owned()), message: message.into(), hint });
+    }
+
+    fn path(&self, value: &str) -> PathBuf {
+        let expanded = match value.strip_prefix("~/") {
+            Some(rest) => match self.env.var("HOME") {
+                Some(home) => PathBuf::from(home).join(rest),
+                None => PathBuf::from(value),
+            },
+            None => PathBuf::from(value),
+        };
+        if expanded.is_absolute() { expanded } else { self.root.join(expanded) }
+    }
+
+    fn duration(&mut self, key: &str, input: Option<Input>, default: &str) -> Duration {
+        let Some(input) = input else {
+            return humantime::parse_duration(default).expect("defaults are valid durations");
+        };
+        match humantime::parse_duration(input.value.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.problem(input.origin, key, format!("`{key}` must be longer than zero"), None);
+                Duration::ZERO
+            }
+            Err(e) => {
+                self.problem(
+                    input.origin,
+                    key,
+                    format!("`{key}` = `{}` is not a duration: {e}", input.value),
+                    Some("write a number with a unit, e.g. `10s`, `500ms`, `2m`".into()),
+                );
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn http_url(&mut self, key: &str, input: &Input) -> Option<url::Url> {
+        match url::Url::parse(input.value.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Some(u),
+            Ok(u) => {
+                self.problem(
+                    input.origin.clone(),
+                    key,
+                    format!("`{key}` must be an http(s) URL, not `{}:`", u.scheme()),
+                    Some("e.g. `https://proxy.example.com`".into()),
+                );
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    input.origin.clone(),
+                    key,
+                    format!("`{key}` = `{}` is not a URL: {e}", crate::redact_url(&input.value)),
+                    Some("e.g. `https://proxy.example.com`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads an `env:NAME` reference, or returns the literal.
+    fn deref_env(&mut self, key: &str, input: &Input) -> Option<(String, Option<String>)> {
+        let Some(name) = input.value.strip_prefix("env:") else {
+            return Some((input.value.clone(), None));
+        };
+        let name = name.trim();
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            self.problem(
+                input.origin.clone(),
+                key,
+                format!("`{key}` refers to `env:{name}`, which is not a valid variable name"),
+                Some("write `env:NAME` with letters, digits and underscores, e.g. `env:DATABASE_URL`".into()),
+            );
+            return None;
+        }
+        match self.env.var(name) {
+            Some(v) if !v.is_empty() => Some((v, Some(name.to_owned()))),
+            Some(_) => {
+                self.problem(
+                    input.origin.clone(),
+                    key,
+                    format!("`{key}` refers to environment variable `{name}`, which is set but empty"),
+                    Some(format!("set `{name}` to a value, or add `{name}=…` to `.env` next to pdp.toml")),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    input.origin.clone(),
+                    key,
+                    format!("`{key}` refers to environment variable `{name}`, which is not set"),
+                    Some(format!("export `{name}`, or add `{name}=…` to `.env` next to pdp.toml (see `.env.example`)")),
+                );
+                None
+            }
+        }
+    }
+
+    fn table_origin(&self, table: &str) -> Origin {
+        let header = format!("[{table}]");
+        let position = self
+            .source
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.trim_start().starts_with(&header))
+            .map(|(i, _)| (i + 1, 1));
+        Origin::File { path: self.file.to_path_buf(), position }
+    }
+}
+
+pub(crate) fn resolve(
+    raw: RawConfig,
+    source: &str,
+    file: &Path,
+    env: &dyn Env,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let root = file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut r = Resolver { source, file, root, env, problems: Vec::new(), warnings: Vec::new() };
+
+    // [prisma]
+    let prisma_span = raw.prisma.as_ref().map(|p| p.span());
+    let prisma = raw.prisma.map(toml::Spanned::into_inner).unwrap_or_default();
+    let version = match &prisma.version {
+        Some(v) => match v.get_ref().parse::<PrismaVersion>() {
+            Ok(version) => Some(version),
+            Err(e) => {
+                let hint = match &e {
+                    crate::prisma::VersionError::Malformed { .. } => {
+                        format!("write a full version, e.g. `version = \"{}\"`", crate::prisma::DEFAULT_PRISMA_VERSION)
+                    }
+                    crate::prisma::VersionError::Unsupported { .. } => {
+                        format!("pick a supported version; new projects use {}", crate::prisma::DEFAULT_PRISMA_VERSION)
+                    }
+                };
+                r.problem(r.at(v), "prisma.version", format!("`prisma.version`: {e}"), Some(hint));
+                None
+            }
+        },
+        None => {
+            let origin = match prisma_span {
+                Some(span) => file_origin(file, source, Some(span)),
+                None => Origin::File { path: file.to_path_buf(), position: None },
+            };
+            r.problem(
+                origin,
+                "prisma.version",
+                "missing required key `prisma.version`",
+                Some(format!(
+                    "add `version = \"{}\"` under `[prisma]` (it decides client generation, protocol and engines)",
+                    crate::prisma::DEFAULT_PRISMA_VERSION
+                )),
+            );
+            None
+        }
+    };
+    let schema = r.path(prisma.schema.as_ref().map_or(defaults::SCHEMA, |s| s.get_ref()));
+    let migrations = r.path(prisma.migrations.as_ref().map_or(defaults::MIGRATIONS, |s| s.get_ref()));
+
+    // [database]
+    let database = raw.database.unwrap_or_default();
+    let db_input = match &overrides.database_url {
+        Some(secret) => Some(Input { value: secret.expose().to_owned(), origin: Origin::Flag("--database-url"), from_file: false }),
+        None => r.input(database.url.as_ref(), Some(env::PDP_DATABASE_URL), None),
+    };
+    let mut db_url = None;
+    if let Some(input) = db_input {
+        // A literal from the file keeps `env:` semantics; env vars and flags are literal URLs.
+        let resolved = if input.from_file { r.deref_env("database.url", &input) } else { Some((input.value.clone(), None)) };
+        if let Some((value, var)) = resolved {
+            let source = match &var {
+                Some(name) => format!("environment variable `{name}` (via `database.url`)"),
+                None => input.origin.to_string(),
+            };
+            match DatabaseUrl::parse(&value, source) {
+                Ok(url) => {
+                    if input.from_file && var.is_none() && url.redacted() != value {
+                        r.warnings.push(Problem {
+                            origin: input.origin.clone(),
+                            key: Some("database.url".into()),
+                            message: "`database.url` holds a password in pdp.toml".into(),
+                            hint: Some("use `url = \"env:DATABASE_URL\"` and keep the URL in `.env` or the environment".into()),
+                        });
+                    }
+                    db_url = Some(url);
+                }
+                Err(why) => {
+                    let from = match &var {
+                        Some(name) => format!(" (from `{name}`)"),
+                        None => String::new(),
+                    };
+                    r.problem(
+                        input.origin.clone(),
+                        "database.url",
+                        format!("`database.url`{from}: {why}"),
+                        Some("e.g. `postgresql://user:password@host:5432/db?schema=public`, `mysql://root@host:3306/db` or `file:./dev.db`".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    // [engines]
+    let engines = raw.engines.unwrap_or_default();
+    let mut targets = Vec::new();
+    match &engines.targets {
+        Some(list) if list.is_empty() => r.problem(
+            r.table_origin("engines"),
+            "engines.targets",
+            "`engines.targets` is empty",
+            Some("use `[\"native\"]` for this machine, or name Prisma binary targets such as `linux-static-x64`".into()),
+        ),
+        Some(list) => {
+            for t in list {
+                let name = t.get_ref().trim();
+                if name == crate::targets::NATIVE || crate::targets::lookup(name).is_some() {
+                    targets.push(name.to_owned());
+                } else if let Some(modern) = crate::targets::modern_name(name) {
+                    targets.push(modern.to_owned());
+                } else {
+                    let hint = match crate::targets::closest(name) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "known targets: native, {}",
+                            crate::targets::TARGETS.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                    r.problem(r.at(t), "engines.targets", format!("unknown binary target `{name}` in `engines.targets`"), Some(hint));
+                }
+            }
+        }
+        None => targets.extend(defaults::TARGETS.iter().map(|s| (*s).to_owned())),
+    }
+    let mirror_input = r.input(engines.mirror.as_ref(), Some(env::PRISMA_ENGINES_MIRROR), None);
+    let mirror = match mirror_input {
+        Some(input) => r.http_url("engines.mirror", &input),
+        None => url::Url::parse(defaults::MIRROR).ok(),
+    };
+    let cache = match r.input(engines.cache.as_ref(), Some(env::PDP_CACHE_DIR), None) {
+        Some(input) => r.path(&input.value),
+        None => default_cache_dir(env),
+    };
+
+    // [client]
+    let client = raw.client.unwrap_or_default();
+    let runtime = match &client.runtime {
+        None => Runtime::Deno,
+        Some(s) if s.get_ref() == "deno" => Runtime::Deno,
+        Some(s) => {
+            r.problem(
+                r.at(s),
+                "client.runtime",
+                format!("unsupported `client.runtime` `{}`", s.get_ref()),
+                Some("pdp generates clients for `deno` (Windmill, Deno Deploy)".into()),
+            );
+            Runtime::Deno
+        }
+    };
+    let out = r.path(client.out.as_ref().map_or(defaults::CLIENT_OUT, |s| s.get_ref()));
+    let client_version = match &client.version {
+        None => defaults::CLIENT_VERSION.to_owned(),
+        Some(s) => {
+            let v = s.get_ref().trim();
+            let ok = !v.is_empty() && v != "." && v != ".." && v.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+            if !ok {
+                r.problem(
+                    r.at(s),
+                    "client.version",
+                    format!("`client.version` = `{v}` cannot be a folder name in a URL"),
+                    Some("use letters, digits, `.`, `-`, `_` or `+`, e.g. `1.2.0`".into()),
+                );
+            }
+            v.to_owned()
+        }
+    };
+    let base_url = client.base_url.as_ref().and_then(|s| {
+        let input = Input { value: s.get_ref().clone(), origin: r.at(s), from_file: true };
+        r.http_url("client.base-url", &input).map(|mut u| {
+            if !u.path().ends_with('/') {
+                u.set_path(&format!("{}/", u.path()));
+            }
+            u
+        })
+    });
+
+    // [serve]
+    let serve = raw.serve.unwrap_or_default();
+    let listen = match r.input(serve.listen.as_ref(), Some(env::PDP_LISTEN), Some(("--listen", overrides.listen.as_ref()))) {
+        None => defaults::LISTEN.parse::<SocketAddr>().ok(),
+        Some(input) => match input.value.trim().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                r.problem(
+                    input.origin,
+                    "serve.listen",
+                    format!("`serve.listen` = `{}` is not an IP address and port", input.value),
+                    Some("e.g. `127.0.0.1:4466` for local use, `0.0.0.0:4466` in a container".into()),
+                );
+                None
+            }
+        },
+    };
+    let tls = resolve_tls(&mut r, serve.tls.as_ref(), serve.tls_cert.as_ref(), serve.tls_key.as_ref());
+    let public_url = match r.input(serve.public_url.as_ref(), Some(env::PDP_PUBLIC_URL), Some(("--public-url", overrides.public_url.as_ref()))) {
+        Some(input) => r.http_url("serve.public-url", &input),
+        None => listen.and_then(|addr| {
+            let scheme = if tls == Tls::Off { "http" } else { "https" };
+            let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() { "localhost".to_owned() } else { addr.ip().to_string() };
+            url::Url::parse(&format!("{scheme}://{host}:{}", addr.port())).ok()
+        }),
+    };
+    let mut api_keys = Vec::new();
+    for entry in serve.api_keys.iter().flatten() {
+        let value = entry.get_ref().trim();
+        if let Some(hex) = value.strip_prefix("sha256:") {
+            if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                api_keys.push(ApiKey::Sha256(hex.to_ascii_lowercase()));
+            } else {
+                r.problem(
+                    r.at(entry),
+                    "serve.api-keys",
+                    "an entry of `serve.api-keys` starts with `sha256:` but is not 64 hex digits",
+                    Some("`pdp keys new` prints a key and its `sha256:` line".into()),
+                );
+            }
+        } else if value.starts_with("env:") {
+            let input = Input { value: value.to_owned(), origin: r.at(entry), from_file: true };
+            if let Some((key, Some(var))) = r.deref_env("serve.api-keys", &input) {
+                api_keys.push(ApiKey::Env { var, key: Secret::new(key) });
+            }
+        } else {
+            r.problem(
+                r.at(entry),
+                "serve.api-keys",
+                "`serve.api-keys` holds a plain key; pdp.toml must not contain secrets",
+                Some("write `\"env:PDP_API_KEY\"` or a `\"sha256:…\"` hash (`pdp keys new` prints both), and rotate this key".into()),
+            );
+        }
+    }
+    let shutdown_timeout = {
+        let input = serve.shutdown_timeout.as_ref().map(|s| Input { value: s.get_ref().clone(), origin: r.at(s), from_file: true });
+        r.duration("serve.shutdown-timeout", input, defaults::SHUTDOWN_TIMEOUT)
+    };
+
+    let limits_raw = serve.limits.unwrap_or_default();
+    let mut lim = |key: &str, v: &Option<S>, default: &str| {
+        let input = v.as_ref().map(|s| Input { value: s.get_ref().clone(), origin: r.at(s), from_file: true });
+        r.duration(key, input, default)
+    };
+    let query_timeout = lim("serve.limits.query-timeout", &limits_raw.query_timeout, defaults::QUERY_TIMEOUT);
+    let transaction_max_timeout =
+        lim("serve.limits.transaction-max-timeout", &limits_raw.transaction_max_timeout, defaults::TRANSACTION_MAX_TIMEOUT);
+    let transaction_max_wait = lim("serve.limits.transaction-max-wait", &limits_raw.transaction_max_wait, defaults::TRANSACTION_MAX_WAIT);
+    let pool_timeout = lim("serve.limits.pool-timeout", &limits_raw.pool_timeout, defaults::POOL_TIMEOUT);
+    let engine_start_timeout =
+        lim("serve.limits.engine-start-timeout", &limits_raw.engine_start_timeout, defaults::ENGINE_START_TIMEOUT);
+    let engine_idle_timeout = lim("serve.limits.engine-idle-timeout", &limits_raw.engine_idle_timeout, defaults::ENGINE_IDLE_TIMEOUT);
+    let max_body_size = {
+        let (value, origin) = match &limits_raw.max_body_size {
+            Some(s) => (s.get_ref().clone(), Some(r.at(s))),
+            None => (defaults::MAX_BODY_SIZE.to_owned(), None),
+        };
+        match parse_size(&value) {
+            Some(n) if n > 0 => n,
+            _ => {
+                r.problem(
+                    origin.unwrap_or_else(|| r.table_origin("serve.limits")),
+                    "serve.limits.max-body-size",
+                    format!("`serve.limits.max-body-size` = `{value}` is not a size"),
+                    Some("write a number with a unit, e.g. `10MiB`, `512KiB`, `1MB`".into()),
+                );
+                0
+            }
+        }
+    };
+    let connection_limit = match &limits_raw.connection_limit {
+        Some(n) if *n.get_ref() == 0 => {
+            let origin = file_origin(file, source, Some(n.span()));
+            r.problem(origin, "serve.limits.connection-limit", "`serve.limits.connection-limit` must be at least 1", None);
+            None
+        }
+        Some(n) => Some(*n.get_ref()),
+        None => None,
+    };
+
+    // [migrate]
+    let migrate = raw.migrate.unwrap_or_default();
+    let lock_timeout = {
+        let input = migrate.lock_timeout.as_ref().map(|s| Input { value: s.get_ref().clone(), origin: r.at(s), from_file: true });
+        r.duration("migrate.lock-timeout", input, defaults::LOCK_TIMEOUT)
+    };
+
+    let state_dir = match env.var(env::PDP_STATE_DIR).filter(|v| !v.is_empty()) {
+        Some(dir) => r.path(&dir),
+        None => r.root.join(defaults::STATE_DIR),
+    };
+
+    if !r.problems.is_empty() {
+        return Err(ConfigError::Invalid(r.problems));
+    }
+    let (Some(version), Some(mirror), Some(listen), Some(public_url)) = (version, mirror, listen, public_url) else {
+        unreachable!("every None above recorded a problem");
+    };
+    Ok(Config {
+        file: file.to_path_buf(),
+        root: r.root,
+        state_dir,
+        prisma: PrismaConfig { version, schema, migrations },
+        database: DatabaseConfig { url: db_url },
+        engines: EnginesConfig { targets, mirror, cache },
+        client: ClientConfig { runtime, out, version: client_version, base_url },
+        serve: ServeConfig {
+            listen,
+            public_url,
+            tls,
+            api_keys,
+            shutdown_timeout,
+            limits: Limits {
+                max_body_size,
+                query_timeout,
+                transaction_max_timeout,
+                transaction_max_wait,
+                connection_limit,
+                pool_timeout,
+                engine_start_timeout,
+                engine_idle_timeout,
+            },
+        },
+        migrate: MigrateConfig { lock_timeout },
+        warnings: r.warnings,
+    })
+}
+
+fn resolve_tls(r: &mut Resolver<'_>, mode: Option<&S>, cert: Option<&S>, key: Option<&S>) -> Tls {
+    let mode_text = mode.map(|s| s.get_ref().trim());
+    let cert_path = cert.map(|s| r.path(s.get_ref()));
+    let key_path = key.map(|s| r.path(s.get_ref()));
+    match mode_text {
+        Some(m @ ("auto" | "off")) => {
+            if let Some(stray) = cert.or(key) {
+                r.problem(
+                    r.at(stray),
+                    "serve.tls",
+                    format!("`serve.tls-cert` / `serve.tls-key` are only used with `tls = \"files\"`, but `tls = \"{m}\"`"),
+                    Some("set `tls = \"files\"`, or remove the certificate keys".into()),
+                );
+            }
+            if m == "auto" { Tls::Auto } else { Tls::Off }
+        }
+        Some("files") | None if mode_text.is_some() || cert.is_some() || key.is_some() => match (cert_path, key_path) {
+            (Some(cert), Some(key)) => Tls::Files { cert, key },
+            (cert_path, _) => {
+                let missing = if cert_path.is_none() { "serve.tls-cert" } else { "serve.tls-key" };
+                let origin = match mode.or(cert).or(key) {
+                    Some(s) => r.at(s),
+                    None => r.table_origin("serve"),
+                };
+                r.problem(
+                    origin,
+                    missing,
+                    format!("TLS from files needs both `serve.tls-cert` and `serve.tls-key`; `{missing}` is missing"),
+                    Some("set both to PEM files, or use `tls = \"auto\"` for a local CA".into()),
+                );
+                Tls::Auto
+            }
+        },
+        None => Tls::Auto,
+        Some(other) => {
+            let origin = mode.map_or_else(|| r.table_origin("serve"), |s| r.at(s));
+            r.problem(
+                origin,
+                "serve.tls",
+                format!("unknown `serve.tls` mode `{other}`"),
+                Some("use `\"auto\"` (local CA, for development), `\"files\"` (with `tls-cert` and `tls-key`) or `\"off\"` (behind a TLS-terminating proxy)".into()),
+            );
+            Tls::Auto
+        }
+    }
+}
+
+/// `10MiB`, `512KiB`, `1MB`, `2048` (bytes).
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// The per-user cache for engines and tools: `$XDG_CACHE_HOME/pdp`, `~/.cache/pdp`, or the OS equivalents.
+fn default_cache_dir(env: &dyn Env) -> PathBuf {
+    let base = if cfg!(target_os = "macos") {
+        env.var("HOME").map(|h| PathBuf::from(h).join("Library/Caches"))
+    } else if cfg!(windows) {
+        env.var("LOCALAPPDATA").map(PathBuf::from)
+    } else {
+        env.var("XDG_CACHE_HOME")
+            .filter(|v| Path::new(v).is_absolute())
+            .map(PathBuf::from)
+            .or_else(|| env.var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+    };
+    base.unwrap_or_else(std::env::temp_dir).join("pdp")
+}
+

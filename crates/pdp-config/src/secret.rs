@@ -1,0 +1,150 @@
+//! Secrets (database URLs, API keys) and their redacted forms.
+//!
+//! A [`Secret`] never shows its value through `Display` or `Debug`; code that needs the value calls
+//! [`Secret::expose`] at the point of use. [`redact_text`] is the safety net the binary runs over everything
+//! it prints or logs, in case a secret reached a message through a third-party error.
+
+use std::fmt;
+
+/// A value that must not be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the single place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+/// Query parameters whose values are secrets in the URL formats Prisma accepts.
+const SECRET_PARAMS: &[&str] = &["password", "sslpassword", "pass", "pwd", "api_key", "apikey", "token", "secret"];
+
+/// A copy of `url` safe to print: the password (and secret-looking query parameters) replaced by `****`.
+///
+/// Works on URLs the `url` crate cannot parse too (SQL Server's `;password=…` form, half-typed URLs),
+/// because a user's typo must not leak the secret in the error that reports it.
+pub fn redact_url(url: &str) -> String {
+    redact_text(url)
+}
+
+/// Masks every credential found in free text: `scheme://user:password@`, and `password=…` style
+/// parameters (in query strings and in `;key=value` connection strings). Everything else is unchanged.
+pub fn redact_text(text: &str) -> String {
+    let masked = mask_userinfo(text);
+    mask_params(&masked)
+}
+
+fn mask_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', '?', '#' or whitespace; the userinfo at its last '@'.
+        let end = tail.find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace()).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":****");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn mask_params(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < text.len() {
+        let boundary = i == 0 || matches!(bytes[i - 1], b'?' | b'&' | b';' | b' ' | b'\t' | b'\n');
+        let hit = boundary
+            .then(|| SECRET_PARAMS.iter().find(|p| lower[i..].starts_with(&format!("{p}="))))
+            .flatten();
+        if let Some(param) = hit {
+            let value_start = i + param.len() + 1;
+            let value_end = text[value_start..]
+                .find(|c: char| c == '&' || c == ';' || c == '#' || c.is_whitespace())
+                .map_or(text.len(), |e| value_start + e);
+            out.push_str(&text[i..value_start]);
+            out.push_str("****");
+            i = value_end;
+        } else {
+            let ch = text[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&text[i..i + ch]);
+            i += ch;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expect: &str) {
+        assert_eq!(redact_text(input), expect, "input: {input}");
+    }
+
+    #[test]
+    fn urls() {
+        check("postgresql://postgres:s3cret@db:5432/app?schema=public", "postgresql://postgres:****@db:5432/app?schema=public");
+        check("mysql://root@127.0.0.1:3306/test", "mysql://root@127.0.0.1:3306/test");
+        check("postgres://u:p%40ss@h/db", "postgres://u:****@h/db");
+        check("postgres://u:pa@ss@h/db", "postgres://u:****@h/db");
+        check("file:./dev.db", "file:./dev.db");
+        check("postgresql://h/db?sslpassword=abc&schema=x", "postgresql://h/db?sslpassword=****&schema=x");
+        check("prisma://proxy.example/?api_key=eyJhbGci", "prisma://proxy.example/?api_key=****");
+    }
+
+    #[test]
+    fn free_text() {
+        check(
+            "error connecting to postgresql://a:b@h:1/d: refused; retry postgresql://c:d@h2/e",
+            "error connecting to postgresql://a:****@h:1/d: refused; retry postgresql://c:****@h2/e",
+        );
+        check(
+            "sqlserver://host:1433;database=app;user=sa;password=Hunter2;encrypt=true",
+            "sqlserver://host:1433;database=app;user=sa;password=****;encrypt=true",
+        );
+        check("nothing secret here: 3 < 4", "nothing secret here: 3 < 4");
+        check("ünïcödé://x:y@z", "ünïcödé://x:****@z");
+    }
+
+    #[test]
+    fn secret_never_displays() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "**** Secret(****)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

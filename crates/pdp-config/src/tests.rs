@@ -1,0 +1,296 @@
+//! Tests of parsing and resolution: the reference file, and one `check` per user mistake.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::{ApiKey, ConfigError, Overrides, Provider, Secret, Tls, from_str};
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> =
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    map.entry("HOME".into()).or_insert_with(|| "/home/u".into());
+    map
+}
+
+const FILE: &str = "/p/pdp.toml";
+
+/// Renders the outcome of resolving `toml` as text: the error's problems with hints, or "ok".
+fn outcome(toml: &str, vars: &[(&str, &str)]) -> String {
+    match from_str(toml, Path::new(FILE), &env(vars), &Overrides::default()) {
+        Ok(_) => "ok".into(),
+        Err(ConfigError::Invalid(problems)) => problems
+            .iter()
+            .map(|p| match &p.hint {
+                Some(h) => format!("{p}\nhint: {h}"),
+                None => p.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(other) => format!("other error: {other}"),
+    }
+}
+
+fn check(toml: &str, vars: &[(&str, &str)], expect: &str) {
+    let got = outcome(toml, vars);
+    assert_eq!(got, expect.trim(), "\n--- toml ---\n{toml}");
+}
+
+#[test]
+fn reference_parses_with_every_value() {
+    let vars = [("REFERENCE_DATABASE_URL", "postgresql://u:pw@db:5432/app?schema=s"), ("REFERENCE_API_KEY", "k-123")];
+    let c = from_str(crate::REFERENCE_TOML, Path::new(FILE), &env(&vars), &Overrides::default())
+        .unwrap_or_else(|e| panic!("reference.toml must parse: {e}"));
+    assert_eq!(c.prisma.version.to_string(), "6.19.0");
+    assert_eq!(c.prisma.schema, Path::new("/p/db/schema.prisma"));
+    assert_eq!(c.prisma.migrations, Path::new("/p/db/migrations"));
+    let url = c.database.url.as_ref().expect("url");
+    assert_eq!(url.redacted(), "postgresql://u:****@db:5432/app?schema=s");
+    assert_eq!(url.expose(), "postgresql://u:pw@db:5432/app?schema=s");
+    assert_eq!(url.provider(), Provider::Postgresql);
+    assert_eq!(c.engines.targets, ["native", "linux-static-x64", "debian-openssl-3.0.x"]);
+    assert_eq!(c.engines.mirror.as_str(), "https://mirror.example.com/prisma");
+    assert_eq!(c.engines.cache, Path::new("/var/cache/pdp"));
+    assert_eq!(c.client.out, Path::new("/p/public/client"));
+    assert_eq!(c.client.version, "2.3.0");
+    assert_eq!(c.client.base_url.as_ref().map(url::Url::as_str), Some("https://cdn.jsdelivr.net/gh/acme/data-proxy@client/"));
+    assert_eq!(c.serve.listen.to_string(), "0.0.0.0:8443");
+    assert_eq!(c.serve.public_url.as_str(), "https://proxy.example.com/");
+    assert_eq!(c.serve.tls, Tls::Files { cert: "/etc/pdp/tls/cert.pem".into(), key: "/etc/pdp/tls/key.pem".into() });
+    assert_eq!(
+        c.serve.api_keys,
+        [
+            ApiKey::Env { var: "REFERENCE_API_KEY".into(), key: Secret::new("k-123") },
+            ApiKey::Sha256("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into()),
+        ]
+    );
+    assert_eq!(c.serve.shutdown_timeout, Duration::from_secs(45));
+    let l = &c.serve.limits;
+    assert_eq!(l.max_body_size, 2 << 20);
+    assert_eq!(l.query_timeout, Duration::from_secs(5));
+    assert_eq!(l.transaction_max_timeout, Duration::from_secs(20));
+    assert_eq!(l.transaction_max_wait, Duration::from_secs(3));
+    assert_eq!(l.connection_limit, Some(7));
+    assert_eq!(l.pool_timeout, Duration::from_secs(20));
+    assert_eq!(l.engine_start_timeout, Duration::from_secs(12));
+    assert_eq!(l.engine_idle_timeout, Duration::from_secs(3600));
+    assert_eq!(c.migrate.lock_timeout, Duration::from_secs(120));
+    assert!(c.warnings.is_empty());
+}
+
+/// Every key in the reference differs from its default: resolving the defaults must give other values.
+#[test]
+fn reference_values_are_not_the_defaults() {
+    let d = from_str("[prisma]\nversion = \"6.19.0\"\n", Path::new(FILE), &env(&[]), &Overrides::default()).expect("minimal");
+    assert_eq!(d.prisma.schema, Path::new("/p/prisma/schema.prisma"));
+    assert_eq!(d.prisma.migrations, Path::new("/p/prisma/migrations"));
+    assert!(d.database.url.is_none(), "absent url means the embedded database");
+    assert_eq!(d.engines.targets, ["native"]);
+    assert_eq!(d.engines.mirror.as_str(), "https://binaries.prisma.sh/");
+    assert_eq!(d.engines.cache, Path::new("/home/u/.cache/pdp"));
+    assert_eq!(d.client.out, Path::new("/p/dist/client"));
+    assert_eq!(d.client.version, "0.1.0");
+    assert_eq!(d.serve.listen.to_string(), "127.0.0.1:4466");
+    assert_eq!(d.serve.public_url.as_str(), "https://localhost:4466/");
+    assert_eq!(d.serve.tls, Tls::Auto);
+    assert!(d.serve.api_keys.is_empty());
+    assert_eq!(d.serve.limits.max_body_size, 10 << 20);
+    assert_eq!(d.serve.limits.connection_limit, None);
+    assert_eq!(d.migrate.lock_timeout, Duration::from_secs(10));
+    assert_eq!(d.state_dir, Path::new("/p/.pdp"));
+}
+
+#[test]
+fn unknown_key_suggests_the_close_one() {
+    check(
+        "[prisma]\nversion = \"7.10.1\"\n\n[serve]\npublc-url = \"https://x\"\n",
+        &[],
+        "/p/pdp.toml:5:1: unknown key `serve.publc-url`\nhint: did you mean `public-url`?",
+    );
+}
+
+#[test]
+fn unknown_key_without_a_close_one_lists_the_valid_keys() {
+    check(
+        "[prisma]\nversion = \"7.10.1\"\nflavour = \"x\"\n",
+        &[],
+        "/p/pdp.toml:3:1: unknown key `prisma.flavour`\nhint: valid keys in `[prisma]`: `version`, `schema`, `migrations`",
+    );
+}
+
+#[test]
+fn unknown_section() {
+    check(
+        "[prisma]\nversion = \"7.10.1\"\n[servee]\nlisten = \"x\"\n",
+        &[],
+        "/p/pdp.toml:3:2: unknown key `servee`\nhint: did you mean `serve`?",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    check(
+        "[prisma]\nversion = \"7.10.1\"\n[serve.limits]\nconnection-limit = \"ten\"\n",
+        &[],
+        "/p/pdp.toml:4:20: wrong value for `serve.limits.connection-limit`: expected a whole number, found a string\nhint: write a whole number without quotes, e.g. `10`",
+    );
+    check(
+        "[prisma]\nversion = 7\n",
+        &[],
+        "/p/pdp.toml:2:11: wrong value for `prisma.version`: expected a string (in quotes), found an integer\nhint: put the value in double quotes",
+    );
+    check(
+        "[prisma]\nversion = \"7.10.1\"\n[engines]\ntargets = \"native\"\n",
+        &[],
+        "/p/pdp.toml:4:11: wrong value for `engines.targets`: expected an array, found a string\nhint: write an array, e.g. `[\"native\"]`",
+    );
+}
+
+#[test]
+fn syntax_error_points_at_the_line() {
+    let got = outcome("[prisma]\nversion = \"7.10.1\n", &[]);
+    assert!(got.starts_with("/p/pdp.toml:2:"), "{got}");
+    assert!(got.contains("invalid TOML"), "{got}");
+}
+
+#[test]
+fn missing_required_version() {
+    check(
+        "[prisma]\nschema = \"s.prisma\"\n",
+        &[],
+        "/p/pdp.toml:1:1: missing required key `prisma.version`\nhint: add `version = \"7.10.1\"` under `[prisma]` (it decides client generation, protocol and engines)",
+    );
+    check(
+        "",
+        &[],
+        "/p/pdp.toml: missing required key `prisma.version`\nhint: add `version = \"7.10.1\"` under `[prisma]` (it decides client generation, protocol and engines)",
+    );
+}
+
+#[test]
+fn unsupported_version_lists_the_range() {
+    check(
+        "[prisma]\nversion = \"3.15.2\"\n",
+        &[],
+        "/p/pdp.toml:2:11: `prisma.version`: Prisma 3.15.2 is not supported; pdp supports 4.16.x, 5.0.x–5.22.x, 6.0.x–6.7.x, 6.8.x–6.19.x, 7.0.x–7.10.x\nhint: pick a supported version; new projects use 7.10.1",
+    );
+}
+
+#[test]
+fn missing_env_variable_is_named_and_nothing_secret_leaks() {
+    check(
+        "[prisma]\nversion = \"7.10.1\"\n[database]\nurl = \"env:DATABASE_URL\"\n",
+        &[],
+        "/p/pdp.toml:4:7: `database.url` refers to environment variable `DATABASE_URL`, which is not set\nhint: export `DATABASE_URL`, or add `DATABASE_URL=…` to `.env` next to pdp.toml (see `.env.example`)",
+    );
+    check(
+        "[prisma]\nversion = \"7.10.1\"\n[serve]\napi-keys = [\"env:KEY\"]\n",
+        &[("KEY", "")],
+        "/p/pdp.toml:4:13: `serve.api-keys` refers to environment variable `KEY`, which is set but empty\nhint: set `KEY` to a value, or add `KEY=…` to `.env` next to pdp.toml",
+    );
+}
+
+#[test]
+fn bad_database_url_from_env_is_redacted() {
+    let got = outcome(
+        "[prisma]\nversion = \"7.10.1\"\n[database]\nurl = \"env:DATABASE_URL\"\n",
+        &[("DATABASE_URL", "postgress://admin:hunter2@db/app")],
+    );
+    assert_eq!(
+        got,
+        "/p/pdp.toml:4:7: `database.url` (from `DATABASE_URL`): unsupported database URL scheme `postgress:` (expected postgresql://, mysql://, file:, sqlserver:// or mongodb://)\nhint: e.g. `postgresql://user:password@host:5432/db?schema=public`, `mysql://root@host:3306/db` or `file:./dev.db`"
+    );
+    assert!(!got.contains("hunter2"));
+}
+
+#[test]
+fn plain_api_key_is_refused() {
+    let got = outcome("[prisma]\nversion = \"7.10.1\"\n[serve]\napi-keys = [\"sk_live_abc\"]\n", &[]);
+    assert!(got.starts_with("/p/pdp.toml:4:13: `serve.api-keys` holds a plain key"), "{got}");
+    assert!(!got.contains("sk_live_abc"), "{got}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let got = outcome(
+        "[prisma]\nversion = \"9.0.0\"\n[serve]\nlisten = \"localhost\"\ntls = \"maybe\"\n[engines]\ntargets = [\"debian-openssl-3.0\"]\n",
+        &[],
+    );
+    let lines: Vec<_> = got.lines().filter(|l| l.starts_with("/p/")).collect();
+    assert_eq!(lines.len(), 4, "{got}");
+    assert!(got.contains("unknown binary target `debian-openssl-3.0`"), "{got}");
+    assert!(got.contains("did you mean `debian-openssl-3.0.x`?"), "{got}");
+}
+
+#[test]
+fn layering_file_then_env_then_flags() {
+    let toml = "[prisma]\nversion = \"7.10.1\"\n[serve]\nlisten = \"127.0.0.1:1000\"\n[database]\nurl = \"file:./a.db\"\n";
+    let file_only = from_str(toml, Path::new(FILE), &env(&[]), &Overrides::default()).expect("ok");
+    assert_eq!(file_only.serve.listen.port(), 1000);
+    let with_env = from_str(toml, Path::new(FILE), &env(&[("PDP_LISTEN", "127.0.0.1:2000")]), &Overrides::default()).expect("ok");
+    assert_eq!(with_env.serve.listen.port(), 2000);
+    let flags = Overrides {
+        listen: Some("127.0.0.1:3000".into()),
+        database_url: Some(Secret::new("mysql://root@h/db")),
+        ..Overrides::default()
+    };
+    let with_flag = from_str(toml, Path::new(FILE), &env(&[("PDP_LISTEN", "127.0.0.1:2000")]), &flags).expect("ok");
+    assert_eq!(with_flag.serve.listen.port(), 3000);
+    assert_eq!(with_flag.database.url.as_ref().map(|u| u.provider()), Some(Provider::Mysql));
+    assert_eq!(with_flag.serve.public_url.as_str(), "https://localhost:3000/");
+}
+
+#[test]
+fn bad_env_override_names_the_variable() {
+    check(
+        "[prisma]\nversion = \"7.10.1\"\n",
+        &[("PDP_LISTEN", "nope")],
+        "environment variable `PDP_LISTEN`: `serve.listen` = `nope` is not an IP address and port\nhint: e.g. `127.0.0.1:4466` for local use, `0.0.0.0:4466` in a container",
+    );
+}
+
+#[test]
+fn tls_modes() {
+    check("[prisma]\nversion = \"7.10.1\"\n[serve]\ntls = \"files\"\ntls-cert = \"c.pem\"\n", &[],
+        "/p/pdp.toml:4:7: TLS from files needs both `serve.tls-cert` and `serve.tls-key`; `serve.tls-key` is missing\nhint: set both to PEM files, or use `tls = \"auto\"` for a local CA");
+    check("[prisma]\nversion = \"7.10.1\"\n[serve]\ntls = \"off\"\ntls-key = \"k.pem\"\n", &[],
+        "/p/pdp.toml:5:11: `serve.tls-cert` / `serve.tls-key` are only used with `tls = \"files\"`, but `tls = \"off\"`\nhint: set `tls = \"files\"`, or remove the certificate keys");
+    let c = from_str("[prisma]\nversion = \"7.10.1\"\n[serve]\ntls = \"off\"\n", Path::new(FILE), &env(&[]), &Overrides::default()).expect("ok");
+    assert_eq!(c.serve.public_url.as_str(), "http://localhost:4466/");
+}
+
+#[test]
+fn password_in_file_is_a_warning() {
+    let c = from_str(
+        "[prisma]\nversion = \"7.10.1\"\n[database]\nurl = \"postgresql://u:pw@h/db\"\n",
+        Path::new(FILE),
+        &env(&[]),
+        &Overrides::default(),
+    )
+    .expect("allowed");
+    assert_eq!(c.warnings.len(), 1);
+    assert!(!format!("{:?}", c).contains("pw@"), "Debug must not show the password");
+}
+
+#[test]
+fn sizes() {
+    use crate::resolve::parse_size as p;
+    assert_eq!(p("10MiB"), Some(10 << 20));
+    assert_eq!(p("512KiB"), Some(512 << 10));
+    assert_eq!(p("1MB"), Some(1_000_000));
+    assert_eq!(p("2048"), Some(2048));
+    assert_eq!(p("ten"), None);
+    assert_eq!(p("10 MiB"), Some(10 << 20));
+    assert_eq!(p("10XB"), None);
+}
+
+#[test]
+fn discover_walks_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nested = dir.path().join("a/b");
+    fs_err::create_dir_all(&nested).expect("mkdir");
+    fs_err::write(dir.path().join("pdp.toml"), "").expect("write");
+    assert_eq!(crate::discover(&nested).expect("found"), dir.path().join("pdp.toml"));
+    let empty = tempfile::tempdir().expect("tempdir");
+    assert!(matches!(crate::discover(empty.path()), Err(ConfigError::NotFound { .. })));
+}
