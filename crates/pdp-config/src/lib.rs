@@ -308,7 +308,7 @@ pub fn discover(start: &Path) -> Result<PathBuf, ConfigError> {
 /// Reads and resolves `file`. Relative paths in it are relative to its directory.
 pub fn load(file: &Path, env: &dyn env::Env, overrides: &Overrides) -> Result<Config, ConfigError> {
     let source = fs_err::read_to_string(file)
-        .map_err(|e| ConfigError::Read { path: file.to_path_buf(), source: e.into() })?;
+        .map_err(|e| ConfigError::Read { path: file.to_path_buf(), source: e })?;
     from_str(&source, file, env, overrides)
 }
 

@@ -1,1 +1,10 @@
+//! Everything pdp knows about external programs: the host's Prisma binary target, where the Node-side
+//! tools are, and the one helper that runs a child process.
+//!
+//! This crate never prints; it returns values and errors that carry the program, path or URL involved.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod process;
+pub mod target;
+pub mod tools;

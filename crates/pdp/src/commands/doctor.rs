@@ -1,0 +1,338 @@
+//! `pdp doctor`: checks the machine and the project and says, line by line, what is ok, what deserves a
+//! warning and what will fail, each with a hint. It changes nothing (no downloads, no files written).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use pdp_config::env::{Env, ProcessEnv};
+use pdp_config::prisma::{ClientGenerator, ServerEngine};
+use pdp_config::{ApiKey, Config, Overrides, Provider, Tls};
+use pdp_toolchain::target;
+use pdp_toolchain::tools::{self, Tool};
+use serde::Serialize;
+
+use crate::cli::DoctorArgs;
+use crate::diagnostics::Status;
+use crate::printer::Printer;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    name: &'static str,
+    status: Level,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+#[derive(Default)]
+struct Report {
+    checks: Vec<Check>,
+}
+
+impl Report {
+    fn push(&mut self, name: &'static str, status: Level, message: impl Into<String>, hint: Option<String>) {
+        let message = pdp_config::redact_text(&message.into());
+        let hint = hint.map(|h| pdp_config::redact_text(&h));
+        self.checks.push(Check { name, status, message, hint });
+    }
+    fn ok(&mut self, name: &'static str, message: impl Into<String>) {
+        self.push(name, Level::Ok, message, None);
+    }
+    fn warn(&mut self, name: &'static str, message: impl Into<String>, hint: impl Into<String>) {
+        self.push(name, Level::Warn, message, Some(hint.into()));
+    }
+    fn fail(&mut self, name: &'static str, message: impl Into<String>, hint: Option<String>) {
+        self.push(name, Level::Fail, message, hint);
+    }
+}
+
+/// Runs `pdp doctor`.
+pub fn run(args: &DoctorArgs, config_flag: Option<&Path>, cwd: &Path, printer: &Printer) -> anyhow::Result<Status> {
+    let mut report = Report::default();
+    let process_env = ProcessEnv::new();
+
+    let facts = target::HostFacts::probe();
+    let detection = target::detect(&facts);
+    platform(&mut report, &facts, &detection);
+
+    let file = match config_flag {
+        Some(p) => Ok(if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) }),
+        None => pdp_config::discover(cwd),
+    };
+    let project_root = file.as_ref().ok().and_then(|f| f.parent()).unwrap_or(cwd).to_path_buf();
+    let config = file.and_then(|file| {
+        let env = ProcessEnv::with_dotenv(&project_root.join(".env"))?;
+        pdp_config::load(&file, &env, &Overrides::default())
+    });
+    let path_var = process_env.var("PATH").map(OsString::from);
+    match &config {
+        Ok(c) => {
+            report.ok("config", format!("{} is valid", c.file.display()));
+            for w in &c.warnings {
+                report.warn("config", w.to_string(), w.hint.clone().unwrap_or_default());
+            }
+            prisma(&mut report, c);
+            let provider = schema(&mut report, c);
+            migrations(&mut report, c, provider);
+            database(&mut report, c, provider, Duration::from_secs(args.db_timeout));
+            tool_checks(&mut report, Some(c), &project_root, path_var.as_ref());
+            serve(&mut report, c);
+            engines(&mut report, c, &detection);
+        }
+        Err(e) => {
+            let mut hint = e.hint();
+            if let pdp_config::ConfigError::Invalid(problems) = e
+                && problems.len() > 1
+            {
+                hint = None;
+            }
+            report.fail("config", e.to_string(), hint);
+            tool_checks(&mut report, None, &project_root, path_var.as_ref());
+        }
+    }
+    Ok(render(&report, args.json, printer))
+}
+
+fn platform(report: &mut Report, facts: &target::HostFacts, d: &target::Detection) {
+    let libssl = match (&d.libssl, &d.libssl_source) {
+        (Some(v), Some(src)) => format!(" (libssl {v} from {src})"),
+        (Some(v), None) => format!(" (libssl {v})"),
+        _ => String::new(),
+    };
+    report.ok(
+        "platform",
+        format!("pdp {} on {} {}; Prisma binary target `{}`{libssl}", env!("CARGO_PKG_VERSION"), facts.os, facts.arch, d.target),
+    );
+    for w in &d.warnings {
+        report.warn("platform", w.clone(), "set `[engines] targets` explicitly, e.g. `[\"linux-static-x64\"]`, which needs no libssl");
+    }
+}
+
+fn prisma(report: &mut Report, c: &Config) {
+    let g = c.prisma.version.generation();
+    let generator = match g.generator {
+        ClientGenerator::JsDenoPreview => "prisma-client-js with the deno preview",
+        ClientGenerator::PrismaClientDeno => "prisma-client with runtime = \"deno\"",
+    };
+    let engine = match g.server_engine {
+        ServerEngine::QueryEngineBinary => "query-engine binary",
+        ServerEngine::QueryPlanExecutor => "@prisma/query-plan-executor under Node",
+    };
+    report.ok("prisma", format!("Prisma {} ({} generation): client from {generator}; served by the {engine}", c.prisma.version, g.label));
+}
+
+/// Checks the schema; returns its provider when it could be read.
+fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
+    let path = &c.prisma.schema;
+    let text = match fs_err::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            report.fail(
+                "schema",
+                format!("cannot read the Prisma schema: {e}"),
+                Some("create it (`pdp init` writes a sample) or point `[prisma] schema` at it".into()),
+            );
+            return None;
+        }
+    };
+    let Some(name) = crate::scaffold::schema_provider(&text) else {
+        report.fail("schema", format!("{} has no `datasource` block with a provider", path.display()), Some("add `datasource db { provider = \"postgresql\" }`".into()));
+        return None;
+    };
+    let Some(provider) = Provider::from_schema_name(&name) else {
+        report.fail("schema", format!("{}: unknown datasource provider `{name}`", path.display()), Some("use postgresql, mysql, sqlite, sqlserver or mongodb".into()));
+        return None;
+    };
+    let g = c.prisma.version.generation();
+    let has_url = crate::scaffold::datasource_has_url(&text);
+    if !g.datasource_url_in_schema && has_url {
+        report.fail(
+            "schema",
+            format!("{}: Prisma {} rejects `url` in the datasource block", path.display(), c.prisma.version),
+            Some("remove the `url` line; pdp takes the URL from `[database] url`".into()),
+        );
+    } else {
+        report.ok("schema", format!("{} ({provider})", path.display()));
+    }
+    Some(provider)
+}
+
+fn migrations(report: &mut Report, c: &Config, provider: Option<Provider>) {
+    let dir = &c.prisma.migrations;
+    let Ok(entries) = fs_err::read_dir(dir) else {
+        report.warn("migrations", format!("no migrations directory at {}", dir.display()), "create migrations with `prisma migrate dev`; pdp applies them");
+        return;
+    };
+    let count = entries.flatten().filter(|e| e.path().join("migration.sql").is_file()).count();
+    let lock = dir.join("migration_lock.toml");
+    let locked = fs_err::read_to_string(&lock).ok().and_then(|t| {
+        t.lines().find_map(|l| l.trim().strip_prefix("provider").and_then(|r| r.trim_start().strip_prefix('=')).map(|v| v.trim().trim_matches('"').to_owned()))
+    });
+    match (locked.as_deref().and_then(Provider::from_schema_name), provider) {
+        (Some(l), Some(p)) if l != p => report.fail(
+            "migrations",
+            format!("{} says `{l}` but the schema says `{p}`", lock.display()),
+            Some("migrations are provider-specific: recreate them for the new provider".into()),
+        ),
+        _ => report.ok("migrations", format!("{count} migration(s) in {}", dir.display())),
+    }
+}
+
+fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout: Duration) {
+    let Some(url) = &c.database.url else {
+        if provider.is_some_and(|p| p != Provider::Postgresql) {
+            report.fail(
+                "database",
+                format!("no `[database] url`, so pdp would use its embedded PostgreSQL, but the schema's provider is `{}`", provider.map_or("?", Provider::as_str)),
+                Some("set `url = \"env:DATABASE_URL\"` under `[database]`".into()),
+            );
+        } else {
+            report.ok("database", format!("embedded PostgreSQL (PGlite), kept in {}; `pdp serve` starts it", c.state_dir.join("pglite").display()));
+        }
+        return;
+    };
+    if let Some(p) = provider
+        && p != url.provider()
+    {
+        report.fail(
+            "database",
+            format!("the database URL is {} but the schema's provider is `{p}`", url.provider()),
+            Some("point `[database] url` at a database of the schema's provider".into()),
+        );
+        return;
+    }
+    let schema_dir = c.prisma.schema.parent().unwrap_or(&c.root).to_path_buf();
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .map(|rt| rt.block_on(pdp_migrate::db::ping(url, &schema_dir, timeout)));
+    match outcome {
+        Ok(Ok(info)) => report.ok("database", format!("{} at {} (from {})", info.version, url.redacted(), url.source)),
+        Ok(Err(pdp_migrate::db::DbError::MissingFile { path })) => report.warn(
+            "database",
+            format!("SQLite file {} does not exist yet", path.display()),
+            "`pdp migrate deploy` creates it",
+        ),
+        Ok(Err(e)) => report.fail("database", e.to_string(), e.hint()),
+        Err(e) => report.fail("database", format!("cannot start the async runtime: {e}"), None),
+    }
+}
+
+fn tool_checks(report: &mut Report, c: Option<&Config>, root: &Path, path_var: Option<&OsString>) {
+    let g = c.map(|c| c.prisma.version.generation());
+    for tool in Tool::ALL {
+        let why = match (tool, g) {
+            (Tool::Node, Some(g)) if g.server_engine == ServerEngine::QueryPlanExecutor => "needed by `pdp serve` (query-plan executor) and `pdp build-client`",
+            (Tool::Node, _) => "needed by `pdp build-client`",
+            (Tool::Npm, _) => "installs the pinned Prisma CLI and executor",
+            (Tool::Deno, Some(g)) if g.generator == ClientGenerator::JsDenoPreview => "needed by `pdp build-client` for this Prisma version (the CLI must run under Deno)",
+            (Tool::Deno, _) => "runs the generated client and examples",
+            (Tool::Prisma, _) => "the Prisma CLI",
+        };
+        match tools::probe(tool, root, path_var, Duration::from_secs(20)) {
+            Some(found) => match &found.version {
+                Ok(v) => {
+                    let mismatch = tool == Tool::Prisma && c.is_some_and(|c| c.prisma.version.to_string() != *v);
+                    if mismatch {
+                        let want = c.map(|c| c.prisma.version.to_string()).unwrap_or_default();
+                        report.warn("tools", format!("prisma {v} at {}, but the project uses Prisma {want}", found.path.display()), format!("pdp runs prisma@{want} itself; a different global CLI only matters when you run it by hand"));
+                    } else {
+                        report.ok("tools", format!("{} {v} at {}", tool.program(), found.path.display()));
+                    }
+                }
+                Err(why_not) => report.warn("tools", format!("{} at {} did not report a version: {why_not}", tool.program(), found.path.display()), "reinstall it"),
+            },
+            None => {
+                let hint = match tool {
+                    Tool::Node | Tool::Npm => "install Node.js 20 or newer".to_owned(),
+                    Tool::Deno => "`npm install deno` in the project, or install Deno 2".to_owned(),
+                    Tool::Prisma => match c {
+                        Some(c) => format!("`npm install --save-dev prisma@{}` to run it by hand", c.prisma.version),
+                        None => "`npm install --save-dev prisma` to run it by hand".to_owned(),
+                    },
+                };
+                report.warn("tools", format!("{} not found ({why})", tool.program()), hint);
+            }
+        }
+    }
+}
+
+fn serve(report: &mut Report, c: &Config) {
+    let s = &c.serve;
+    let tls = match &s.tls {
+        Tls::Auto => "TLS from a local CA".to_owned(),
+        Tls::Off => "plain HTTP".to_owned(),
+        Tls::Files { cert, key } => {
+            for (what, path) in [("certificate", cert), ("private key", key)] {
+                if !path.is_file() {
+                    report.fail("serve", format!("TLS {what} {} does not exist", path.display()), Some("fix `[serve] tls-cert` / `tls-key`".into()));
+                }
+            }
+            format!("TLS from {}", cert.display())
+        }
+    };
+    report.ok("serve", format!("listens on {} ({tls}); clients use {}", s.listen, s.public_url));
+    if s.tls == Tls::Off && s.public_url.scheme() == "http" {
+        report.warn("serve", "plain HTTP: Prisma clients require https for prisma:// URLs", "use `tls = \"auto\"`, `\"files\"`, or put a TLS-terminating proxy in front and set `public-url` to its https URL");
+    }
+    if s.api_keys.is_empty() {
+        report.warn("serve", "no API keys configured: `pdp serve` will refuse every client", "add `api-keys = [\"env:PDP_API_KEY\"]` under `[serve]` (`pdp keys new` makes a key)");
+    } else {
+        let names: Vec<String> = s
+            .api_keys
+            .iter()
+            .map(|k| match k {
+                ApiKey::Env { var, .. } => format!("env {var}"),
+                ApiKey::Sha256(h) => format!("sha256 {}…", &h[..8]),
+            })
+            .collect();
+        report.ok("serve", format!("{} API key(s): {}", s.api_keys.len(), names.join(", ")));
+    }
+}
+
+fn engines(report: &mut Report, c: &Config, d: &target::Detection) {
+    let names: Vec<String> = c
+        .engines
+        .targets
+        .iter()
+        .map(|t| if t == pdp_config::targets::NATIVE { format!("native ({})", d.target) } else { t.clone() })
+        .collect();
+    report.ok("engines", format!("targets {}; mirror {}; cache {}", names.join(", "), c.engines.mirror, c.engines.cache.display()));
+}
+
+fn render(report: &Report, json: bool, printer: &Printer) -> Status {
+    let fails = report.checks.iter().filter(|c| c.status == Level::Fail).count();
+    let warns = report.checks.iter().filter(|c| c.status == Level::Warn).count();
+    if json {
+        let doc = serde_json::json!({ "ok": fails == 0, "failures": fails, "warnings": warns, "checks": report.checks });
+        printer.data(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        for c in &report.checks {
+            let tag = match c.status {
+                Level::Ok => console::style("ok  ").green(),
+                Level::Warn => console::style("warn").yellow(),
+                Level::Fail => console::style("fail").red().bold(),
+            };
+            let mut lines = c.message.lines();
+            printer.data(&format!("{tag}  {:<10} {}", c.name, lines.next().unwrap_or("")));
+            for line in lines {
+                printer.data(&format!("{:<16} {line}", ""));
+            }
+            if let Some(h) = &c.hint {
+                printer.data(&format!("{:<16} {} {h}", "", console::style("hint:").cyan()));
+            }
+        }
+        printer.info(&format!("{fails} failure(s), {warns} warning(s)"));
+    }
+    if fails > 0 { Status::CheckFailed } else { Status::Success }
+}

@@ -1,0 +1,259 @@
+//! Renders `templates/` (embedded in the binary) into the files `pdp init` writes, in memory.
+//!
+//! Rendering is strict (an undefined variable is an error) and pure: this module decides contents, never
+//! touches the disk; `commands/init.rs` compares and writes.
+
+use include_dir::{Dir, include_dir};
+use minijinja::{Environment, UndefinedBehavior};
+use pdp_config::Provider;
+use pdp_config::prisma::{ClientGenerator, PrismaVersion, WireProtocol};
+use serde::Serialize;
+
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates");
+
+/// The answers `init` collected, from flags, prompts, an existing project or defaults.
+#[derive(Clone, Debug)]
+pub struct Answers {
+    /// `[prisma] version`.
+    pub prisma: PrismaVersion,
+    /// Datasource provider.
+    pub provider: Provider,
+    /// What goes into `[database] url`; `None` means the embedded database.
+    pub database_url: Option<String>,
+    /// `[client] base-url`.
+    pub client_base_url: Option<String>,
+    /// `[serve] listen`.
+    pub listen: String,
+    /// Whether to write the example script.
+    pub example: bool,
+}
+
+/// One file init manages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Planned {
+    /// Path relative to the project directory.
+    pub path: String,
+    /// Full contents (or, for [`Kind::Entries`], the lines that must be present).
+    pub contents: String,
+    /// How init treats an existing file.
+    pub kind: Kind,
+}
+
+/// How init treats a file that already exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Owned by init: written if missing, reported if different, overwritten only with `--force`.
+    Whole,
+    /// The user's from the moment it exists (the schema): adopted, never compared.
+    Adopted,
+    /// Lines that must be present (`.gitignore`): missing ones are appended, nothing is removed.
+    Entries,
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    pdp_version: &'static str,
+    prisma_version: String,
+    generation: &'static str,
+    client_generator: &'static str,
+    datasource_url_in_schema: bool,
+    provider: &'static str,
+    embedded: bool,
+    database_url: &'a str,
+    database_url_example: &'static str,
+    client_base_url: &'a str,
+    listen: &'a str,
+    public_url: String,
+    client_import: String,
+    client_option: &'static str,
+}
+
+fn template(path: &str) -> anyhow::Result<&'static str> {
+    TEMPLATES
+        .get_file(path)
+        .and_then(|f| f.contents_utf8())
+        .ok_or_else(|| anyhow::format_err!("template `{path}` is missing from this pdp build (a pdp bug)"))
+}
+
+fn context(a: &Answers) -> Context<'_> {
+    let generation = a.prisma.generation();
+    let (client_generator, entry) = match generation.generator {
+        ClientGenerator::PrismaClientDeno => ("prisma-client", "client.ts"),
+        ClientGenerator::JsDenoPreview => ("prisma-client-js", "edge.ts"),
+    };
+    let client_option = match (generation.wire, a.prisma.semver().major) {
+        (WireProtocol::Qpe, _) => "accelerateUrl",
+        (_, 4) => "datasources",
+        _ => "datasourceUrl",
+    };
+    let base = a
+        .client_base_url
+        .as_deref()
+        .map(|b| if b.ends_with('/') { b.to_owned() } else { format!("{b}/") })
+        .unwrap_or_else(|| "https://cdn.jsdelivr.net/gh/OWNER/REPO@client/".to_owned());
+    let port = a.listen.rsplit(':').next().unwrap_or("4466");
+    Context {
+        pdp_version: env!("CARGO_PKG_VERSION"),
+        prisma_version: a.prisma.to_string(),
+        generation: generation.label,
+        client_generator,
+        datasource_url_in_schema: generation.datasource_url_in_schema,
+        provider: a.provider.as_str(),
+        embedded: a.database_url.is_none(),
+        database_url: a.database_url.as_deref().unwrap_or(""),
+        database_url_example: match a.provider {
+            Provider::Mysql => "mysql://root:password@localhost:3306/app",
+            _ => "postgresql://postgres:password@localhost:5432/app?schema=public",
+        },
+        client_base_url: a.client_base_url.as_deref().unwrap_or(""),
+        listen: &a.listen,
+        public_url: format!("https://localhost:{port}"),
+        client_import: format!("{base}0.1.0/{entry}"),
+        client_option,
+    }
+}
+
+fn render(env: &Environment<'_>, name: &str, ctx: &Context<'_>) -> anyhow::Result<String> {
+    let source = template(name)?;
+    let mut out = env
+        .render_str(source, ctx)
+        .map_err(|e| anyhow::format_err!("cannot render template `{name}` (a pdp bug): {e:#}"))?;
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Every file init manages for these answers, in the order they are reported.
+pub fn plan(a: &Answers) -> anyhow::Result<Vec<Planned>> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(true);
+    let ctx = context(a);
+    let mut files = vec![
+        Planned { path: "pdp.toml".into(), contents: render(&env, "pdp.toml.j2", &ctx)?, kind: Kind::Whole },
+        Planned {
+            path: "prisma/schema.prisma".into(),
+            contents: render(&env, "prisma/schema.prisma.j2", &ctx)?,
+            kind: Kind::Adopted,
+        },
+        Planned { path: ".env.example".into(), contents: render(&env, "env.example.j2", &ctx)?, kind: Kind::Whole },
+        Planned { path: ".gitignore".into(), contents: template("gitignore")?.to_owned(), kind: Kind::Entries },
+    ];
+    if a.example {
+        files.push(Planned {
+            path: "examples/windmill/query_users.ts".into(),
+            contents: render(&env, "examples/windmill/query_users.ts.j2", &ctx)?,
+            kind: Kind::Whole,
+        });
+    }
+    Ok(files)
+}
+
+/// The provider named in a schema's `datasource` block, if one can be read.
+pub fn schema_provider(schema: &str) -> Option<String> {
+    let mut in_datasource = false;
+    for line in schema.lines() {
+        let line = line.split("//").next().unwrap_or("").trim();
+        if line.starts_with("datasource ") && line.ends_with('{') {
+            in_datasource = true;
+        } else if in_datasource && line.starts_with('}') {
+            in_datasource = false;
+        } else if in_datasource
+            && let Some(rest) = line.strip_prefix("provider")
+            && let Some(value) = rest.trim_start().strip_prefix('=')
+        {
+            // `provider = "postgresql"`: the quoted string, whatever follows it.
+            let value = value.trim_start().strip_prefix('"')?;
+            return value.split('"').next().map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// Whether a schema's `datasource` block sets `url` (Prisma 7 rejects it there).
+pub fn datasource_has_url(schema: &str) -> bool {
+    let mut in_datasource = false;
+    for line in schema.lines() {
+        let line = line.split("//").next().unwrap_or("").trim();
+        if line.starts_with("datasource ") && line.ends_with('{') {
+            in_datasource = true;
+        } else if in_datasource && line.starts_with('}') {
+            in_datasource = false;
+        } else if in_datasource && line.strip_prefix("url").is_some_and(|r| r.trim_start().starts_with('=')) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+
+    fn answers(version: &str, provider: Provider, url: Option<&str>) -> Answers {
+        Answers {
+            prisma: version.parse().expect("supported"),
+            provider,
+            database_url: url.map(str::to_owned),
+            client_base_url: Some("https://cdn.example/gh/a/b@client".into()),
+            listen: "127.0.0.1:4466".into(),
+            example: true,
+        }
+    }
+
+    /// Every template renders for every generation and provider, and the pdp.toml it writes resolves.
+    #[test]
+    fn every_generation_and_provider_renders_a_valid_project() {
+        for version in ["4.16.2", "5.22.0", "6.7.0", "6.19.0", "7.10.1"] {
+            for (provider, url) in [
+                (Provider::Postgresql, None),
+                (Provider::Postgresql, Some("env:DATABASE_URL")),
+                (Provider::Mysql, Some("env:DATABASE_URL")),
+                (Provider::Sqlite, Some("file:./dev.db")),
+            ] {
+                let files = plan(&answers(version, provider, url)).expect("renders");
+                assert_eq!(files.len(), 5);
+                let toml = &files[0].contents;
+                let mut env = BTreeMap::new();
+                env.insert("PDP_API_KEY".to_owned(), "k".to_owned());
+                env.insert("DATABASE_URL".to_owned(), "postgresql://u@h/db".to_owned());
+                env.insert("HOME".to_owned(), "/h".to_owned());
+                let config = pdp_config::from_str(toml, Path::new("/p/pdp.toml"), &env, &Default::default())
+                    .unwrap_or_else(|e| panic!("{version} {provider:?}: generated pdp.toml must resolve: {e}\n{toml}"));
+                assert_eq!(config.prisma.version.to_string(), version);
+                assert_eq!(config.database.url.is_none(), url.is_none());
+                let schema = &files[1].contents;
+                assert_eq!(schema_provider(schema).as_deref(), Some(provider.as_str()), "{schema}");
+                let generation = config.prisma.version.generation();
+                assert_eq!(schema.contains("url      = env(\"DATABASE_URL\")"), generation.datasource_url_in_schema, "{schema}");
+                let example = &files[4].contents;
+                assert!(example.contains("https://cdn.example/gh/a/b@client/0.1.0/"), "{example}");
+                assert!(!example.contains("{{") && !toml.contains("{%"), "unrendered template syntax");
+            }
+        }
+    }
+
+    #[test]
+    fn client_option_follows_the_generation() {
+        let example = |v: &str| plan(&answers(v, Provider::Postgresql, None)).expect("renders")[4].contents.clone();
+        assert!(example("7.10.1").contains("new PrismaClient({ accelerateUrl: proxyUrl })"));
+        assert!(example("6.19.0").contains("new PrismaClient({ datasourceUrl: proxyUrl })"));
+        assert!(example("6.19.0").contains("/client.ts\""));
+        assert!(example("5.22.0").contains("/edge.ts\""));
+        assert!(example("4.16.2").contains("datasources: { db: { url: proxyUrl } }"));
+    }
+
+    #[test]
+    fn provider_is_read_from_a_schema() {
+        let schema = "// c\ngenerator client {\n  provider = \"prisma-client-js\"\n}\n\ndatasource db {\n  provider = \"mysql\" // MariaDB\n  url = env(\"X\")\n}\n";
+        assert_eq!(schema_provider(schema).as_deref(), Some("mysql"));
+        assert_eq!(schema_provider("model A { id Int @id }"), None);
+        assert_eq!(schema_provider("datasource db {\n  provider = \"sqlite\"}\n").as_deref(), Some("sqlite"));
+    }
+}
