@@ -398,7 +398,7 @@ pub(crate) fn resolve(
         let resolved = if input.from_file { r.deref_env("database.url", &input) } else { Some((input.value.clone(), None)) };
         if let Some((value, var)) = resolved {
             let source = match &var {
-                Some(name) => format!("environment variable `{name}` (via `database.url`)"),
+                Some(name) => format!("environment variable `{name}`, via `database.url`"),
                 None => input.origin.to_string(),
             };
             match DatabaseUrl::parse(&value, source) {

@@ -130,8 +130,10 @@ impl Cmd {
     }
 
     fn expression(&self) -> duct::Expression {
+        // duct treats a `Path` program as a path relative to the cwd (`sh` becomes `./sh`); an `OsStr`
+        // is looked up on PATH like a shell would, which is what a bare name means.
         #[allow(clippy::disallowed_methods)] // The one approved constructor.
-        let mut expr = duct::cmd(&self.program, &self.args)
+        let mut expr = duct::cmd(self.program.as_os_str(), &self.args)
             .dir(&self.cwd)
             .stdin_null()
             .stdout_capture()

@@ -56,6 +56,46 @@ pub enum Command {
     Init(InitArgs),
     /// Check this machine and project: binary target, tools, pdp.toml, schema, database reachability.
     Doctor(DoctorArgs),
+    /// Print the effective configuration: pdp.toml, then environment, then flags, defaults last (secrets masked).
+    Config(ConfigArgs),
+}
+
+/// `pdp config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print JSON instead of TOML.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+/// Flags that override pdp.toml and the environment (shared by the commands that connect or listen).
+#[derive(Debug, Args)]
+pub struct OverrideArgs {
+    /// Database URL, instead of `[database] url` and `PDP_DATABASE_URL`.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Address to listen on, instead of `[serve] listen` and `PDP_LISTEN`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// URL clients reach the proxy at, instead of `[serve] public-url` and `PDP_PUBLIC_URL`.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+impl OverrideArgs {
+    /// As the config crate's overrides.
+    pub fn to_overrides(&self) -> pdp_config::Overrides {
+        pdp_config::Overrides {
+            database_url: self.database_url.clone().map(pdp_config::Secret::new),
+            listen: self.listen.clone(),
+            public_url: self.public_url.clone(),
+        }
+    }
 }
 
 /// `pdp init`.

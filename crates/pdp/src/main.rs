@@ -38,6 +38,7 @@ fn run(cli: &Cli, printer: &Printer) -> anyhow::Result<Status> {
     match &cli.command {
         Command::Init(args) => commands::init::run(args, printer),
         Command::Doctor(args) => commands::doctor::run(args, cli.global.config.as_deref(), &cwd, printer),
+        Command::Config(args) => commands::config::run(args, cli.global.config.as_deref(), &cwd, printer),
     }
 }
 

@@ -1,4 +1,23 @@
 //! One module per command; each orchestrates library calls and reports through the printer.
 
+pub mod config;
 pub mod doctor;
 pub mod init;
+
+use std::path::Path;
+
+use pdp_config::env::ProcessEnv;
+
+/// Finds and resolves the project's configuration the way every command that needs one does:
+/// `--config`/`PDP_CONFIG` or the nearest `pdp.toml` upwards, with `.env` next to it under the environment.
+pub fn load_config(config_flag: Option<&Path>, cwd: &Path, overrides: &pdp_config::Overrides) -> anyhow::Result<pdp_config::Config> {
+    let file = match config_flag {
+        Some(p) if p.is_absolute() => p.to_path_buf(),
+        Some(p) => cwd.join(p),
+        None => pdp_config::discover(cwd)?,
+    };
+    let root = file.parent().unwrap_or(cwd);
+    let env = ProcessEnv::with_dotenv(&root.join(".env"))?;
+    // The error names the file, line and key itself; no extra context needed.
+    Ok(pdp_config::load(&file, &env, overrides)?)
+}
