@@ -37,3 +37,29 @@ fn unknown_flag_is_a_user_error() {
     assert!(out.stderr.contains("--frobnicate"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
+
+/// The README's command table and exit codes stay true to the binary.
+#[test]
+fn readme_lists_every_command_and_exit_code() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let help = Project::new().run(&["--help"]).expect_code(0).stdout;
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .expect("commands section")
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        // A command's line is indented two spaces; wrapped description lines are indented further.
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 3, "{help}");
+    for c in commands {
+        assert!(readme.contains(&format!("| `pdp {c}")), "README's command table lacks `pdp {c}`");
+    }
+    for code in ["| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 130 |"] {
+        assert!(readme.contains(code), "README's exit codes lack {code}");
+    }
+}

@@ -24,7 +24,9 @@ fn wrong_type_names_the_key_and_what_was_expected() {
     p.write("pdp.toml", &format!("{MINIMAL}[serve.limits]\nconnection-limit = \"ten\"\n"));
     let out = p.run(&["config"]).expect_code(2);
     assert!(
-        out.stderr.contains(":4:20: wrong value for `serve.limits.connection-limit`: expected a whole number, found a string"),
+        out.stderr.contains(
+            ":4:20: wrong value for `serve.limits.connection-limit`: expected a whole number, found a string"
+        ),
         "{}",
         out.all()
     );
@@ -49,14 +51,21 @@ fn secrets_are_masked_in_output_errors_and_verbose_logs() {
     let p = Project::new();
     p.write("pdp.toml", &format!("{MINIMAL}[database]\nurl = \"env:APP_DB\"\n[serve]\napi-keys = [\"env:APP_KEY\"]\n"));
     let ok = p
-        .run_with(p.pdp().args(["--verbose", "config"]).env("APP_DB", "postgresql://app:T0pS3cret@db:5432/app").env("APP_KEY", "k-VERYSECRET"))
+        .run_with(
+            p.pdp()
+                .args(["--verbose", "config"])
+                .env("APP_DB", "postgresql://app:T0pS3cret@db:5432/app")
+                .env("APP_KEY", "k-VERYSECRET"),
+        )
         .expect_code(0);
     assert!(ok.stdout.contains("postgresql://app:****@db:5432/app"), "{}", ok.all());
     assert!(!ok.all().contains("T0pS3cret") && !ok.all().contains("VERYSECRET"), "{}", ok.all());
 
     // A typo in the scheme: the error quotes nothing secret.
     let bad = p
-        .run_with(p.pdp().args(["--verbose", "config"]).env("APP_DB", "postgress://app:T0pS3cret@db/app").env("APP_KEY", "k"))
+        .run_with(
+            p.pdp().args(["--verbose", "config"]).env("APP_DB", "postgress://app:T0pS3cret@db/app").env("APP_KEY", "k"),
+        )
         .expect_code(2);
     assert!(bad.stderr.contains("unsupported database URL scheme `postgress:`"), "{}", bad.all());
     assert!(!bad.all().contains("T0pS3cret"), "{}", bad.all());
@@ -94,7 +103,9 @@ fn dotenv_next_to_pdp_toml_is_read_and_the_environment_wins() {
     p.write(".env", "DATABASE_URL=\"mysql://root@from-dotenv:3306/db\"\n");
     let out = p.run(&["config", "--json"]).expect_code(0);
     assert!(out.stdout.contains("from-dotenv"), "{}", out.all());
-    let out = p.run_with(p.pdp().args(["config", "--json"]).env("DATABASE_URL", "mysql://root@from-env:3306/db")).expect_code(0);
+    let out = p
+        .run_with(p.pdp().args(["config", "--json"]).env("DATABASE_URL", "mysql://root@from-env:3306/db"))
+        .expect_code(0);
     assert!(out.stdout.contains("from-env"), "{}", out.all());
 }
 

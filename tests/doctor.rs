@@ -104,7 +104,10 @@ fn provider_mismatch_between_schema_and_url_fails() {
     let (p, _) = project_with_url("postgresql", "");
     let (code, v, all) = doctor_json(&p, &mysql_url());
     assert_eq!(code, 3, "{all}");
-    assert!(check(&v, "database")[0]["message"].as_str().expect("msg").contains("schema's provider is `postgresql`"), "{all}");
+    assert!(
+        check(&v, "database")[0]["message"].as_str().expect("msg").contains("schema's provider is `postgresql`"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -132,8 +135,40 @@ fn invalid_config_is_a_failed_check_with_its_position() {
 fn prisma7_schema_with_datasource_url_fails() {
     let p = Project::new();
     p.init(&[]);
-    let schema = p.read("prisma/schema.prisma").replace("provider = \"postgresql\"", "provider = \"postgresql\"\n  url = env(\"DATABASE_URL\")");
+    let schema = p
+        .read("prisma/schema.prisma")
+        .replace("provider = \"postgresql\"", "provider = \"postgresql\"\n  url = env(\"DATABASE_URL\")");
     p.write("prisma/schema.prisma", &schema);
     let out = p.run(&["doctor"]).expect_code(3);
     assert!(out.stdout.contains("rejects `url` in the datasource block"), "{}", out.all());
+}
+
+/// The repository's sample project (`prisma/`) copied into a new project is adopted by init and
+/// accepted by doctor, migrations and lock file included.
+#[test]
+fn the_sample_project_is_adopted_with_its_migrations() {
+    let p = Project::new();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prisma");
+    copy_dir(&sample, &p.path("prisma"));
+    let out = p.init(&[]);
+    assert!(out.stderr.contains("adopted prisma/schema.prisma (postgresql)"), "{}", out.all());
+    let doctor = p.run(&["doctor"]).expect_code(0);
+    assert!(doctor.stdout.contains("ok    migrations 2 migration(s)"), "{}", doctor.all());
+    // A lock file for another provider is caught.
+    p.write("prisma/migrations/migration_lock.toml", "provider = \"mysql\"\n");
+    let doctor = p.run(&["doctor"]).expect_code(3);
+    assert!(doctor.stdout.contains("says `mysql` but the schema says `postgresql`"), "{}", doctor.all());
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("ls") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 
 use crate::support::Project;
 
-const FILES: [&str; 5] = ["pdp.toml", "prisma/schema.prisma", ".env.example", ".gitignore", "examples/windmill/query_users.ts"];
+const FILES: [&str; 5] =
+    ["pdp.toml", "prisma/schema.prisma", ".env.example", ".gitignore", "examples/windmill/query_users.ts"];
 
 #[test]
 fn yes_in_an_empty_directory_writes_the_project() {
@@ -30,7 +31,11 @@ fn yes_in_an_empty_directory_writes_the_project() {
         assert_eq!(mode("pdp.toml"), 0o644);
     }
     // No temporary files left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(p.root()).expect("ls").flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(p.root())
+        .expect("ls")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

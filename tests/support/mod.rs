@@ -1,6 +1,9 @@
 //! The test harness: `Project` owns a temp directory and builds `pdp` commands with a clean, isolated
 //! environment (own HOME and cache, no colour, none of the developer's PDP_* or DATABASE_URL variables).
 
+// The harness reads its own settings and the developer's environment (to strip it from the child).
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -83,7 +86,8 @@ impl Project {
         cmd.current_dir(&self.root);
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
-            if key.starts_with("PDP_") || key.starts_with("PRISMA_") || key == "DATABASE_URL" || key.starts_with("XDG_") {
+            if key.starts_with("PDP_") || key.starts_with("PRISMA_") || key == "DATABASE_URL" || key.starts_with("XDG_")
+            {
                 cmd.env_remove(&key);
             }
         }

@@ -1,2 +1,81 @@
-//! placeholder
-fn main() {}
+//! pdp's build system (the cargo-xtask pattern): `cargo xtask test` runs every check with the services
+//! the tests need, `cargo xtask demo` shows the main job on the embedded defaults. Plain std + anyhow so
+//! it builds in seconds on a fresh machine; it is the one place allowed to spawn processes directly,
+//! since it builds the tool that owns the process helper.
+
+#![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
+
+mod services;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  test       start PostgreSQL and MariaDB if needed, then fmt --check, clippy -D warnings, and every test
+  demo       build pdp and run `pdp init --yes` + `pdp doctor` in a fresh directory
+  services   only make sure the databases the tests use are up
+  tidy       only the repository checks (also part of `cargo test`)";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    std::env::set_current_dir(&root).context("cannot enter the project root")?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root),
+        Some("demo") => demo(&root),
+        Some("services") => services::ensure(),
+        Some("tidy") => tidy::run(&root).map(|()| println!("tidy: ok")),
+        Some("help" | "--help" | "-h") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn step(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("\n==> {what}");
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(_root: &Path) -> anyhow::Result<()> {
+    services::ensure()?;
+    step("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
+    step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    step("tests", cargo().args(["test", "--workspace", "--locked"]).env("PDP_REQUIRE_SERVICES", "1"))?;
+    eprintln!("\nall checks passed");
+    Ok(())
+}
+
+fn demo(root: &Path) -> anyhow::Result<()> {
+    step("build pdp", cargo().args(["build", "--locked", "-p", "pdp"]))?;
+    let pdp = root.join("target/debug/pdp");
+    let dir = std::env::temp_dir().join(format!("pdp-demo-{}", std::process::id()));
+    eprintln!("\n==> a fresh project in {}", dir.display());
+    step("pdp init --yes", Command::new(&pdp).arg("init").arg("--yes").arg(&dir))?;
+    eprintln!("\n--- {}/pdp.toml ---", dir.display());
+    eprint!("{}", std::fs::read_to_string(dir.join("pdp.toml"))?);
+    step("pdp doctor", Command::new(&pdp).arg("doctor").current_dir(&dir))?;
+    step("pdp config", Command::new(&pdp).arg("config").current_dir(&dir))?;
+    step("pdp init --yes (again: nothing to do)", Command::new(&pdp).args(["init", "--yes"]).current_dir(&dir))?;
+    eprintln!("\ndemo project left in {} (delete it when done)", dir.display());
+    Ok(())
+}

@@ -97,13 +97,19 @@ pub const NO_COLOR: &str = "NO_COLOR";
 
 /// Every variable, for docs and `pdp doctor`.
 pub static ENV_VARS: &[EnvVar] = &[
-    EnvVar { name: PDP_CONFIG, doc: "Path to `pdp.toml` instead of searching upwards from the working directory (same as `--config`)." },
+    EnvVar {
+        name: PDP_CONFIG,
+        doc: "Path to `pdp.toml` instead of searching upwards from the working directory (same as `--config`).",
+    },
     EnvVar { name: PDP_DATABASE_URL, doc: "Overrides `[database] url` (a literal URL)." },
     EnvVar { name: PDP_LISTEN, doc: "Overrides `[serve] listen`." },
     EnvVar { name: PDP_PUBLIC_URL, doc: "Overrides `[serve] public-url`." },
     EnvVar { name: PRISMA_ENGINES_MIRROR, doc: "Overrides `[engines] mirror`; the variable Prisma's CLI reads too." },
     EnvVar { name: PDP_CACHE_DIR, doc: "Overrides `[engines] cache`." },
-    EnvVar { name: PDP_STATE_DIR, doc: "Where pdp keeps local state (embedded database, local CA); default `.pdp/` next to `pdp.toml`." },
+    EnvVar {
+        name: PDP_STATE_DIR,
+        doc: "Where pdp keeps local state (embedded database, local CA); default `.pdp/` next to `pdp.toml`.",
+    },
     EnvVar { name: PDP_LOG, doc: "Log filter for `--verbose` output, in `tracing` syntax (e.g. `pdp=debug`)." },
     EnvVar { name: PDP_NO_PROGRESS, doc: "Hides progress bars even on a terminal." },
     EnvVar { name: NO_COLOR, doc: "Disables colour when set to any non-empty value." },

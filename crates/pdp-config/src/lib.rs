@@ -22,7 +22,7 @@ use std::time::Duration;
 pub use error::{ConfigError, Origin, Problem};
 pub use prisma::{Generation, PrismaVersion};
 pub use resolve::Overrides;
-pub use secret::{redact_text, redact_url, Secret};
+pub use secret::{Secret, redact_text, redact_url};
 
 /// The file name pdp looks for.
 pub const FILE_NAME: &str = "pdp.toml";
@@ -87,12 +87,7 @@ impl DatabaseUrl {
     /// Parses a URL in any of the forms Prisma accepts for a datasource.
     pub fn parse(value: &str, source: impl Into<String>) -> Result<DatabaseUrl, String> {
         let provider = Provider::from_url(value)?;
-        Ok(DatabaseUrl {
-            secret: Secret::new(value),
-            redacted: redact_url(value),
-            provider,
-            source: source.into(),
-        })
+        Ok(DatabaseUrl { secret: Secret::new(value), redacted: redact_url(value), provider, source: source.into() })
     }
 
     /// The URL itself, for the driver that connects.
@@ -173,9 +168,10 @@ impl Provider {
             Some("file") => Ok(Provider::Sqlite),
             Some("sqlserver") => Ok(Provider::Sqlserver),
             Some("mongodb" | "mongodb+srv") => Ok(Provider::Mongodb),
-            Some("prisma" | "prisma+postgres") => Err(
-                "this is a Prisma Data Proxy/Accelerate URL, not a database URL; pdp needs the database's own URL".into(),
-            ),
+            Some("prisma" | "prisma+postgres") => {
+                Err("this is a Prisma Data Proxy/Accelerate URL, not a database URL; pdp needs the database's own URL"
+                    .into())
+            }
             Some(other) => Err(format!(
                 "unsupported database URL scheme `{other}:` (expected postgresql://, mysql://, file:, sqlserver:// or mongodb://)"
             )),
@@ -307,8 +303,7 @@ pub fn discover(start: &Path) -> Result<PathBuf, ConfigError> {
 
 /// Reads and resolves `file`. Relative paths in it are relative to its directory.
 pub fn load(file: &Path, env: &dyn env::Env, overrides: &Overrides) -> Result<Config, ConfigError> {
-    let source = fs_err::read_to_string(file)
-        .map_err(|e| ConfigError::Read { path: file.to_path_buf(), source: e })?;
+    let source = fs_err::read_to_string(file).map_err(|e| ConfigError::Read { path: file.to_path_buf(), source: e })?;
     from_str(&source, file, env, overrides)
 }
 

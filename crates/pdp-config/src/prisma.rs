@@ -48,8 +48,7 @@ impl FromStr for PrismaVersion {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let trimmed = s.trim();
-        let version = semver::Version::parse(trimmed)
-            .map_err(|_| VersionError::Malformed { input: s.to_owned() })?;
+        let version = semver::Version::parse(trimmed).map_err(|_| VersionError::Malformed { input: s.to_owned() })?;
         if Generation::of(&version).is_none() {
             return Err(VersionError::Unsupported { version: version.to_string() });
         }

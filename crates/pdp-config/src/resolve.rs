@@ -84,16 +84,15 @@ fn syntax_problem(e: &toml::de::Error, source: &str, file: &Path) -> Problem {
         origin: file_origin(file, source, e.span()),
         key: None,
         message: format!("invalid TOML: {}", e.message().trim_end()),
-        hint: Some("see the reference: https://github.com/pdp-dev/pdp/blob/main/crates/pdp-config/reference.toml".into()),
+        hint: Some(
+            "see the reference: https://github.com/pdp-dev/pdp/blob/main/crates/pdp-config/reference.toml".into(),
+        ),
     }
 }
 
 /// serde_path_to_error renders `Spanned` internals and the root as path segments; drop them.
 fn clean_path(path: &str) -> String {
-    path.split('.')
-        .filter(|seg| !seg.starts_with("$__") && *seg != "?")
-        .collect::<Vec<_>>()
-        .join(".")
+    path.split('.').filter(|seg| !seg.starts_with("$__") && *seg != "?").collect::<Vec<_>>().join(".")
 }
 
 fn schema_problem(e: &toml::de::Error, key: String, source: &str, file: &Path) -> Problem {
@@ -119,7 +118,10 @@ fn schema_problem(e: &toml::de::Error, key: String, source: &str, file: &Path) -
             .map(|(_, cand)| cand);
         let hint = match suggestion {
             Some(s) => format!("did you mean `{s}`?"),
-            None => format!("valid keys{where_}: {}", expected.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+            None => format!(
+                "valid keys{where_}: {}",
+                expected.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ),
         };
         return Problem { origin, key: Some(full.clone()), message: format!("unknown key `{full}`"), hint: Some(hint) };
     }
@@ -210,7 +212,12 @@ impl Resolver<'_> {
         file_origin(self.file, self.source, Some(s.span()))
     }
 
-    fn input(&self, file: Option<&S>, env_var: Option<&'static str>, flag: Option<(&'static str, Option<&String>)>) -> Option<Input> {
+    fn input(
+        &self,
+        file: Option<&S>,
+        env_var: Option<&'static str>,
+        flag: Option<(&'static str, Option<&String>)>,
+    ) -> Option<Input> {
         if let Some((name, Some(v))) = flag {
             return Some(Input { value: v.clone(), origin: Origin::Flag(name), from_file: false });
         }
@@ -327,12 +334,8 @@ impl Resolver<'_> {
 
     fn table_origin(&self, table: &str) -> Origin {
         let header = format!("[{table}]");
-        let position = self
-            .source
-            .lines()
-            .enumerate()
-            .find(|(_, l)| l.trim_start().starts_with(&header))
-            .map(|(i, _)| (i + 1, 1));
+        let position =
+            self.source.lines().enumerate().find(|(_, l)| l.trim_start().starts_with(&header)).map(|(i, _)| (i + 1, 1));
         Origin::File { path: self.file.to_path_buf(), position }
     }
 }
@@ -389,13 +392,16 @@ pub(crate) fn resolve(
     // [database]
     let database = raw.database.unwrap_or_default();
     let db_input = match &overrides.database_url {
-        Some(secret) => Some(Input { value: secret.expose().to_owned(), origin: Origin::Flag("--database-url"), from_file: false }),
+        Some(secret) => {
+            Some(Input { value: secret.expose().to_owned(), origin: Origin::Flag("--database-url"), from_file: false })
+        }
         None => r.input(database.url.as_ref(), Some(env::PDP_DATABASE_URL), None),
     };
     let mut db_url = None;
     if let Some(input) = db_input {
         // A literal from the file keeps `env:` semantics; env vars and flags are literal URLs.
-        let resolved = if input.from_file { r.deref_env("database.url", &input) } else { Some((input.value.clone(), None)) };
+        let resolved =
+            if input.from_file { r.deref_env("database.url", &input) } else { Some((input.value.clone(), None)) };
         if let Some((value, var)) = resolved {
             let source = match &var {
                 Some(name) => format!("environment variable `{name}`, via `database.url`"),
@@ -408,7 +414,9 @@ pub(crate) fn resolve(
                             origin: input.origin.clone(),
                             key: Some("database.url".into()),
                             message: "`database.url` holds a password in pdp.toml".into(),
-                            hint: Some("use `url = \"env:DATABASE_URL\"` and keep the URL in `.env` or the environment".into()),
+                            hint: Some(
+                                "use `url = \"env:DATABASE_URL\"` and keep the URL in `.env` or the environment".into(),
+                            ),
                         });
                     }
                     db_url = Some(url);
@@ -437,7 +445,9 @@ pub(crate) fn resolve(
             r.table_origin("engines"),
             "engines.targets",
             "`engines.targets` is empty",
-            Some("use `[\"native\"]` for this machine, or name Prisma binary targets such as `linux-static-x64`".into()),
+            Some(
+                "use `[\"native\"]` for this machine, or name Prisma binary targets such as `linux-static-x64`".into(),
+            ),
         ),
         Some(list) => {
             for t in list {
@@ -454,7 +464,12 @@ pub(crate) fn resolve(
                             crate::targets::TARGETS.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
                         ),
                     };
-                    r.problem(r.at(t), "engines.targets", format!("unknown binary target `{name}` in `engines.targets`"), Some(hint));
+                    r.problem(
+                        r.at(t),
+                        "engines.targets",
+                        format!("unknown binary target `{name}` in `engines.targets`"),
+                        Some(hint),
+                    );
                 }
             }
         }
@@ -490,7 +505,10 @@ pub(crate) fn resolve(
         None => defaults::CLIENT_VERSION.to_owned(),
         Some(s) => {
             let v = s.get_ref().trim();
-            let ok = !v.is_empty() && v != "." && v != ".." && v.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+            let ok = !v.is_empty()
+                && v != "."
+                && v != ".."
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
             if !ok {
                 r.problem(
                     r.at(s),
@@ -514,27 +532,36 @@ pub(crate) fn resolve(
 
     // [serve]
     let serve = raw.serve.unwrap_or_default();
-    let listen = match r.input(serve.listen.as_ref(), Some(env::PDP_LISTEN), Some(("--listen", overrides.listen.as_ref()))) {
-        None => defaults::LISTEN.parse::<SocketAddr>().ok(),
-        Some(input) => match input.value.trim().parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                r.problem(
-                    input.origin,
-                    "serve.listen",
-                    format!("`serve.listen` = `{}` is not an IP address and port", input.value),
-                    Some("e.g. `127.0.0.1:4466` for local use, `0.0.0.0:4466` in a container".into()),
-                );
-                None
-            }
-        },
-    };
+    let listen =
+        match r.input(serve.listen.as_ref(), Some(env::PDP_LISTEN), Some(("--listen", overrides.listen.as_ref()))) {
+            None => defaults::LISTEN.parse::<SocketAddr>().ok(),
+            Some(input) => match input.value.trim().parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    r.problem(
+                        input.origin,
+                        "serve.listen",
+                        format!("`serve.listen` = `{}` is not an IP address and port", input.value),
+                        Some("e.g. `127.0.0.1:4466` for local use, `0.0.0.0:4466` in a container".into()),
+                    );
+                    None
+                }
+            },
+        };
     let tls = resolve_tls(&mut r, serve.tls.as_ref(), serve.tls_cert.as_ref(), serve.tls_key.as_ref());
-    let public_url = match r.input(serve.public_url.as_ref(), Some(env::PDP_PUBLIC_URL), Some(("--public-url", overrides.public_url.as_ref()))) {
+    let public_url = match r.input(
+        serve.public_url.as_ref(),
+        Some(env::PDP_PUBLIC_URL),
+        Some(("--public-url", overrides.public_url.as_ref())),
+    ) {
         Some(input) => r.http_url("serve.public-url", &input),
         None => listen.and_then(|addr| {
             let scheme = if tls == Tls::Off { "http" } else { "https" };
-            let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() { "localhost".to_owned() } else { addr.ip().to_string() };
+            let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+                "localhost".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
             url::Url::parse(&format!("{scheme}://{host}:{}", addr.port())).ok()
         }),
     };
@@ -567,7 +594,11 @@ pub(crate) fn resolve(
         }
     }
     let shutdown_timeout = {
-        let input = serve.shutdown_timeout.as_ref().map(|s| Input { value: s.get_ref().clone(), origin: r.at(s), from_file: true });
+        let input = serve.shutdown_timeout.as_ref().map(|s| Input {
+            value: s.get_ref().clone(),
+            origin: r.at(s),
+            from_file: true,
+        });
         r.duration("serve.shutdown-timeout", input, defaults::SHUTDOWN_TIMEOUT)
     };
 
@@ -577,13 +608,18 @@ pub(crate) fn resolve(
         r.duration(key, input, default)
     };
     let query_timeout = lim("serve.limits.query-timeout", &limits_raw.query_timeout, defaults::QUERY_TIMEOUT);
-    let transaction_max_timeout =
-        lim("serve.limits.transaction-max-timeout", &limits_raw.transaction_max_timeout, defaults::TRANSACTION_MAX_TIMEOUT);
-    let transaction_max_wait = lim("serve.limits.transaction-max-wait", &limits_raw.transaction_max_wait, defaults::TRANSACTION_MAX_WAIT);
+    let transaction_max_timeout = lim(
+        "serve.limits.transaction-max-timeout",
+        &limits_raw.transaction_max_timeout,
+        defaults::TRANSACTION_MAX_TIMEOUT,
+    );
+    let transaction_max_wait =
+        lim("serve.limits.transaction-max-wait", &limits_raw.transaction_max_wait, defaults::TRANSACTION_MAX_WAIT);
     let pool_timeout = lim("serve.limits.pool-timeout", &limits_raw.pool_timeout, defaults::POOL_TIMEOUT);
     let engine_start_timeout =
         lim("serve.limits.engine-start-timeout", &limits_raw.engine_start_timeout, defaults::ENGINE_START_TIMEOUT);
-    let engine_idle_timeout = lim("serve.limits.engine-idle-timeout", &limits_raw.engine_idle_timeout, defaults::ENGINE_IDLE_TIMEOUT);
+    let engine_idle_timeout =
+        lim("serve.limits.engine-idle-timeout", &limits_raw.engine_idle_timeout, defaults::ENGINE_IDLE_TIMEOUT);
     let max_body_size = {
         let (value, origin) = match &limits_raw.max_body_size {
             Some(s) => (s.get_ref().clone(), Some(r.at(s))),
@@ -605,7 +641,12 @@ pub(crate) fn resolve(
     let connection_limit = match &limits_raw.connection_limit {
         Some(n) if *n.get_ref() == 0 => {
             let origin = file_origin(file, source, Some(n.span()));
-            r.problem(origin, "serve.limits.connection-limit", "`serve.limits.connection-limit` must be at least 1", None);
+            r.problem(
+                origin,
+                "serve.limits.connection-limit",
+                "`serve.limits.connection-limit` must be at least 1",
+                None,
+            );
             None
         }
         Some(n) => Some(*n.get_ref()),
@@ -615,7 +656,11 @@ pub(crate) fn resolve(
     // [migrate]
     let migrate = raw.migrate.unwrap_or_default();
     let lock_timeout = {
-        let input = migrate.lock_timeout.as_ref().map(|s| Input { value: s.get_ref().clone(), origin: r.at(s), from_file: true });
+        let input = migrate.lock_timeout.as_ref().map(|s| Input {
+            value: s.get_ref().clone(),
+            origin: r.at(s),
+            from_file: true,
+        });
         r.duration("migrate.lock-timeout", input, defaults::LOCK_TIMEOUT)
     };
 
@@ -670,7 +715,9 @@ fn resolve_tls(r: &mut Resolver<'_>, mode: Option<&S>, cert: Option<&S>, key: Op
                 r.problem(
                     r.at(stray),
                     "serve.tls",
-                    format!("`serve.tls-cert` / `serve.tls-key` are only used with `tls = \"files\"`, but `tls = \"{m}\"`"),
+                    format!(
+                        "`serve.tls-cert` / `serve.tls-key` are only used with `tls = \"files\"`, but `tls = \"{m}\"`"
+                    ),
                     Some("set `tls = \"files\"`, or remove the certificate keys".into()),
                 );
             }
@@ -740,4 +787,3 @@ fn default_cache_dir(env: &dyn Env) -> PathBuf {
     };
     base.unwrap_or_else(std::env::temp_dir).join("pdp")
 }
-

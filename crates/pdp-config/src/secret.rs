@@ -88,9 +88,7 @@ fn mask_params(text: &str) -> String {
     let mut i = 0;
     while i < text.len() {
         let boundary = i == 0 || matches!(bytes[i - 1], b'?' | b'&' | b';' | b' ' | b'\t' | b'\n');
-        let hit = boundary
-            .then(|| SECRET_PARAMS.iter().find(|p| lower[i..].starts_with(&format!("{p}="))))
-            .flatten();
+        let hit = boundary.then(|| SECRET_PARAMS.iter().find(|p| lower[i..].starts_with(&format!("{p}=")))).flatten();
         if let Some(param) = hit {
             let value_start = i + param.len() + 1;
             let value_end = text[value_start..]
@@ -118,7 +116,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        check("postgresql://postgres:s3cret@db:5432/app?schema=public", "postgresql://postgres:****@db:5432/app?schema=public");
+        check(
+            "postgresql://postgres:s3cret@db:5432/app?schema=public",
+            "postgresql://postgres:****@db:5432/app?schema=public",
+        );
         check("mysql://root@127.0.0.1:3306/test", "mysql://root@127.0.0.1:3306/test");
         check("postgres://u:p%40ss@h/db", "postgres://u:****@h/db");
         check("postgres://u:pa@ss@h/db", "postgres://u:****@h/db");

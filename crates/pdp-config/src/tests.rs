@@ -7,8 +7,7 @@ use std::time::Duration;
 use crate::{ApiKey, ConfigError, Overrides, Provider, Secret, Tls, from_str};
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let mut map: BTreeMap<String, String> =
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let mut map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     map.entry("HOME".into()).or_insert_with(|| "/home/u".into());
     map
 }
@@ -53,7 +52,10 @@ fn reference_parses_with_every_value() {
     assert_eq!(c.engines.cache, Path::new("/var/cache/pdp"));
     assert_eq!(c.client.out, Path::new("/p/public/client"));
     assert_eq!(c.client.version, "2.3.0");
-    assert_eq!(c.client.base_url.as_ref().map(url::Url::as_str), Some("https://cdn.jsdelivr.net/gh/acme/data-proxy@client/"));
+    assert_eq!(
+        c.client.base_url.as_ref().map(url::Url::as_str),
+        Some("https://cdn.jsdelivr.net/gh/acme/data-proxy@client/")
+    );
     assert_eq!(c.serve.listen.to_string(), "0.0.0.0:8443");
     assert_eq!(c.serve.public_url.as_str(), "https://proxy.example.com/");
     assert_eq!(c.serve.tls, Tls::Files { cert: "/etc/pdp/tls/cert.pem".into(), key: "/etc/pdp/tls/key.pem".into() });
@@ -81,7 +83,8 @@ fn reference_parses_with_every_value() {
 /// Every key in the reference differs from its default: resolving the defaults must give other values.
 #[test]
 fn reference_values_are_not_the_defaults() {
-    let d = from_str("[prisma]\nversion = \"6.19.0\"\n", Path::new(FILE), &env(&[]), &Overrides::default()).expect("minimal");
+    let d = from_str("[prisma]\nversion = \"6.19.0\"\n", Path::new(FILE), &env(&[]), &Overrides::default())
+        .expect("minimal");
     assert_eq!(d.prisma.schema, Path::new("/p/prisma/schema.prisma"));
     assert_eq!(d.prisma.migrations, Path::new("/p/prisma/migrations"));
     assert!(d.database.url.is_none(), "absent url means the embedded database");
@@ -224,10 +227,12 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn layering_file_then_env_then_flags() {
-    let toml = "[prisma]\nversion = \"7.10.1\"\n[serve]\nlisten = \"127.0.0.1:1000\"\n[database]\nurl = \"file:./a.db\"\n";
+    let toml =
+        "[prisma]\nversion = \"7.10.1\"\n[serve]\nlisten = \"127.0.0.1:1000\"\n[database]\nurl = \"file:./a.db\"\n";
     let file_only = from_str(toml, Path::new(FILE), &env(&[]), &Overrides::default()).expect("ok");
     assert_eq!(file_only.serve.listen.port(), 1000);
-    let with_env = from_str(toml, Path::new(FILE), &env(&[("PDP_LISTEN", "127.0.0.1:2000")]), &Overrides::default()).expect("ok");
+    let with_env =
+        from_str(toml, Path::new(FILE), &env(&[("PDP_LISTEN", "127.0.0.1:2000")]), &Overrides::default()).expect("ok");
     assert_eq!(with_env.serve.listen.port(), 2000);
     let flags = Overrides {
         listen: Some("127.0.0.1:3000".into()),
@@ -251,11 +256,23 @@ fn bad_env_override_names_the_variable() {
 
 #[test]
 fn tls_modes() {
-    check("[prisma]\nversion = \"7.10.1\"\n[serve]\ntls = \"files\"\ntls-cert = \"c.pem\"\n", &[],
-        "/p/pdp.toml:4:7: TLS from files needs both `serve.tls-cert` and `serve.tls-key`; `serve.tls-key` is missing\nhint: set both to PEM files, or use `tls = \"auto\"` for a local CA");
-    check("[prisma]\nversion = \"7.10.1\"\n[serve]\ntls = \"off\"\ntls-key = \"k.pem\"\n", &[],
-        "/p/pdp.toml:5:11: `serve.tls-cert` / `serve.tls-key` are only used with `tls = \"files\"`, but `tls = \"off\"`\nhint: set `tls = \"files\"`, or remove the certificate keys");
-    let c = from_str("[prisma]\nversion = \"7.10.1\"\n[serve]\ntls = \"off\"\n", Path::new(FILE), &env(&[]), &Overrides::default()).expect("ok");
+    check(
+        "[prisma]\nversion = \"7.10.1\"\n[serve]\ntls = \"files\"\ntls-cert = \"c.pem\"\n",
+        &[],
+        "/p/pdp.toml:4:7: TLS from files needs both `serve.tls-cert` and `serve.tls-key`; `serve.tls-key` is missing\nhint: set both to PEM files, or use `tls = \"auto\"` for a local CA",
+    );
+    check(
+        "[prisma]\nversion = \"7.10.1\"\n[serve]\ntls = \"off\"\ntls-key = \"k.pem\"\n",
+        &[],
+        "/p/pdp.toml:5:11: `serve.tls-cert` / `serve.tls-key` are only used with `tls = \"files\"`, but `tls = \"off\"`\nhint: set `tls = \"files\"`, or remove the certificate keys",
+    );
+    let c = from_str(
+        "[prisma]\nversion = \"7.10.1\"\n[serve]\ntls = \"off\"\n",
+        Path::new(FILE),
+        &env(&[]),
+        &Overrides::default(),
+    )
+    .expect("ok");
     assert_eq!(c.serve.public_url.as_str(), "http://localhost:4466/");
 }
 

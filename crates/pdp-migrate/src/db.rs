@@ -97,7 +97,8 @@ impl DbError {
             DbError::Unsupported { .. } => "pdp connects to PostgreSQL, MySQL/MariaDB and SQLite".into(),
             DbError::InvalidUrl { .. } => "check the URL's form, e.g. `postgresql://user:password@host:5432/db`".into(),
             DbError::MissingFile { .. } => {
-                "the path in `file:` is relative to the schema file, as in Prisma; `pdp migrate deploy` creates it".into()
+                "the path in `file:` is relative to the schema file, as in Prisma; `pdp migrate deploy` creates it"
+                    .into()
             }
             DbError::Timeout { .. } => "check the host and port, and that a firewall lets pdp through".into(),
             DbError::Connect { kind, .. } => match kind {
@@ -146,10 +147,8 @@ pub fn sqlite_path(url: &DatabaseUrl, schema_dir: &Path) -> PathBuf {
 }
 
 fn driver_url(url: &DatabaseUrl) -> Result<String, DbError> {
-    let mut parsed = url::Url::parse(url.expose()).map_err(|e| DbError::InvalidUrl {
-        url: url.redacted().to_owned(),
-        reason: e.to_string(),
-    })?;
+    let mut parsed = url::Url::parse(url.expose())
+        .map_err(|e| DbError::InvalidUrl { url: url.redacted().to_owned(), reason: e.to_string() })?;
     let kept: Vec<(String, String)> = parsed
         .query_pairs()
         .filter(|(k, _)| !PRISMA_ONLY_PARAMS.contains(&k.as_ref()))
@@ -176,8 +175,8 @@ pub async fn connect(url: &DatabaseUrl, schema_dir: &Path, timeout: Duration, cr
                 sqlx::PgConnection::connect_with(&options).await.map(Db::Postgres).map_err(|e| failed(&redacted, &e))
             }
             Provider::Mysql => {
-                let options =
-                    sqlx::mysql::MySqlConnectOptions::from_str(&driver_url(url)?).map_err(|e| invalid(&redacted, &e))?;
+                let options = sqlx::mysql::MySqlConnectOptions::from_str(&driver_url(url)?)
+                    .map_err(|e| invalid(&redacted, &e))?;
                 sqlx::MySqlConnection::connect_with(&options).await.map(Db::Mysql).map_err(|e| failed(&redacted, &e))
             }
             Provider::Sqlite => {
@@ -188,7 +187,9 @@ pub async fn connect(url: &DatabaseUrl, schema_dir: &Path, timeout: Duration, cr
                 let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(create);
                 sqlx::SqliteConnection::connect_with(&options).await.map(Db::Sqlite).map_err(|e| failed(&redacted, &e))
             }
-            provider @ (Provider::Sqlserver | Provider::Mongodb) => Err(DbError::Unsupported { provider, url: redacted.clone() }),
+            provider @ (Provider::Sqlserver | Provider::Mongodb) => {
+                Err(DbError::Unsupported { provider, url: redacted.clone() })
+            }
         }
     };
     match tokio::time::timeout(timeout, attempt).await {
@@ -213,7 +214,11 @@ pub async fn ping(url: &DatabaseUrl, schema_dir: &Path, timeout: Duration) -> Re
                 let row = sqlx::query("SELECT VERSION()").fetch_one(&mut c).await?;
                 let v: String = row.try_get(0)?;
                 let _ = c.close().await;
-                let (name, number) = if v.to_ascii_lowercase().contains("mariadb") { ("MariaDB", v.split('-').next().unwrap_or(&v).to_owned()) } else { ("MySQL", v.clone()) };
+                let (name, number) = if v.to_ascii_lowercase().contains("mariadb") {
+                    ("MariaDB", v.split('-').next().unwrap_or(&v).to_owned())
+                } else {
+                    ("MySQL", v.clone())
+                };
                 format!("{name} {number}")
             }
             Db::Sqlite(mut c) => {
@@ -257,10 +262,10 @@ fn failed(url: &str, e: &sqlx::Error) -> DbError {
         _ => FailureKind::Other,
     };
     let mut reason = pdp_config::redact_text(&e.to_string());
-    if let sqlx::Error::Database(db) = e {
-        if let Some(code) = db.code() {
-            reason = format!("{reason} (code {code})");
-        }
+    if let sqlx::Error::Database(db) = e
+        && let Some(code) = db.code()
+    {
+        reason = format!("{reason} (code {code})");
     }
     DbError::Connect { url: url.to_owned(), reason, kind }
 }
@@ -279,7 +284,10 @@ mod tests {
         assert_eq!(driver_url(&u).expect("ok"), "postgresql://u:p@h:5432/db?sslmode=require");
         assert_eq!(postgres_schema(&u), "app");
         assert_eq!(postgres_schema(&url("postgresql://h/db")), "public");
-        assert_eq!(driver_url(&url("mysql://root@h:3306/db?connection_limit=1")).expect("ok"), "mysql://root@h:3306/db");
+        assert_eq!(
+            driver_url(&url("mysql://root@h:3306/db?connection_limit=1")).expect("ok"),
+            "mysql://root@h:3306/db"
+        );
     }
 
     #[test]

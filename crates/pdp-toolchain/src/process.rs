@@ -196,11 +196,7 @@ impl Cmd {
     }
 
     fn spawn_error(&self, source: std::io::Error) -> ProcessError {
-        ProcessError::Spawn {
-            summary: self.summary.clone(),
-            program: self.program.display().to_string(),
-            source,
-        }
+        ProcessError::Spawn { summary: self.summary.clone(), program: self.program.display().to_string(), source }
     }
 }
 
@@ -253,9 +249,7 @@ mod tests {
 
     #[test]
     fn missing_program_is_a_spawn_error() {
-        let err = Cmd::new("/nonexistent/pdp-test-tool", "check a tool", std::env::temp_dir())
-            .output()
-            .unwrap_err();
+        let err = Cmd::new("/nonexistent/pdp-test-tool", "check a tool", std::env::temp_dir()).output().unwrap_err();
         assert!(matches!(err, ProcessError::Spawn { .. }));
         assert_eq!(err.to_string(), "could not check a tool: failed to start `/nonexistent/pdp-test-tool`");
     }

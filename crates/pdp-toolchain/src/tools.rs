@@ -62,9 +62,11 @@ pub fn locate(tool: Tool, project: &Path, path_var: Option<&OsString>) -> Option
 /// Finds `tool` and asks it for its version (bounded by `timeout`).
 pub fn probe(tool: Tool, project: &Path, path_var: Option<&OsString>, timeout: Duration) -> Option<Found> {
     let path = locate(tool, project, path_var)?;
-    let cmd = Cmd::new(&path, format!("read the version of {}", tool.program()), project).arg("--version").timeout(timeout);
+    let cmd =
+        Cmd::new(&path, format!("read the version of {}", tool.program()), project).arg("--version").timeout(timeout);
     let version = match cmd.output() {
-        Ok(out) => parse_version(tool, &out.stdout).ok_or_else(|| format!("unrecognised `--version` output: {}", out.stdout.trim())),
+        Ok(out) => parse_version(tool, &out.stdout)
+            .ok_or_else(|| format!("unrecognised `--version` output: {}", out.stdout.trim())),
         Err(ProcessError::Failed { stderr, .. }) => Err(stderr.lines().next().unwrap_or("failed").to_owned()),
         Err(e) => Err(e.to_string()),
     };
@@ -78,7 +80,10 @@ pub fn parse_version(tool: Tool, output: &str) -> Option<String> {
         // `Prisma CLI Version` / `@prisma/cli` (older).
         Tool::Prisma => output.lines().find(|l| {
             let l = l.trim_start().to_ascii_lowercase();
-            l.starts_with("prisma ") || l.starts_with("prisma:") || l.starts_with("@prisma/cli") || l.starts_with("prisma cli")
+            l.starts_with("prisma ")
+                || l.starts_with("prisma:")
+                || l.starts_with("@prisma/cli")
+                || l.starts_with("prisma cli")
         })?,
         _ => output.lines().find(|l| !l.trim().is_empty())?,
     };
@@ -101,7 +106,11 @@ mod tests {
         assert_eq!(parse_version(Tool::Node, "v20.20.2\n").as_deref(), Some("20.20.2"));
         assert_eq!(parse_version(Tool::Npm, "11.19.1\n").as_deref(), Some("11.19.1"));
         assert_eq!(
-            parse_version(Tool::Deno, "deno 2.5.6 (stable, release, x86_64-unknown-linux-gnu)\nv8 14.0\ntypescript 5.9\n").as_deref(),
+            parse_version(
+                Tool::Deno,
+                "deno 2.5.6 (stable, release, x86_64-unknown-linux-gnu)\nv8 14.0\ntypescript 5.9\n"
+            )
+            .as_deref(),
             Some("2.5.6")
         );
         let prisma5 = "Environment variables loaded from .env\nprisma                  : 5.22.0\n@prisma/client          : 5.22.0\nComputed binaryTarget   : debian-openssl-3.0.x\n";

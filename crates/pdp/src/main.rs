@@ -44,8 +44,10 @@ fn run(cli: &Cli, printer: &Printer) -> anyhow::Result<Status> {
 
 /// `--verbose`: tracing to stderr, every line passed through secret redaction before it is written.
 fn init_logging(filter: Option<String>, color: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.as_deref().unwrap_or("pdp=debug,pdp_config=debug,pdp_toolchain=debug,pdp_migrate=debug,info"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+    let filter = tracing_subscriber::EnvFilter::try_new(
+        filter.as_deref().unwrap_or("pdp=debug,pdp_config=debug,pdp_toolchain=debug,pdp_migrate=debug,info"),
+    )
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(color)

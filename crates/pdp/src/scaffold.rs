@@ -231,7 +231,11 @@ mod tests {
                 let schema = &files[1].contents;
                 assert_eq!(schema_provider(schema).as_deref(), Some(provider.as_str()), "{schema}");
                 let generation = config.prisma.version.generation();
-                assert_eq!(schema.contains("url      = env(\"DATABASE_URL\")"), generation.datasource_url_in_schema, "{schema}");
+                assert_eq!(
+                    schema.contains("url      = env(\"DATABASE_URL\")"),
+                    generation.datasource_url_in_schema,
+                    "{schema}"
+                );
                 let example = &files[4].contents;
                 assert!(example.contains("https://cdn.example/gh/a/b@client/0.1.0/"), "{example}");
                 assert!(!example.contains("{{") && !toml.contains("{%"), "unrendered template syntax");

@@ -39,7 +39,9 @@ fn effective(c: &Config) -> serde_json::Value {
         })
         .collect();
     let database = match &c.database.url {
-        Some(url) => serde_json::json!({ "url": url.redacted(), "provider": url.provider().as_str(), "from": url.source }),
+        Some(url) => {
+            serde_json::json!({ "url": url.redacted(), "provider": url.provider().as_str(), "from": url.source })
+        }
         None => serde_json::json!({ "embedded": c.state_dir.join("pglite") }),
     };
     let mut client = serde_json::json!({ "runtime": "deno", "out": c.client.out, "version": c.client.version });
@@ -80,10 +82,5 @@ fn effective(c: &Config) -> serde_json::Value {
 }
 
 fn humantime_like(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 != 0 {
-        format!("{ms}ms")
-    } else {
-        format!("{}s", ms / 1000)
-    }
+    humantime::format_duration(d).to_string()
 }

@@ -110,10 +110,20 @@ fn platform(report: &mut Report, facts: &target::HostFacts, d: &target::Detectio
     };
     report.ok(
         "platform",
-        format!("pdp {} on {} {}; Prisma binary target `{}`{libssl}", env!("CARGO_PKG_VERSION"), facts.os, facts.arch, d.target),
+        format!(
+            "pdp {} on {} {}; Prisma binary target `{}`{libssl}",
+            env!("CARGO_PKG_VERSION"),
+            facts.os,
+            facts.arch,
+            d.target
+        ),
     );
     for w in &d.warnings {
-        report.warn("platform", w.clone(), "set `[engines] targets` explicitly, e.g. `[\"linux-static-x64\"]`, which needs no libssl");
+        report.warn(
+            "platform",
+            w.clone(),
+            "set `[engines] targets` explicitly, e.g. `[\"linux-static-x64\"]`, which needs no libssl",
+        );
     }
 }
 
@@ -127,7 +137,13 @@ fn prisma(report: &mut Report, c: &Config) {
         ServerEngine::QueryEngineBinary => "query-engine binary",
         ServerEngine::QueryPlanExecutor => "@prisma/query-plan-executor under Node",
     };
-    report.ok("prisma", format!("Prisma {} ({} generation): client from {generator}; served by the {engine}", c.prisma.version, g.label));
+    report.ok(
+        "prisma",
+        format!(
+            "Prisma {} ({} generation): client from {generator}; served by the {engine}",
+            c.prisma.version, g.label
+        ),
+    );
 }
 
 /// Checks the schema; returns its provider when it could be read.
@@ -145,11 +161,19 @@ fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
         }
     };
     let Some(name) = crate::scaffold::schema_provider(&text) else {
-        report.fail("schema", format!("{} has no `datasource` block with a provider", path.display()), Some("add `datasource db { provider = \"postgresql\" }`".into()));
+        report.fail(
+            "schema",
+            format!("{} has no `datasource` block with a provider", path.display()),
+            Some("add `datasource db { provider = \"postgresql\" }`".into()),
+        );
         return None;
     };
     let Some(provider) = Provider::from_schema_name(&name) else {
-        report.fail("schema", format!("{}: unknown datasource provider `{name}`", path.display()), Some("use postgresql, mysql, sqlite, sqlserver or mongodb".into()));
+        report.fail(
+            "schema",
+            format!("{}: unknown datasource provider `{name}`", path.display()),
+            Some("use postgresql, mysql, sqlite, sqlserver or mongodb".into()),
+        );
         return None;
     };
     let g = c.prisma.version.generation();
@@ -169,13 +193,22 @@ fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
 fn migrations(report: &mut Report, c: &Config, provider: Option<Provider>) {
     let dir = &c.prisma.migrations;
     let Ok(entries) = fs_err::read_dir(dir) else {
-        report.warn("migrations", format!("no migrations directory at {}", dir.display()), "create migrations with `prisma migrate dev`; pdp applies them");
+        report.warn(
+            "migrations",
+            format!("no migrations directory at {}", dir.display()),
+            "create migrations with `prisma migrate dev`; pdp applies them",
+        );
         return;
     };
     let count = entries.flatten().filter(|e| e.path().join("migration.sql").is_file()).count();
     let lock = dir.join("migration_lock.toml");
     let locked = fs_err::read_to_string(&lock).ok().and_then(|t| {
-        t.lines().find_map(|l| l.trim().strip_prefix("provider").and_then(|r| r.trim_start().strip_prefix('=')).map(|v| v.trim().trim_matches('"').to_owned()))
+        t.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("provider")
+                .and_then(|r| r.trim_start().strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        })
     });
     match (locked.as_deref().and_then(Provider::from_schema_name), provider) {
         (Some(l), Some(p)) if l != p => report.fail(
@@ -192,11 +225,20 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout
         if provider.is_some_and(|p| p != Provider::Postgresql) {
             report.fail(
                 "database",
-                format!("no `[database] url`, so pdp would use its embedded PostgreSQL, but the schema's provider is `{}`", provider.map_or("?", Provider::as_str)),
+                format!(
+                    "no `[database] url`, so pdp would use its embedded PostgreSQL, but the schema's provider is `{}`",
+                    provider.map_or("?", Provider::as_str)
+                ),
                 Some("set `url = \"env:DATABASE_URL\"` under `[database]`".into()),
             );
         } else {
-            report.ok("database", format!("embedded PostgreSQL (PGlite), kept in {}; `pdp serve` starts it", c.state_dir.join("pglite").display()));
+            report.ok(
+                "database",
+                format!(
+                    "embedded PostgreSQL (PGlite), kept in {}; `pdp serve` starts it",
+                    c.state_dir.join("pglite").display()
+                ),
+            );
         }
         return;
     };
@@ -232,10 +274,14 @@ fn tool_checks(report: &mut Report, c: Option<&Config>, root: &Path, path_var: O
     let g = c.map(|c| c.prisma.version.generation());
     for tool in Tool::ALL {
         let why = match (tool, g) {
-            (Tool::Node, Some(g)) if g.server_engine == ServerEngine::QueryPlanExecutor => "needed by `pdp serve` (query-plan executor) and `pdp build-client`",
+            (Tool::Node, Some(g)) if g.server_engine == ServerEngine::QueryPlanExecutor => {
+                "needed by `pdp serve` (query-plan executor) and `pdp build-client`"
+            }
             (Tool::Node, _) => "needed by `pdp build-client`",
             (Tool::Npm, _) => "installs the pinned Prisma CLI and executor",
-            (Tool::Deno, Some(g)) if g.generator == ClientGenerator::JsDenoPreview => "needed by `pdp build-client` for this Prisma version (the CLI must run under Deno)",
+            (Tool::Deno, Some(g)) if g.generator == ClientGenerator::JsDenoPreview => {
+                "needed by `pdp build-client` for this Prisma version (the CLI must run under Deno)"
+            }
             (Tool::Deno, _) => "runs the generated client and examples",
             (Tool::Prisma, _) => "the Prisma CLI",
         };
@@ -250,7 +296,11 @@ fn tool_checks(report: &mut Report, c: Option<&Config>, root: &Path, path_var: O
                         report.ok("tools", format!("{} {v} at {}", tool.program(), found.path.display()));
                     }
                 }
-                Err(why_not) => report.warn("tools", format!("{} at {} did not report a version: {why_not}", tool.program(), found.path.display()), "reinstall it"),
+                Err(why_not) => report.warn(
+                    "tools",
+                    format!("{} at {} did not report a version: {why_not}", tool.program(), found.path.display()),
+                    "reinstall it",
+                ),
             },
             None => {
                 let hint = match tool {
@@ -275,7 +325,11 @@ fn serve(report: &mut Report, c: &Config) {
         Tls::Files { cert, key } => {
             for (what, path) in [("certificate", cert), ("private key", key)] {
                 if !path.is_file() {
-                    report.fail("serve", format!("TLS {what} {} does not exist", path.display()), Some("fix `[serve] tls-cert` / `tls-key`".into()));
+                    report.fail(
+                        "serve",
+                        format!("TLS {what} {} does not exist", path.display()),
+                        Some("fix `[serve] tls-cert` / `tls-key`".into()),
+                    );
                 }
             }
             format!("TLS from {}", cert.display())
@@ -286,7 +340,11 @@ fn serve(report: &mut Report, c: &Config) {
         report.warn("serve", "plain HTTP: Prisma clients require https for prisma:// URLs", "use `tls = \"auto\"`, `\"files\"`, or put a TLS-terminating proxy in front and set `public-url` to its https URL");
     }
     if s.api_keys.is_empty() {
-        report.warn("serve", "no API keys configured: `pdp serve` will refuse every client", "add `api-keys = [\"env:PDP_API_KEY\"]` under `[serve]` (`pdp keys new` makes a key)");
+        report.warn(
+            "serve",
+            "no API keys configured: `pdp serve` will refuse every client",
+            "add `api-keys = [\"env:PDP_API_KEY\"]` under `[serve]` (`pdp keys new` makes a key)",
+        );
     } else {
         let names: Vec<String> = s
             .api_keys
@@ -307,14 +365,18 @@ fn engines(report: &mut Report, c: &Config, d: &target::Detection) {
         .iter()
         .map(|t| if t == pdp_config::targets::NATIVE { format!("native ({})", d.target) } else { t.clone() })
         .collect();
-    report.ok("engines", format!("targets {}; mirror {}; cache {}", names.join(", "), c.engines.mirror, c.engines.cache.display()));
+    report.ok(
+        "engines",
+        format!("targets {}; mirror {}; cache {}", names.join(", "), c.engines.mirror, c.engines.cache.display()),
+    );
 }
 
 fn render(report: &Report, json: bool, printer: &Printer) -> Status {
     let fails = report.checks.iter().filter(|c| c.status == Level::Fail).count();
     let warns = report.checks.iter().filter(|c| c.status == Level::Warn).count();
     if json {
-        let doc = serde_json::json!({ "ok": fails == 0, "failures": fails, "warnings": warns, "checks": report.checks });
+        let doc =
+            serde_json::json!({ "ok": fails == 0, "failures": fails, "warnings": warns, "checks": report.checks });
         printer.data(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         for c in &report.checks {

@@ -10,7 +10,11 @@ use pdp_config::env::ProcessEnv;
 
 /// Finds and resolves the project's configuration the way every command that needs one does:
 /// `--config`/`PDP_CONFIG` or the nearest `pdp.toml` upwards, with `.env` next to it under the environment.
-pub fn load_config(config_flag: Option<&Path>, cwd: &Path, overrides: &pdp_config::Overrides) -> anyhow::Result<pdp_config::Config> {
+pub fn load_config(
+    config_flag: Option<&Path>,
+    cwd: &Path,
+    overrides: &pdp_config::Overrides,
+) -> anyhow::Result<pdp_config::Config> {
     let file = match config_flag {
         Some(p) if p.is_absolute() => p.to_path_buf(),
         Some(p) => cwd.join(p),
