@@ -160,10 +160,13 @@ fn choose_database(args: &InitArgs, existing: &Existing, ask: bool) -> anyhow::R
         }
         Some(p) => {
             let dotenv_url = if ask {
-                let url: String = dialoguer::Input::new()
-                    .with_prompt("Database URL (saved to .env, never to pdp.toml; empty to fill in later)")
-                    .allow_empty(true)
-                    .interact_text()
+                // Hidden like a password: the URL usually carries one.
+                let url: String = dialoguer::Password::new()
+                    .with_prompt(
+                        "Database URL (input hidden; saved to .env, never to pdp.toml; empty to fill in later)",
+                    )
+                    .allow_empty_password(true)
+                    .interact()
                     .map_err(prompt_error)?;
                 let url = url.trim().to_owned();
                 if !url.is_empty() {
@@ -329,6 +332,15 @@ pub fn run(args: &InitArgs, printer: &Printer) -> anyhow::Result<Status> {
             "pass `--yes` to take the defaults (with `--prisma`, `--provider`, `--database-url` to choose)",
         )
         .into());
+    }
+    if ask {
+        // dialoguer hides the cursor in menus and leaves it hidden when SIGINT ends the process
+        // (console-rs/dialoguer#294): restore it, then exit as interrupted. Nothing is written before
+        // the last answer, so there is nothing to undo.
+        let _ = ctrlc::set_handler(|| {
+            let _ = console::Term::stderr().show_cursor();
+            std::process::exit(130);
+        });
     }
 
     let version_text = match (&args.prisma, &existing.prisma) {
