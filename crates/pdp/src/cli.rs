@@ -58,6 +58,84 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Print the effective configuration: pdp.toml, then environment, then flags, defaults last (secrets masked).
     Config(ConfigArgs),
+    /// Apply and inspect migrations natively, keeping Prisma Migrate's `_prisma_migrations` ledger.
+    Migrate(MigrateArgs),
+}
+
+/// `pdp migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+}
+
+/// The migrate subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Apply pending migrations in order, each recorded in `_prisma_migrations` exactly as Prisma does.
+    Deploy(DeployArgs),
+    /// Compare the migrations folder with the database (exit 3 unless up to date); also lists edited migrations.
+    Status(StatusArgs),
+    /// Record a migration as applied (baselining, or after fixing a failure by hand) or a failed one as rolled back.
+    Resolve(ResolveArgs),
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. `30s`, `2m`)"))
+}
+
+/// Options shared by the migrate subcommands.
+#[derive(Debug, Args)]
+pub struct MigrateTarget {
+    /// Database URL, instead of `[database] url` and `PDP_DATABASE_URL`.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// `pdp migrate deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// List what would be applied (on stdout) without changing the database or taking the lock.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// How long to wait for another deployer's lock [default: `[migrate] lock-timeout`, 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_lock: Option<std::time::Duration>,
+
+    #[command(flatten)]
+    pub target: MigrateTarget,
+}
+
+/// `pdp migrate status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub target: MigrateTarget,
+}
+
+/// `pdp migrate resolve`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mark").required(true).args(["applied", "rolled_back"])))]
+pub struct ResolveArgs {
+    /// Record this migration as applied without running it.
+    #[arg(long, value_name = "MIGRATION")]
+    pub applied: Option<String>,
+
+    /// Mark this failed migration as rolled back, so deploy runs it again.
+    #[arg(long, value_name = "MIGRATION")]
+    pub rolled_back: Option<String>,
+
+    /// How long to wait for another deployer's lock [default: `[migrate] lock-timeout`, 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_lock: Option<std::time::Duration>,
+
+    #[command(flatten)]
+    pub target: MigrateTarget,
 }
 
 /// `pdp config`.

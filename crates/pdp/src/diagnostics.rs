@@ -65,6 +65,9 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = cause.downcast_ref::<pdp_migrate::db::DbError>() {
         return e.hint();
     }
+    if let Some(e) = cause.downcast_ref::<pdp_migrate::ops::MigrateError>() {
+        return e.hint();
+    }
     None
 }
 
@@ -73,6 +76,11 @@ fn is_user_error(cause: &(dyn std::error::Error + 'static)) -> bool {
         || cause.is::<pdp_config::ConfigError>()
         || cause.is::<pdp_config::prisma::VersionError>()
         || cause.is::<pdp_migrate::db::DbError>()
+        // A refused or failed migration is about the user's database or scripts; an unexpected database
+        // failure while keeping the ledger is not.
+        || cause
+            .downcast_ref::<pdp_migrate::ops::MigrateError>()
+            .is_some_and(|e| !matches!(e, pdp_migrate::ops::MigrateError::Database { .. }))
 }
 
 /// Prints `err` and returns the exit status it deserves.

@@ -39,6 +39,7 @@ fn run(cli: &Cli, printer: &Printer) -> anyhow::Result<Status> {
         Command::Init(args) => commands::init::run(args, printer),
         Command::Doctor(args) => commands::doctor::run(args, cli.global.config.as_deref(), &cwd, printer),
         Command::Config(args) => commands::config::run(args, cli.global.config.as_deref(), &cwd, printer),
+        Command::Migrate(args) => commands::migrate::run(args, cli.global.config.as_deref(), &cwd, printer),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod doctor;
 pub mod init;
+pub mod migrate;
 
 use std::path::Path;
 
