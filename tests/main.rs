@@ -12,3 +12,5 @@ mod config;
 mod doctor;
 // `pdp init`: fresh projects, re-runs, --check drift, adoption, --force, flags and mistakes.
 mod init;
+// `pdp migrate`: deploy, status and resolve against PostgreSQL, MariaDB and SQLite.
+mod migrate;

@@ -95,6 +95,21 @@ impl Project {
         cmd
     }
 
+    /// The same isolated `pdp`, as a plain `std` command (for spawning several at once).
+    pub fn std_pdp(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pdp"));
+        cmd.current_dir(&self.root);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("PDP_") || key.starts_with("PRISMA_") || key == "DATABASE_URL" || key.starts_with("XDG_")
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("HOME", &self.home).env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+        cmd
+    }
+
     /// Runs `pdp ARGS` and captures the outcome.
     pub fn run(&self, args: &[&str]) -> Outcome {
         run(self.pdp().args(args))

@@ -47,7 +47,7 @@ pub enum SourceError {
         source: std::io::Error,
     },
     /// A folder has no readable `migration.sql` (Prisma fails mid-deploy on this; pdp before starting).
-    #[error("migration `{name}` has no readable `migration.sql` (`{}`)", path.display())]
+    #[error("migration `{name}` has no readable `migration.sql`")]
     Script {
         /// The folder name.
         name: String,

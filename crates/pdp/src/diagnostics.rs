@@ -68,6 +68,9 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = cause.downcast_ref::<pdp_migrate::ops::MigrateError>() {
         return e.hint();
     }
+    if let Some(e) = cause.downcast_ref::<pdp_migrate::source::SourceError>() {
+        return e.hint();
+    }
     None
 }
 
@@ -76,6 +79,7 @@ fn is_user_error(cause: &(dyn std::error::Error + 'static)) -> bool {
         || cause.is::<pdp_config::ConfigError>()
         || cause.is::<pdp_config::prisma::VersionError>()
         || cause.is::<pdp_migrate::db::DbError>()
+        || cause.is::<pdp_migrate::source::SourceError>()
         // A refused or failed migration is about the user's database or scripts; an unexpected database
         // failure while keeping the ledger is not.
         || cause
