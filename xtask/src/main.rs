@@ -5,6 +5,8 @@
 
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
+mod bench_engines;
 mod services;
 mod tidy;
 
@@ -17,9 +19,12 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test       start PostgreSQL and MariaDB if needed, then fmt --check, clippy -D warnings, and every test
+  test       start PostgreSQL and MariaDB if needed, install tests/node (npm ci), then fmt --check,
+             clippy -D warnings, and every test
   demo       build pdp and run `pdp init --yes` + `pdp doctor` in a fresh directory
   services   only make sure the databases the tests use are up
+  bench migrate   200 migrations: pdp vs `psql -1 -f` on PostgreSQL, pdp vs `prisma migrate deploy` on SQLite
+  bench engines   4 × 20 MB engines from a loopback mirror: pdp vs `curl --parallel`, and a fully cached fetch
   tidy       only the repository checks (also part of `cargo test`)";
 
 fn main() -> anyhow::Result<()> {
@@ -30,6 +35,11 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&root),
         Some("demo") => demo(&root),
         Some("services") => services::ensure(),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("migrate") => bench::migrate(&root),
+            Some("engines") => bench_engines::engines(&root),
+            _ => bail!("usage: cargo xtask bench migrate|engines"),
+        },
         Some("tidy") => tidy::run(&root).map(|()| println!("tidy: ok")),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
@@ -56,12 +66,32 @@ fn step(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn test(_root: &Path) -> anyhow::Result<()> {
+fn test(root: &Path) -> anyhow::Result<()> {
     services::ensure()?;
+    node_tools(root)?;
     step("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
     step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     step("tests", cargo().args(["test", "--workspace", "--locked"]).env("PDP_REQUIRE_SERVICES", "1"))?;
     eprintln!("\nall checks passed");
+    Ok(())
+}
+
+/// Installs the pinned npm packages the e2e tests run (`tests/node`), when the lock file changed since
+/// the last install. npm's install scripts stay off: nothing the tests use needs them.
+fn node_tools(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("tests/node");
+    let lock =
+        std::fs::read_to_string(dir.join("package-lock.json")).context("tests/node/package-lock.json is missing")?;
+    let stamp = dir.join("node_modules/.pdp-installed-lock");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == lock) {
+        eprintln!("node tools: up to date (tests/node)");
+        return Ok(());
+    }
+    step(
+        "npm ci (tests/node: the Prisma CLI and driver adapter the interop tests run)",
+        Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"]).current_dir(&dir),
+    )?;
+    std::fs::write(&stamp, lock)?;
     Ok(())
 }
 

@@ -1,0 +1,168 @@
+//! Benchmarks, measured side by side in one run and printed as ratios (never timed tests).
+//!
+//! `migrate`: applying 200 migrations to PostgreSQL with `pdp migrate deploy`, against the floor of
+//! `psql -1 -f` over the same scripts concatenated (one transaction, no bookkeeping); and on SQLite,
+//! pdp against the real `prisma migrate deploy` (6.19, JavaScript engine) on the same folder.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+const MIGRATIONS: usize = 200;
+const ROUNDS: usize = 3;
+
+fn run(what: &str, cmd: &mut Command) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!("{what} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(elapsed)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn psql(sql: &str) -> anyhow::Result<()> {
+    run(
+        "psql",
+        Command::new("psql").args([
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ]),
+    )
+    .map(drop)
+}
+
+fn write_project(dir: &Path, provider: &str, script: impl Fn(usize) -> String) -> anyhow::Result<String> {
+    let migrations = dir.join("prisma/migrations");
+    std::fs::create_dir_all(&migrations)?;
+    std::fs::write(migrations.join("migration_lock.toml"), format!("provider = \"{provider}\"\n"))?;
+    let mut all = String::new();
+    for i in 0..MIGRATIONS {
+        let folder = migrations.join(format!("20260101{i:06}_m{i}"));
+        std::fs::create_dir_all(&folder)?;
+        let sql = script(i);
+        std::fs::write(folder.join("migration.sql"), &sql)?;
+        all.push_str(&sql);
+    }
+    std::fs::write(dir.join("pdp.toml"), "[prisma]\nversion = \"6.19.3\"\n\n[database]\nurl = \"env:BENCH_DB\"\n")?;
+    Ok(all)
+}
+
+/// `cargo xtask bench migrate`.
+pub fn migrate(root: &Path) -> anyhow::Result<()> {
+    crate::services::ensure()?;
+    crate::step("build pdp (release)", crate::cargo().args(["build", "--release", "--locked", "-p", "pdp"]))?;
+    let pdp = root.join("target/release/pdp");
+    let work = std::env::temp_dir().join(format!("pdp-bench-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+
+    // PostgreSQL: every migration creates a table with an index and a few rows.
+    let pg_dir = work.join("pg");
+    let all = write_project(&pg_dir, "postgresql", |i| {
+        format!(
+            "-- CreateTable\nCREATE TABLE \"bench_{i}\" (\n    \"id\" SERIAL NOT NULL,\n    \"name\" TEXT NOT NULL,\n    \"created\" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,\n    CONSTRAINT \"bench_{i}_pkey\" PRIMARY KEY (\"id\")\n);\n\n-- CreateIndex\nCREATE INDEX \"bench_{i}_name_idx\" ON \"bench_{i}\"(\"name\");\n\nINSERT INTO \"bench_{i}\" (\"name\") VALUES ('a'), ('b'), ('c');\n"
+        )
+    })?;
+    let floor_file = work.join("all.sql");
+    std::fs::write(&floor_file, &all)?;
+    let (mut floor, mut ours) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        psql(
+            "DROP SCHEMA IF EXISTS bench_floor CASCADE; CREATE SCHEMA bench_floor; DROP SCHEMA IF EXISTS bench_pdp CASCADE;",
+        )?;
+        floor.push(run(
+            "psql -1 -f",
+            Command::new("psql")
+                .args(["-q", "-1", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-f"])
+                .arg(&floor_file)
+                .env("PGOPTIONS", "--search_path=bench_floor"),
+        )?);
+        ours.push(run(
+            "pdp migrate deploy",
+            Command::new(&pdp)
+                .args(["-q", "migrate", "deploy"])
+                .current_dir(&pg_dir)
+                .env("BENCH_DB", "postgresql://postgres@127.0.0.1:5432/test?schema=bench_pdp"),
+        )?);
+        eprintln!("  round {}: psql -1 -f {:?}, pdp {:?}", round + 1, floor[round], ours[round]);
+    }
+    psql("DROP SCHEMA IF EXISTS bench_floor CASCADE; DROP SCHEMA IF EXISTS bench_pdp CASCADE;")?;
+    let (f, o) = (median(floor), median(ours));
+
+    // SQLite: pdp against the real Prisma CLI on the same folder.
+    let node_modules = root.join("tests/node/node_modules");
+    let sqlite_line = if node_modules.join(".bin/prisma").exists() {
+        let sq_dir = work.join("sqlite");
+        write_project(&sq_dir, "sqlite", |i| {
+            format!(
+                "CREATE TABLE \"bench_{i}\" (\"id\" INTEGER NOT NULL PRIMARY KEY, \"name\" TEXT NOT NULL);\nCREATE INDEX \"bench_{i}_name_idx\" ON \"bench_{i}\"(\"name\");\n"
+            )
+        })?;
+        std::fs::write(
+            sq_dir.join("prisma/schema.prisma"),
+            "generator client {\n  provider   = \"prisma-client-js\"\n  engineType = \"client\"\n}\n\ndatasource db {\n  provider = \"sqlite\"\n  url      = \"file:./dev.db\"\n}\n",
+        )?;
+        std::fs::write(
+            sq_dir.join("prisma.config.ts"),
+            "import { defineConfig } from \"prisma/config\";\nimport { PrismaLibSQL } from \"@prisma/adapter-libsql\";\nexport default defineConfig({ schema: \"prisma/schema.prisma\", experimental: { adapter: true }, engine: \"js\", adapter: async () => new PrismaLibSQL({ url: \"file:./prisma/prisma.db\" }) });\n",
+        )?;
+        std::os::unix::fs::symlink(&node_modules, sq_dir.join("node_modules"))?;
+        let (mut prisma_t, mut pdp_t) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let _ = std::fs::remove_file(sq_dir.join("prisma/prisma.db"));
+            let _ = std::fs::remove_file(sq_dir.join("prisma/pdp.db"));
+            prisma_t.push(run(
+                "prisma migrate deploy",
+                Command::new(sq_dir.join("node_modules/.bin/prisma"))
+                    .args(["migrate", "deploy"])
+                    .current_dir(&sq_dir)
+                    .env("PRISMA_ENGINES_MIRROR", "http://127.0.0.1:9")
+                    .env("PRISMA_QUERY_ENGINE_LIBRARY", "/bin/true")
+                    .env("CHECKPOINT_DISABLE", "1"),
+            )?);
+            pdp_t.push(run(
+                "pdp migrate deploy (sqlite)",
+                Command::new(&pdp)
+                    .args(["-q", "migrate", "deploy"])
+                    .current_dir(&sq_dir)
+                    .env("BENCH_DB", "file:./pdp.db"),
+            )?);
+        }
+        let (pr, pd) = (median(prisma_t), median(pdp_t));
+        format!(
+            "SQLite, {MIGRATIONS} migrations:  prisma migrate deploy {:>8.1} ms   pdp {:>8.1} ms   ratio pdp/prisma {:.2}x",
+            pr.as_secs_f64() * 1e3,
+            pd.as_secs_f64() * 1e3,
+            pd.as_secs_f64() / pr.as_secs_f64()
+        )
+    } else {
+        "SQLite comparison skipped: tests/node is not installed (run `cargo xtask test` once)".to_owned()
+    };
+    let _ = std::fs::remove_dir_all(&work);
+
+    println!("\nmigrate benchmark (median of {ROUNDS} rounds, release build)");
+    println!(
+        "PostgreSQL, {MIGRATIONS} migrations:  psql -1 -f (floor) {:>8.1} ms   pdp {:>8.1} ms   ratio pdp/floor {:.2}x (target <= 1.50x)",
+        f.as_secs_f64() * 1e3,
+        o.as_secs_f64() * 1e3,
+        o.as_secs_f64() / f.as_secs_f64()
+    );
+    println!("{sqlite_line}");
+    Ok(())
+}
