@@ -195,6 +195,19 @@ impl Db {
         }
     }
 
+    /// On PostgreSQL, whether commits on this connection wait for the WAL flush (`synchronous_commit`).
+    ///
+    /// Deploy turns waiting off while it works and back on for its last ledger write: a synchronous
+    /// commit flushes the WAL up to itself, so everything before it is durable when deploy reports
+    /// success, and a crash midway still leaves a prefix in order (the same states Prisma can leave).
+    pub async fn set_durable_commits(&mut self, durable: bool) -> Result<(), DbFailure> {
+        if let Db::Postgres(c) = self {
+            let sql = if durable { "SET synchronous_commit TO on" } else { "SET synchronous_commit TO off" };
+            sqlx::raw_sql(sql).execute(&mut *c).await.map_err(|e| DbFailure::from(&e))?;
+        }
+        Ok(())
+    }
+
     /// Creates the PostgreSQL schema the URL selects, as Prisma does before migrating.
     pub async fn ensure_schema(&mut self, schema: &str) -> Result<(), DbFailure> {
         if let Db::Postgres(c) = self {

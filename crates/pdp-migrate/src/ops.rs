@@ -307,7 +307,11 @@ pub async fn deploy(
         return Ok(out);
     }
     let atomic = matches!(conn, Db::Postgres(_));
-    for m in todo {
+    let last = todo.len().saturating_sub(1);
+    if !todo.is_empty() {
+        conn.set_durable_commits(false).await.map_err(dbe("set synchronous_commit"))?;
+    }
+    for (i, m) in todo.into_iter().enumerate() {
         let id = uuid::Uuid::new_v4().to_string();
         conn.insert_started(&id, &m.checksum, &m.name, Utc::now())
             .await
@@ -319,6 +323,7 @@ pub async fn deploy(
                 Some(code) => format!("Database error code: {code}\n\nDatabase error:\n{}", failure.message),
                 None => format!("Database error:\n{}", failure.message),
             };
+            conn.set_durable_commits(true).await.map_err(dbe("set synchronous_commit"))?;
             conn.record_failure(&id, &logs).await.map_err(dbe(format!("record the failure of `{}`", m.name)))?;
             return Err(MigrateError::ApplyFailed {
                 name: m.name.clone(),
@@ -326,6 +331,9 @@ pub async fn deploy(
                 message: failure.message,
                 atomic,
             });
+        }
+        if i == last {
+            conn.set_durable_commits(true).await.map_err(dbe("set synchronous_commit"))?;
         }
         conn.mark_finished(&id, Utc::now()).await.map_err(dbe(format!("record `{}` as finished", m.name)))?;
         reporter.applied(&m.name, started.elapsed());
