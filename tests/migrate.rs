@@ -576,3 +576,27 @@ impl TestDb {
         !self.tables().iter().any(|t| t == "_prisma_migrations")
     }
 }
+
+#[test]
+fn prisma_switch_skips_the_lock_for_poolers() {
+    let db = TestDb::new(Kind::Postgres);
+    db.migration("20260101000001_one", "CREATE TABLE t1 (id INTEGER PRIMARY KEY);\n");
+    let runtime = rt();
+    let _holder = runtime.block_on(async {
+        let mut c = sqlx::PgConnection::connect(&postgres_url()).await.expect("connect");
+        sqlx::query("SELECT pg_advisory_lock(72707369)").execute(&mut c).await.expect("lock");
+        c
+    });
+    let out = db
+        .project
+        .run_with(
+            db.project
+                .pdp()
+                .args(["migrate", "deploy", "--wait-lock", "1s"])
+                .env("TEST_DB", &db.url)
+                .env("PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK", "1"),
+        )
+        .expect_code(0);
+    assert!(out.stderr.contains("PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK is set: not taking the migrate lock"), "{}", out.all());
+    assert_eq!(db.ledger().len(), 1);
+}
