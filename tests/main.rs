@@ -1,6 +1,10 @@
 //! End-to-end tests of the `pdp` binary, run the way a user runs it: a temp directory per test, the
 //! real databases this machine runs, no test doubles. One test binary keeps link time down.
 
+// The tests drive pdp and reference tools (sha256sum, the Prisma CLI) as a user would, so they spawn
+// processes and read their own settings directly; the process/env rules are for pdp's own code.
+#![allow(clippy::disallowed_methods)]
+
 // Test helpers: a temp project, a `pdp` command with an isolated environment, database URLs.
 mod support;
 
@@ -10,6 +14,10 @@ mod cli;
 mod config;
 // `pdp doctor` against real PostgreSQL, MariaDB and SQLite, and unreachable ones.
 mod doctor;
+// Interchangeability with the real Prisma CLI (6.19, JavaScript schema engine, SQLite).
+mod interop;
+// `pdp engines fetch/list/path` against a loopback mirror: verification, retries, locks, overrides.
+mod engines;
 // `pdp init`: fresh projects, re-runs, --check drift, adoption, --force, flags and mistakes.
 mod init;
 // `pdp migrate`: deploy, status and resolve against PostgreSQL, MariaDB and SQLite.

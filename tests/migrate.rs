@@ -597,6 +597,10 @@ fn prisma_switch_skips_the_lock_for_poolers() {
                 .env("PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK", "1"),
         )
         .expect_code(0);
-    assert!(out.stderr.contains("PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK is set: not taking the migrate lock"), "{}", out.all());
+    assert!(
+        out.stderr.contains("PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK is set: not taking the migrate lock"),
+        "{}",
+        out.all()
+    );
     assert_eq!(db.ledger().len(), 1);
 }

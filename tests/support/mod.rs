@@ -1,12 +1,12 @@
 //! The test harness: `Project` owns a temp directory and builds `pdp` commands with a clean, isolated
 //! environment (own HOME and cache, no colour, none of the developer's PDP_* or DATABASE_URL variables).
 
-// The harness reads its own settings and the developer's environment (to strip it from the child).
-#![allow(clippy::disallowed_methods)]
-
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+
+// A loopback HTTP server standing in for Prisma's engine host and the npm registry.
+pub mod mirror;
 
 /// PostgreSQL on this machine (CI starts it through `cargo xtask test`); override with `PDP_TEST_POSTGRES_URL`.
 pub fn postgres_url() -> String {
@@ -82,17 +82,7 @@ impl Project {
 
     /// `pdp` in the project directory with an isolated environment.
     pub fn pdp(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pdp"));
-        cmd.current_dir(&self.root);
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            if key.starts_with("PDP_") || key.starts_with("PRISMA_") || key == "DATABASE_URL" || key.starts_with("XDG_")
-            {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.env("HOME", &self.home).env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
-        cmd
+        Command::from_std(self.std_pdp())
     }
 
     /// The same isolated `pdp`, as a plain `std` command (for spawning several at once).

@@ -94,6 +94,20 @@ pub const PDP_LOG: &str = "PDP_LOG";
 pub const PDP_NO_PROGRESS: &str = "PDP_NO_PROGRESS";
 /// Disables colour (any value), per no-color.org.
 pub const NO_COLOR: &str = "NO_COLOR";
+/// Base URL of the npm registry pdp asks for engine hashes and installs tools from.
+pub const PDP_NPM_REGISTRY: &str = "PDP_NPM_REGISTRY";
+/// A custom query-engine binary (path) or a binary target name, as in Prisma's CLI (Prisma 4.x–6.x).
+pub const PRISMA_QUERY_ENGINE_BINARY: &str = "PRISMA_QUERY_ENGINE_BINARY";
+/// A custom schema-engine binary (path) or a binary target name, as in Prisma's CLI (Prisma 5.0 and later).
+pub const PRISMA_SCHEMA_ENGINE_BINARY: &str = "PRISMA_SCHEMA_ENGINE_BINARY";
+/// The 4.x name of the schema-engine override; a deprecated alias from 5.0.
+pub const PRISMA_MIGRATION_ENGINE_BINARY: &str = "PRISMA_MIGRATION_ENGINE_BINARY";
+/// Proxy for https downloads (`https_proxy` is read too).
+pub const HTTPS_PROXY: &str = "HTTPS_PROXY";
+/// Proxy for http downloads, and for https ones when `HTTPS_PROXY` is unset (`http_proxy` is read too).
+pub const HTTP_PROXY: &str = "HTTP_PROXY";
+/// Hosts that are reached directly, not through the proxy (`no_proxy` is read too).
+pub const NO_PROXY: &str = "NO_PROXY";
 
 /// Every variable, for docs and `pdp doctor`.
 pub static ENV_VARS: &[EnvVar] = &[
@@ -113,4 +127,26 @@ pub static ENV_VARS: &[EnvVar] = &[
     EnvVar { name: PDP_LOG, doc: "Log filter for `--verbose` output, in `tracing` syntax (e.g. `pdp=debug`)." },
     EnvVar { name: PDP_NO_PROGRESS, doc: "Hides progress bars even on a terminal." },
     EnvVar { name: NO_COLOR, doc: "Disables colour when set to any non-empty value." },
+    EnvVar {
+        name: PDP_NPM_REGISTRY,
+        doc: "Base URL of the npm registry for engine hashes and tools (default `https://registry.npmjs.org`).",
+    },
+    EnvVar {
+        name: PRISMA_QUERY_ENGINE_BINARY,
+        doc: "A custom query-engine binary (path) or a binary target name, as in Prisma's CLI (4.x–6.x).",
+    },
+    EnvVar {
+        name: PRISMA_SCHEMA_ENGINE_BINARY,
+        doc: "A custom schema-engine binary (path) or a binary target name, as in Prisma's CLI (5.0 and later).",
+    },
+    EnvVar {
+        name: PRISMA_MIGRATION_ENGINE_BINARY,
+        doc: "The schema-engine override's 4.x name; a deprecated alias from 5.0.",
+    },
+    EnvVar { name: HTTPS_PROXY, doc: "Proxy for https downloads (`https_proxy` is read too)." },
+    EnvVar {
+        name: HTTP_PROXY,
+        doc: "Proxy for http downloads, and https ones without `HTTPS_PROXY` (`http_proxy` too).",
+    },
+    EnvVar { name: NO_PROXY, doc: "Hosts reached directly, bypassing the proxy (`no_proxy` is read too)." },
 ];

@@ -112,11 +112,21 @@ pub struct Generation {
     pub schema_engine_file: &'static str,
     /// Whether the engine commit of this era publishes a query engine.
     pub has_query_engine: bool,
+    /// What the schema engine's `--version` prints before the commit (`migration-engine-cli <hash>`).
+    pub schema_engine_cli: &'static str,
+    /// Env vars that point the CLI at a custom schema engine, the current name first; later names are
+    /// deprecated aliases (5.0 kept `PRISMA_MIGRATION_ENGINE_BINARY` working, with a warning).
+    pub schema_engine_env: &'static [&'static str],
+    /// The env var that points at a custom query-engine binary; `None` when the era has no query engine.
+    pub query_engine_env: Option<&'static str>,
     /// Env vars that make `prisma generate` run offline when pointed at any existing file.
     pub offline_env: &'static [&'static str],
     /// Whether the generated schema's `datasource` block carries `url = env(...)`.
     pub datasource_url_in_schema: bool,
 }
+
+/// The schema engine's override variables from 5.0 on: the new name, then the deprecated 4.x name.
+const SCHEMA_ENV: &[&str] = &["PRISMA_SCHEMA_ENGINE_BINARY", "PRISMA_MIGRATION_ENGINE_BINARY"];
 
 /// The table. Ordered oldest first; ranges do not overlap and leave no gaps between 4.16 and 7.10.
 pub static GENERATIONS: &[Generation] = &[
@@ -130,6 +140,9 @@ pub static GENERATIONS: &[Generation] = &[
         server_engine: ServerEngine::QueryEngineBinary,
         schema_engine_file: "migration-engine",
         has_query_engine: true,
+        schema_engine_cli: "migration-engine-cli",
+        schema_engine_env: &["PRISMA_MIGRATION_ENGINE_BINARY"],
+        query_engine_env: Some("PRISMA_QUERY_ENGINE_BINARY"),
         offline_env: &["PRISMA_MIGRATION_ENGINE_BINARY", "PRISMA_QUERY_ENGINE_LIBRARY"],
         datasource_url_in_schema: true,
     },
@@ -143,6 +156,9 @@ pub static GENERATIONS: &[Generation] = &[
         server_engine: ServerEngine::QueryEngineBinary,
         schema_engine_file: "schema-engine",
         has_query_engine: true,
+        schema_engine_cli: "schema-engine-cli",
+        schema_engine_env: SCHEMA_ENV,
+        query_engine_env: Some("PRISMA_QUERY_ENGINE_BINARY"),
         offline_env: &["PRISMA_SCHEMA_ENGINE_BINARY", "PRISMA_QUERY_ENGINE_LIBRARY"],
         datasource_url_in_schema: true,
     },
@@ -156,6 +172,9 @@ pub static GENERATIONS: &[Generation] = &[
         server_engine: ServerEngine::QueryEngineBinary,
         schema_engine_file: "schema-engine",
         has_query_engine: true,
+        schema_engine_cli: "schema-engine-cli",
+        schema_engine_env: SCHEMA_ENV,
+        query_engine_env: Some("PRISMA_QUERY_ENGINE_BINARY"),
         offline_env: &["PRISMA_SCHEMA_ENGINE_BINARY", "PRISMA_QUERY_ENGINE_LIBRARY"],
         datasource_url_in_schema: true,
     },
@@ -169,6 +188,9 @@ pub static GENERATIONS: &[Generation] = &[
         server_engine: ServerEngine::QueryEngineBinary,
         schema_engine_file: "schema-engine",
         has_query_engine: true,
+        schema_engine_cli: "schema-engine-cli",
+        schema_engine_env: SCHEMA_ENV,
+        query_engine_env: Some("PRISMA_QUERY_ENGINE_BINARY"),
         offline_env: &["PRISMA_SCHEMA_ENGINE_BINARY", "PRISMA_QUERY_ENGINE_LIBRARY"],
         datasource_url_in_schema: true,
     },
@@ -182,6 +204,9 @@ pub static GENERATIONS: &[Generation] = &[
         server_engine: ServerEngine::QueryPlanExecutor,
         schema_engine_file: "schema-engine",
         has_query_engine: false,
+        schema_engine_cli: "schema-engine-cli",
+        schema_engine_env: SCHEMA_ENV,
+        query_engine_env: None,
         offline_env: &["PRISMA_SCHEMA_ENGINE_BINARY"],
         datasource_url_in_schema: false,
     },
@@ -249,6 +274,19 @@ mod tests {
         check("3.0.0", &format!("Prisma 3.0.0 is not supported; pdp supports {all}"));
         check("latest", "`latest` is not a Prisma version (expected MAJOR.MINOR.PATCH, e.g. `7.10.1`)");
         check("7.10", "`7.10` is not a Prisma version (expected MAJOR.MINOR.PATCH, e.g. `7.10.1`)");
+    }
+
+    #[test]
+    fn engine_columns_agree() {
+        for g in GENERATIONS {
+            assert_eq!(g.query_engine_env.is_some(), g.has_query_engine, "{}", g.label);
+            assert_eq!(g.schema_engine_cli, format!("{}-cli", g.schema_engine_file), "{}", g.label);
+            assert!(
+                g.schema_engine_env[0].contains(&g.schema_engine_file.replace("-engine", "").to_uppercase()),
+                "{}",
+                g.label
+            );
+        }
     }
 
     #[test]

@@ -1,10 +1,15 @@
-//! Everything pdp knows about external programs: the host's Prisma binary target, where the Node-side
-//! tools are, and the one helper that runs a child process.
+//! Everything pdp knows about external programs: the host's Prisma binary target, which engine files a
+//! Prisma version needs and their verified download into the cache, where the Node-side tools are, and
+//! the one helper that runs a child process.
 //!
 //! This crate never prints; it returns values and errors that carry the program, path or URL involved.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod cache;
+pub mod engines;
+pub mod fetch;
+pub mod overrides;
 pub mod process;
 pub mod target;
 pub mod tools;

@@ -60,6 +60,89 @@ pub enum Command {
     Config(ConfigArgs),
     /// Apply and inspect migrations natively, keeping Prisma Migrate's `_prisma_migrations` ledger.
     Migrate(MigrateArgs),
+    /// Download, verify and locate Prisma's engines for the project's Prisma version and binary targets.
+    Engines(EnginesArgs),
+}
+
+/// `pdp engines`.
+#[derive(Debug, Args)]
+pub struct EnginesArgs {
+    #[command(subcommand)]
+    pub command: EnginesCommand,
+}
+
+/// `pdp engines` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EnginesCommand {
+    /// Download and verify engines into the cache (files already cached are not downloaded again).
+    Fetch(EnginesFetchArgs),
+    /// Show each target's engines: cached or missing, with paths, and any PRISMA_*_ENGINE_BINARY override.
+    List(EnginesListArgs),
+    /// Print one cached engine's path, alone on stdout (for scripts and Dockerfiles); never downloads.
+    Path(EnginesPathArgs),
+}
+
+/// Which engines and from which commit (shared by the `engines` subcommands).
+#[derive(Debug, Args)]
+pub struct EngineSelection {
+    /// Binary target (repeatable) instead of `[engines] targets`; `native` is this machine.
+    #[arg(long = "target", short = 't', value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Use this prisma-engines commit instead of the one the npm registry gives for `[prisma] version`.
+    #[arg(long, value_name = "HASH")]
+    pub engine_hash: Option<String>,
+}
+
+/// `pdp engines fetch`.
+#[derive(Debug, Args)]
+pub struct EnginesFetchArgs {
+    #[command(flatten)]
+    pub selection: EngineSelection,
+
+    /// Only this engine [default: every engine the Prisma version has].
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: Option<EngineArg>,
+
+    /// Never touch the network: succeed if everything is cached, fail naming what is not.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `pdp engines list`.
+#[derive(Debug, Args)]
+pub struct EnginesListArgs {
+    #[command(flatten)]
+    pub selection: EngineSelection,
+
+    /// Do not ask the npm registry for the engine hash when it is not cached yet.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `pdp engines path`.
+#[derive(Debug, Args)]
+pub struct EnginesPathArgs {
+    /// The engine.
+    #[arg(value_enum, value_name = "ENGINE")]
+    pub engine: EngineArg,
+
+    /// Binary target [default: the first of `[engines] targets`]; `native` is this machine.
+    #[arg(long, short = 't', value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// Use this prisma-engines commit instead of the one for `[prisma] version`.
+    #[arg(long, value_name = "HASH")]
+    pub engine_hash: Option<String>,
+}
+
+/// An engine on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// The query engine (`query-engine`; Prisma 4.x–6.x).
+    Query,
+    /// The schema engine (`migration-engine` in 4.x, `schema-engine` from 5.0).
+    Schema,
 }
 
 /// `pdp migrate`.

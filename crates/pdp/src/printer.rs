@@ -37,6 +37,11 @@ impl Printer {
         self.color
     }
 
+    /// Whether `--quiet` is on (status lines and progress are hidden).
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// A line of data on stdout (never suppressed by `--quiet`).
     pub fn data(&self, line: &str) {
         println!("{}", pdp_config::redact_text(line));

@@ -152,41 +152,40 @@ pub fn plan(a: &Answers) -> anyhow::Result<Vec<Planned>> {
     Ok(files)
 }
 
-/// The provider named in a schema's `datasource` block, if one can be read.
-pub fn schema_provider(schema: &str) -> Option<String> {
+/// The lines inside a schema's `datasource` block, comments stripped and trimmed.
+fn datasource_lines(schema: &str) -> impl Iterator<Item = &str> {
     let mut in_datasource = false;
-    for line in schema.lines() {
+    schema.lines().filter_map(move |line| {
         let line = line.split("//").next().unwrap_or("").trim();
         if line.starts_with("datasource ") && line.ends_with('{') {
             in_datasource = true;
+            None
         } else if in_datasource && line.starts_with('}') {
             in_datasource = false;
-        } else if in_datasource
-            && let Some(rest) = line.strip_prefix("provider")
-            && let Some(value) = rest.trim_start().strip_prefix('=')
-        {
-            // `provider = "postgresql"`: the quoted string, whatever follows it.
-            let value = value.trim_start().strip_prefix('"')?;
-            return value.split('"').next().map(str::to_owned);
+            None
+        } else {
+            in_datasource.then_some(line)
         }
-    }
-    None
+    })
+}
+
+/// The value of `key = …` on a datasource line, if that line sets `key`.
+fn assignment<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.strip_prefix(key)?.trim_start().strip_prefix('=').map(str::trim_start)
+}
+
+/// The provider named in a schema's `datasource` block, if one can be read.
+pub fn schema_provider(schema: &str) -> Option<String> {
+    datasource_lines(schema).find_map(|line| {
+        // `provider = "postgresql"`: the quoted string, whatever follows it.
+        let value = assignment(line, "provider")?.strip_prefix('"')?;
+        value.split('"').next().map(str::to_owned)
+    })
 }
 
 /// Whether a schema's `datasource` block sets `url` (Prisma 7 rejects it there).
 pub fn datasource_has_url(schema: &str) -> bool {
-    let mut in_datasource = false;
-    for line in schema.lines() {
-        let line = line.split("//").next().unwrap_or("").trim();
-        if line.starts_with("datasource ") && line.ends_with('{') {
-            in_datasource = true;
-        } else if in_datasource && line.starts_with('}') {
-            in_datasource = false;
-        } else if in_datasource && line.strip_prefix("url").is_some_and(|r| r.trim_start().starts_with('=')) {
-            return true;
-        }
-    }
-    false
+    datasource_lines(schema).any(|line| assignment(line, "url").is_some())
 }
 
 #[cfg(test)]

@@ -50,12 +50,15 @@ pub fn run(args: &MigrateArgs, config_flag: Option<&Path>, cwd: &Path, printer: 
         .into());
     };
     let migrations = source::read(&config.prisma.migrations)?;
-    let dir = config.prisma.migrations.strip_prefix(&config.root).unwrap_or(&config.prisma.migrations).display().to_string();
+    let dir =
+        config.prisma.migrations.strip_prefix(&config.root).unwrap_or(&config.prisma.migrations).display().to_string();
     let schema_dir = config.prisma.schema.parent().unwrap_or(&config.root).to_path_buf();
     let target = Target { url, schema_dir: &schema_dir, connect_timeout: Duration::from_secs(15) };
     let env = ProcessEnv::new();
     let lock_disabled = env.var(DISABLE_LOCK_VAR).is_some_and(|v| !v.is_empty() && v != "0");
-    let lock = |wait: Option<Duration>| if lock_disabled { Lock::Skip } else { Lock::Wait(wait.unwrap_or(config.migrate.lock_timeout)) };
+    let lock = |wait: Option<Duration>| {
+        if lock_disabled { Lock::Skip } else { Lock::Wait(wait.unwrap_or(config.migrate.lock_timeout)) }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let reporter = Progress(printer);
 
@@ -121,8 +124,16 @@ pub fn run(args: &MigrateArgs, config_flag: Option<&Path>, cwd: &Path, printer: 
         }
         MigrateCommand::Resolve(a) => {
             let outcome = match (&a.applied, &a.rolled_back) {
-                (Some(name), _) => runtime.block_on(ops::resolve_applied(&target, &migrations, name, lock(a.wait_lock), &reporter))?,
-                (None, Some(name)) => runtime.block_on(ops::resolve_rolled_back(&target, &migrations, name, lock(a.wait_lock), &reporter))?,
+                (Some(name), _) => {
+                    runtime.block_on(ops::resolve_applied(&target, &migrations, name, lock(a.wait_lock), &reporter))?
+                }
+                (None, Some(name)) => runtime.block_on(ops::resolve_rolled_back(
+                    &target,
+                    &migrations,
+                    name,
+                    lock(a.wait_lock),
+                    &reporter,
+                ))?,
                 (None, None) => unreachable!("clap requires one of --applied / --rolled-back"),
             };
             match outcome {
@@ -133,7 +144,8 @@ pub fn run(args: &MigrateArgs, config_flag: Option<&Path>, cwd: &Path, printer: 
                     if rolled_back > 0 {
                         printer.info(&format!("Marked {rolled_back} failed attempt(s) as rolled back."));
                     }
-                    printer.info(&format!("Migration `{}` marked as applied.", a.applied.as_deref().unwrap_or_default()));
+                    printer
+                        .info(&format!("Migration `{}` marked as applied.", a.applied.as_deref().unwrap_or_default()));
                 }
                 Resolved::RolledBack(n) => printer.info(&format!(
                     "Migration `{}` marked as rolled back ({n} row(s)); `pdp migrate deploy` will run it again.",
@@ -187,7 +199,9 @@ fn render_status(printer: &Printer, found: &str, st: &ops::Status) {
         }
     }
     if !st.edited.is_empty() {
-        printer.data("Applied migration(s) edited since (the file differs from what was applied; Prisma does not report this):");
+        printer.data(
+            "Applied migration(s) edited since (the file differs from what was applied; Prisma does not report this):",
+        );
         list(&st.edited);
     }
 }

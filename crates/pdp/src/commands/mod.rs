@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod doctor;
+pub mod engines;
 pub mod init;
 pub mod migrate;
 
