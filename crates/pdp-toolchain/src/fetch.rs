@@ -378,29 +378,61 @@ impl Fetcher<'_> {
             return Err((err, is_transient_status(status)));
         }
         reporter.start(index, &job.label(), resp.content_length());
-        let dir = dest.parent().unwrap_or(std::path::Path::new("."));
+        let dir = dest.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
         let io = |source| (EngineError::Io { path: dest.to_path_buf(), source }, false);
-        fs_err::create_dir_all(dir).map_err(io)?;
-        let tmp =
-            tempfile::Builder::new().prefix(&format!(".{}.", job.file)).suffix(".part").tempfile_in(dir).map_err(io)?;
-        let sink = HashingWriter {
-            inner: std::io::BufWriter::with_capacity(256 * 1024, tmp),
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
-        let mut decoder = flate2::write::GzDecoder::new(sink);
-        let mut gz_hasher = Sha256::new();
+        fs_err::create_dir_all(&dir).map_err(io)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", job.file))
+            .suffix(".part")
+            .tempfile_in(&dir)
+            .map_err(io)?;
+        // Gunzip, both hashes and the disk write run on a blocking worker per file, fed through a bounded
+        // channel: the network keeps flowing while the CPU works, and several files use several cores.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let worker =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(tempfile::NamedTempFile, String, String, u64)> {
+                let sink = HashingWriter {
+                    inner: std::io::BufWriter::with_capacity(256 * 1024, tmp),
+                    hasher: Sha256::new(),
+                    bytes: 0,
+                };
+                let mut decoder = flate2::write::GzDecoder::new(sink);
+                let mut gz_hasher = Sha256::new();
+                while let Some(chunk) = rx.blocking_recv() {
+                    let chunk: bytes::Bytes = chunk;
+                    gz_hasher.update(&chunk);
+                    decoder.write_all(&chunk)?;
+                }
+                let sink = decoder.finish()?;
+                let raw = hex::encode(sink.hasher.finalize());
+                let tmp = sink.inner.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+                Ok((tmp, hex::encode(gz_hasher.finalize()), raw, sink.bytes))
+            });
         let mut stream = resp.bytes_stream();
+        let mut network_error = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(http_err)?;
-            gz_hasher.update(&chunk);
-            decoder.write_all(&chunk).map_err(|e| classify_write(e, dest, url, attempt))?;
-            reporter.advance(index, chunk.len() as u64);
+            match chunk {
+                Ok(chunk) => {
+                    let len = chunk.len() as u64;
+                    if tx.send(chunk).await.is_err() {
+                        break; // The worker stopped on a write error; it reports it below.
+                    }
+                    reporter.advance(index, len);
+                }
+                Err(e) => {
+                    network_error = Some(e);
+                    break;
+                }
+            }
         }
-        let sink = decoder.finish().map_err(|e| classify_write(e, dest, url, attempt))?;
-        let raw = hex::encode(sink.hasher.finalize());
-        let tmp = sink.inner.into_inner().map_err(|e| io(e.into_error()))?;
-        Ok((tmp, hex::encode(gz_hasher.finalize()), raw, sink.bytes))
+        drop(tx);
+        let written = worker
+            .await
+            .map_err(|e| (EngineError::Io { path: dest.to_path_buf(), source: std::io::Error::other(e) }, false))?;
+        if let Some(e) = network_error {
+            return Err(http_err(e));
+        }
+        written.map_err(|e| classify_write(e, dest, url, attempt))
     }
 }
 
