@@ -16,7 +16,7 @@ fn yes_in_an_empty_directory_writes_the_project() {
     }
     assert!(out.stdout.is_empty(), "init's report goes to stderr: {}", out.all());
     let toml = p.read("pdp.toml");
-    assert!(toml.contains("version = \"7.10.1\""), "{toml}");
+    assert!(toml.contains("version = \"7.10.0\""), "{toml}");
     assert!(toml.contains("api-keys = [\"env:PDP_API_KEY\"]"), "{toml}");
     // The local API key lives in .env, readable only by the owner.
     let env = p.read(".env");
@@ -121,7 +121,7 @@ fn unsupported_version_is_a_user_error_listing_the_range() {
     let p = Project::new();
     let out = p.run(&["init", "--yes", "--prisma", "7.99.0"]).expect_code(2);
     assert!(out.stderr.contains("Prisma 7.99.0 is not supported; pdp supports 4.16.x, 5.0.x–5.22.x"), "{}", out.all());
-    assert!(out.stderr.contains("hint: pass `--prisma 7.10.1`"), "{}", out.all());
+    assert!(out.stderr.contains("hint: pass `--prisma 7.10.0`"), "{}", out.all());
     assert!(std::fs::read_dir(p.root()).expect("ls").next().is_none(), "nothing written");
 }
 

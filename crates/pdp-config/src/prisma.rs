@@ -7,8 +7,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The Prisma version new projects get from `pdp init`: the newest release pdp supports.
-pub const DEFAULT_PRISMA_VERSION: &str = "7.10.1";
+/// The Prisma version new projects get from `pdp init`: the newest release that has all three parts pdp
+/// needs to serve it — `prisma`, `@prisma/client` and `@prisma/query-plan-executor` of the same version
+/// (a Prisma 7 client only works with the executor of its exact version). 7.10.1 shipped no executor.
+pub const DEFAULT_PRISMA_VERSION: &str = "7.10.0";
 
 /// A Prisma version pdp supports (always a full `MAJOR.MINOR.PATCH`, possibly with a pre-release tag).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -261,7 +263,7 @@ mod tests {
         check("6.8.0", "6.8.0 -> 6.8–6.19");
         check("6.19.3", "6.19.3 -> 6.8–6.19");
         check("7.0.0", "7.0.0 -> 7.x");
-        check(DEFAULT_PRISMA_VERSION, "7.10.1 -> 7.x");
+        check(DEFAULT_PRISMA_VERSION, "7.10.0 -> 7.x");
         check(" 7.2.0 ", "7.2.0 -> 7.x");
         check("7.3.0-dev.12", "7.3.0-dev.12 -> 7.x");
     }
@@ -272,8 +274,8 @@ mod tests {
         check("4.15.0", &format!("Prisma 4.15.0 is not supported; pdp supports {all}"));
         check("7.11.0", &format!("Prisma 7.11.0 is not supported; pdp supports {all}"));
         check("3.0.0", &format!("Prisma 3.0.0 is not supported; pdp supports {all}"));
-        check("latest", "`latest` is not a Prisma version (expected MAJOR.MINOR.PATCH, e.g. `7.10.1`)");
-        check("7.10", "`7.10` is not a Prisma version (expected MAJOR.MINOR.PATCH, e.g. `7.10.1`)");
+        check("latest", "`latest` is not a Prisma version (expected MAJOR.MINOR.PATCH, e.g. `7.10.0`)");
+        check("7.10", "`7.10` is not a Prisma version (expected MAJOR.MINOR.PATCH, e.g. `7.10.0`)");
     }
 
     #[test]

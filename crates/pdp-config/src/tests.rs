@@ -161,12 +161,12 @@ fn missing_required_version() {
     check(
         "[prisma]\nschema = \"s.prisma\"\n",
         &[],
-        "/p/pdp.toml:1:1: missing required key `prisma.version`\nhint: add `version = \"7.10.1\"` under `[prisma]` (it decides client generation, protocol and engines)",
+        "/p/pdp.toml:1:1: missing required key `prisma.version`\nhint: add `version = \"7.10.0\"` under `[prisma]` (it decides client generation, protocol and engines)",
     );
     check(
         "",
         &[],
-        "/p/pdp.toml: missing required key `prisma.version`\nhint: add `version = \"7.10.1\"` under `[prisma]` (it decides client generation, protocol and engines)",
+        "/p/pdp.toml: missing required key `prisma.version`\nhint: add `version = \"7.10.0\"` under `[prisma]` (it decides client generation, protocol and engines)",
     );
 }
 
@@ -175,7 +175,7 @@ fn unsupported_version_lists_the_range() {
     check(
         "[prisma]\nversion = \"3.15.2\"\n",
         &[],
-        "/p/pdp.toml:2:11: `prisma.version`: Prisma 3.15.2 is not supported; pdp supports 4.16.x, 5.0.x–5.22.x, 6.0.x–6.7.x, 6.8.x–6.19.x, 7.0.x–7.10.x\nhint: pick a supported version; new projects use 7.10.1",
+        "/p/pdp.toml:2:11: `prisma.version`: Prisma 3.15.2 is not supported; pdp supports 4.16.x, 5.0.x–5.22.x, 6.0.x–6.7.x, 6.8.x–6.19.x, 7.0.x–7.10.x\nhint: pick a supported version; new projects use 7.10.0",
     );
 }
 
