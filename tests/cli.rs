@@ -63,3 +63,21 @@ fn readme_lists_every_command_and_exit_code() {
         assert!(readme.contains(code), "README's exit codes lack {code}");
     }
 }
+
+#[test]
+fn keys_new_prints_the_key_on_stdout_and_its_hash_for_pdp_toml() {
+    let p = Project::new();
+    let out = p.run(&["keys", "new"]).expect_code(0);
+    let key = out.stdout.trim();
+    assert!(key.starts_with("pdp_") && key.len() == 68, "{}", out.all());
+    let line = out.stderr.lines().find(|l| l.contains("\"sha256:")).expect("a sha256 line on stderr");
+    let hash = line.trim().split('"').nth(1).expect("quoted");
+    // The same hash comes back from `keys hash`, and pdp.toml accepts it.
+    let again = p.run_with(p.pdp().args(["keys", "hash"]).write_stdin(format!("{key}\n"))).expect_code(0);
+    assert_eq!(again.stdout.trim(), hash);
+    p.write("pdp.toml", &format!("[prisma]\nversion = \"7.10.0\"\n[serve]\napi-keys = [\"{hash}\"]\n"));
+    let config = p.run(&["config", "--json"]).expect_code(0);
+    assert!(config.stdout.contains(hash), "{}", config.all());
+    let empty = p.run_with(p.pdp().args(["keys", "hash"]).write_stdin("")).expect_code(2);
+    assert!(empty.stderr.contains("no key on standard input"), "{}", empty.all());
+}

@@ -21,7 +21,7 @@ fn yes_in_an_empty_directory_writes_the_project() {
     // The local API key lives in .env, readable only by the owner.
     let env = p.read(".env");
     let key = env.lines().find_map(|l| l.strip_prefix("PDP_API_KEY=")).expect("key in .env");
-    assert_eq!(key.len(), 4 + 48, "{key}");
+    assert_eq!(key.len(), 4 + 64, "{key}");
     assert!(!out.all().contains(key), "the key is never printed");
     #[cfg(unix)]
     {

@@ -60,6 +60,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Apply and inspect migrations natively, keeping Prisma Migrate's `_prisma_migrations` ledger.
     Migrate(MigrateArgs),
+    /// Make API keys for `pdp serve`, and the `sha256:` form pdp.toml stores instead of the key.
+    Keys(KeysArgs),
     /// Download, verify and locate Prisma's engines for the project's Prisma version and binary targets.
     Engines(EnginesArgs),
 }
@@ -143,6 +145,22 @@ pub enum EngineArg {
     Query,
     /// The schema engine (`migration-engine` in 4.x, `schema-engine` from 5.0).
     Schema,
+}
+
+/// `pdp keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// The keys subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random key on stdout, and on stderr the lines to put in pdp.toml.
+    New,
+    /// Read a key on stdin and print its `sha256:…` form for `[serve] api-keys`.
+    Hash,
 }
 
 /// `pdp migrate`.

@@ -41,6 +41,7 @@ fn run(cli: &Cli, printer: &Printer) -> anyhow::Result<Status> {
         Command::Doctor(args) => commands::doctor::run(args, cli.global.config.as_deref(), &cwd, printer),
         Command::Config(args) => commands::config::run(args, cli.global.config.as_deref(), &cwd, printer),
         Command::Migrate(args) => commands::migrate::run(args, cli.global.config.as_deref(), &cwd, printer),
+        Command::Keys(args) => commands::keys::run(args, printer),
         Command::Engines(args) => commands::engines::run(args, cli.global.config.as_deref(), &cwd, printer),
     }
 }

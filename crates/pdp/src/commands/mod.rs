@@ -4,6 +4,7 @@ pub mod config;
 pub mod doctor;
 pub mod engines;
 pub mod init;
+pub mod keys;
 pub mod migrate;
 
 use std::path::Path;
