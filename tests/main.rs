@@ -18,6 +18,8 @@ mod doctor;
 mod interop;
 // `pdp engines fetch/list/path` against a loopback mirror: verification, retries, locks, overrides.
 mod engines;
+// `pdp build-client` with real Prisma 4.16.2 / 7.10.1 and Deno from npm: deno check, URL import, no-op.
+mod build_client;
 // `pdp init`: fresh projects, re-runs, --check drift, adoption, --force, flags and mistakes.
 mod init;
 // `pdp migrate`: deploy, status and resolve against PostgreSQL, MariaDB and SQLite.

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod engines;
 pub mod fetch;
+pub mod npm;
 pub mod overrides;
 pub mod process;
 pub mod target;

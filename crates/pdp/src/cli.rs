@@ -64,6 +64,25 @@ pub enum Command {
     Keys(KeysArgs),
     /// Download, verify and locate Prisma's engines for the project's Prisma version and binary targets.
     Engines(EnginesArgs),
+    /// Generate the Deno client for the project's Prisma version, patch it for URL imports, lay it out as <out>/<version>/.
+    BuildClient(BuildClientArgs),
+}
+
+/// `pdp build-client`.
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub struct BuildClientArgs {
+    /// Output folder, instead of `[client] out` (the client goes to <OUT>/<VERSION>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// The client's folder version, instead of `[client] version`.
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+
+    /// Rebuild even when the schema, Prisma version, config and pdp version are unchanged.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `pdp engines`.

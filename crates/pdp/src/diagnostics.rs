@@ -77,6 +77,12 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = cause.downcast_ref::<pdp_toolchain::target::TargetError>() {
         return e.hint();
     }
+    if let Some(e) = cause.downcast_ref::<pdp_toolchain::npm::NpmError>() {
+        return e.hint();
+    }
+    if let Some(e) = cause.downcast_ref::<pdp_client::ClientError>() {
+        return e.hint();
+    }
     None
 }
 
@@ -87,6 +93,8 @@ fn is_user_error(cause: &(dyn std::error::Error + 'static)) -> bool {
         || cause.is::<pdp_migrate::db::DbError>()
         || cause.is::<pdp_migrate::source::SourceError>()
         || cause.is::<pdp_toolchain::target::TargetError>()
+        || cause.downcast_ref::<pdp_toolchain::npm::NpmError>().is_some_and(|e| e.is_user_error())
+        || cause.downcast_ref::<pdp_client::ClientError>().is_some_and(|e| e.is_user_error())
         || cause.downcast_ref::<pdp_toolchain::engines::EngineError>().is_some_and(|e| e.is_user_error())
         // A refused or failed migration is about the user's database or scripts; an unexpected database
         // failure while keeping the ledger is not.

@@ -43,6 +43,7 @@ fn run(cli: &Cli, printer: &Printer) -> anyhow::Result<Status> {
         Command::Migrate(args) => commands::migrate::run(args, cli.global.config.as_deref(), &cwd, printer),
         Command::Keys(args) => commands::keys::run(args, printer),
         Command::Engines(args) => commands::engines::run(args, cli.global.config.as_deref(), &cwd, printer),
+        Command::BuildClient(args) => commands::build_client::run(args, cli.global.config.as_deref(), &cwd, printer),
     }
 }
 

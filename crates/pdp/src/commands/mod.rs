@@ -1,5 +1,6 @@
 //! One module per command; each orchestrates library calls and reports through the printer.
 
+pub mod build_client;
 pub mod config;
 pub mod doctor;
 pub mod engines;
