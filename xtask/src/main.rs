@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_client;
 mod bench_engines;
 mod services;
 mod tidy;
@@ -23,6 +24,7 @@ tasks:
              clippy -D warnings, and every test
   demo       build pdp and run `pdp init --yes` + `pdp doctor` in a fresh directory
   services   only make sure the databases the tests use are up
+  bench build-client   no-op rebuild, and a full build vs the same `prisma generate` by hand
   bench migrate   200 migrations: pdp vs `psql -1 -f` on PostgreSQL, pdp vs `prisma migrate deploy` on SQLite
   bench engines   4 × 20 MB engines from a loopback mirror: pdp vs `curl --parallel`, and a fully cached fetch
   tidy       only the repository checks (also part of `cargo test`)";
@@ -37,8 +39,9 @@ fn main() -> anyhow::Result<()> {
         Some("services") => services::ensure(),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("migrate") => bench::migrate(&root),
+            Some("build-client") => bench_client::build_client(&root),
             Some("engines") => bench_engines::engines(&root),
-            _ => bail!("usage: cargo xtask bench migrate|engines"),
+            _ => bail!("usage: cargo xtask bench migrate|engines|build-client"),
         },
         Some("tidy") => tidy::run(&root).map(|()| println!("tidy: ok")),
         Some("help" | "--help" | "-h") | None => {

@@ -210,6 +210,23 @@ pub fn tool_dir(cache_root: &Path, spec: &ToolSpec) -> PathBuf {
     tools_dir(cache_root).join(spec.dir_name())
 }
 
+/// Every completely installed tool in the cache (a folder with its stamp), sorted by folder name:
+/// (folder name, packages, folder). Half-written installs have no stamp and are not listed.
+pub fn installed(cache_root: &Path) -> Vec<(String, Vec<String>, PathBuf)> {
+    let Ok(entries) = fs_err::read_dir(tools_dir(cache_root)) else { return Vec::new() };
+    let mut out: Vec<(String, Vec<String>, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let dir = e.path();
+            let text = fs_err::read_to_string(dir.join(STAMP_FILE)).ok()?;
+            let stamp: Stamp = serde_json::from_str(&text).ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), stamp.packages, dir))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The tool if it is completely installed with exactly `spec`'s packages; no lock, no npm.
 pub fn cached(cache_root: &Path, spec: &ToolSpec) -> Option<Installed> {
     let dir = tool_dir(cache_root, spec);
@@ -331,6 +348,25 @@ mod tests {
         assert!(!hit.fresh);
         let other = ToolSpec { packages: vec!["left-pad@1.3.0".into(), "x@1".into()], ..spec };
         assert!(cached(dir.path(), &other).is_none());
+    }
+
+    #[test]
+    fn installed_lists_only_finished_installs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(installed(dir.path()).is_empty(), "no tools folder yet");
+        for (spec, stamped) in
+            [(ToolSpec::single("deno", "2.9.6"), true), (ToolSpec::single("prisma", "7.10.0"), false)]
+        {
+            let tool = tool_dir(dir.path(), &spec);
+            fs_err::create_dir_all(&tool).expect("mkdir");
+            if stamped {
+                fs_err::write(tool.join(STAMP_FILE), "{\"packages\":[\"deno@2.9.6\"]}").expect("write");
+            }
+        }
+        let listed = installed(dir.path());
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].0, "deno@2.9.6");
+        assert_eq!(listed[0].1, ["deno@2.9.6"]);
     }
 
     #[test]

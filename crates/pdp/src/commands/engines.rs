@@ -304,6 +304,21 @@ async fn list(s: &Setup, a: &EnginesListArgs, printer: &Printer) -> anyhow::Resu
     for (t, e, st, p) in &lines {
         printer.data(format!("{t:<w0$}  {e:<6}  {st:<w2$}  {p}").trim_end());
     }
+    // The Node-side tools pdp provisioned into the same cache (prisma CLI, deno, …).
+    let tools = pdp_toolchain::npm::installed(s.cache.root());
+    if !tools.is_empty() {
+        let rows: Vec<(String, String, String)> = tools
+            .into_iter()
+            .map(|(name, packages, dir)| (name, packages.join(" "), dir.display().to_string()))
+            .collect();
+        let t0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+        let t1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(8);
+        printer.data("");
+        printer.data(&format!("{:<t0$}  {:<t1$}  PATH", "TOOL", "PACKAGES"));
+        for (name, packages, dir) in &rows {
+            printer.data(&format!("{name:<t0$}  {packages:<t1$}  {dir}"));
+        }
+    }
     Ok(Status::Success)
 }
 
