@@ -22,7 +22,7 @@ usage: cargo xtask <task>
 tasks:
   test       start PostgreSQL and MariaDB if needed, install tests/node (npm ci), then fmt --check,
              clippy -D warnings, and every test
-  demo       build pdp and run `pdp init --yes` + `pdp doctor` in a fresh directory
+  demo       build pdp, then in a fresh directory: `pdp init --yes`, `pdp doctor`, `pdp config`, `pdp build-client`
   services   only make sure the databases the tests use are up
   bench build-client   no-op rebuild, and a full build vs the same `prisma generate` by hand
   bench migrate   200 migrations: pdp vs `psql -1 -f` on PostgreSQL, pdp vs `prisma migrate deploy` on SQLite
@@ -108,6 +108,11 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     eprint!("{}", std::fs::read_to_string(dir.join("pdp.toml"))?);
     step("pdp doctor", Command::new(&pdp).arg("doctor").current_dir(&dir))?;
     step("pdp config", Command::new(&pdp).arg("config").current_dir(&dir))?;
+    step(
+        "pdp build-client (the Deno client, laid out for publishing; first run installs the Prisma CLI into pdp's cache)",
+        Command::new(&pdp).arg("build-client").current_dir(&dir),
+    )?;
+    step("pdp build-client (again: nothing changed, nothing to do)", Command::new(&pdp).arg("build-client").current_dir(&dir))?;
     step("pdp init --yes (again: nothing to do)", Command::new(&pdp).args(["init", "--yes"]).current_dir(&dir))?;
     eprintln!("\ndemo project left in {} (delete it when done)", dir.display());
     Ok(())
