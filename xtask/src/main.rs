@@ -112,7 +112,10 @@ fn demo(root: &Path) -> anyhow::Result<()> {
         "pdp build-client (the Deno client, laid out for publishing; first run installs the Prisma CLI into pdp's cache)",
         Command::new(&pdp).arg("build-client").current_dir(&dir),
     )?;
-    step("pdp build-client (again: nothing changed, nothing to do)", Command::new(&pdp).arg("build-client").current_dir(&dir))?;
+    step(
+        "pdp build-client (again: nothing changed, nothing to do)",
+        Command::new(&pdp).arg("build-client").current_dir(&dir),
+    )?;
     step("pdp init --yes (again: nothing to do)", Command::new(&pdp).args(["init", "--yes"]).current_dir(&dir))?;
     eprintln!("\ndemo project left in {} (delete it when done)", dir.display());
     Ok(())
