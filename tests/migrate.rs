@@ -604,3 +604,38 @@ fn prisma_switch_skips_the_lock_for_poolers() {
     );
     assert_eq!(db.ledger().len(), 1);
 }
+
+#[test]
+fn deploy_creates_a_missing_database_like_prisma() {
+    for kind in [Kind::Postgres, Kind::Mysql] {
+        let p = Project::new();
+        p.write("pdp.toml", "[prisma]\nversion = \"7.10.0\"\n[database]\nurl = \"env:TEST_DB\"\n");
+        p.write("prisma/migrations/20260101000001_one/migration.sql", "CREATE TABLE t1 (id INTEGER PRIMARY KEY);\n");
+        let name = format!("pdp_newdb_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let base = match kind {
+            Kind::Postgres => postgres_url(),
+            _ => mysql_url(),
+        };
+        let url = format!("{}/{name}", base.rsplit_once('/').expect("url").0);
+        // Status only reads: a missing database is reported, not created.
+        let status = p.run_with(p.pdp().args(["migrate", "status"]).env("TEST_DB", &url)).expect_code(2);
+        assert!(status.stderr.contains("create the database"), "{kind:?}\n{}", status.all());
+        let out = p.run_with(p.pdp().args(["migrate", "deploy"]).env("TEST_DB", &url)).expect_code(0);
+        assert!(out.stderr.contains(&format!("created database `{name}`")), "{kind:?}\n{}", out.all());
+        assert!(out.stderr.contains("applied `20260101000001_one`"), "{kind:?}\n{}", out.all());
+        let again = p.run_with(p.pdp().args(["migrate", "status"]).env("TEST_DB", &url)).expect_code(0);
+        assert!(again.stdout.contains("up to date"), "{kind:?}\n{}", again.all());
+        rt().block_on(async {
+            match kind {
+                Kind::Postgres => {
+                    let mut c = sqlx::PgConnection::connect(&postgres_url()).await.expect("connect");
+                    sqlx::raw_sql(&format!("DROP DATABASE \"{name}\"")).execute(&mut c).await.expect("drop");
+                }
+                _ => {
+                    let mut c = sqlx::MySqlConnection::connect(&mysql_url()).await.expect("connect");
+                    sqlx::raw_sql(&format!("DROP DATABASE `{name}`")).execute(&mut c).await.expect("drop");
+                }
+            }
+        });
+    }
+}

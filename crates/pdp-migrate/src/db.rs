@@ -198,6 +198,60 @@ pub async fn connect(url: &DatabaseUrl, schema_dir: &Path, timeout: Duration, cr
     }
 }
 
+/// The database (catalog) name a PostgreSQL or MySQL URL selects, percent-decoded.
+pub fn database_name(url: &DatabaseUrl) -> Option<String> {
+    let parsed = url::Url::parse(url.expose()).ok()?;
+    let name = parsed.path().trim_start_matches('/');
+    let decoded = url::form_urlencoded::parse(format!("n={name}").as_bytes()).next().map(|(_, v)| v.into_owned())?;
+    (!decoded.is_empty()).then_some(decoded)
+}
+
+/// Creates the database a PostgreSQL or MySQL URL names, as `prisma migrate deploy` does before migrating
+/// (its `ensureDatabaseExists`): connects to the server without it (PostgreSQL: the `postgres` maintenance
+/// database) and runs `CREATE DATABASE`. Another deployer creating it first is not an error. Returns the name.
+pub async fn create_database(url: &DatabaseUrl, timeout: Duration) -> Result<String, DbError> {
+    let redacted = url.redacted().to_owned();
+    let name = database_name(url)
+        .ok_or_else(|| DbError::InvalidUrl { url: redacted.clone(), reason: "the URL names no database".into() })?;
+    let mut server = url::Url::parse(&driver_url(url)?)
+        .map_err(|e| DbError::InvalidUrl { url: redacted.clone(), reason: e.to_string() })?;
+    let attempt = async {
+        match url.provider() {
+            Provider::Postgresql => {
+                server.set_path("/postgres");
+                let options =
+                    sqlx::postgres::PgConnectOptions::from_str(server.as_str()).map_err(|e| invalid(&redacted, &e))?;
+                let mut c = sqlx::PgConnection::connect_with(&options).await.map_err(|e| failed(&redacted, &e))?;
+                let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+                match sqlx::raw_sql(&sql).execute(&mut c).await {
+                    Ok(_) => Ok(()),
+                    // duplicate_database: someone else was quicker.
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+                    Err(e) => Err(failed(&redacted, &e)),
+                }
+            }
+            Provider::Mysql => {
+                server.set_path("/");
+                let options =
+                    sqlx::mysql::MySqlConnectOptions::from_str(server.as_str()).map_err(|e| invalid(&redacted, &e))?;
+                let mut c = sqlx::MySqlConnection::connect_with(&options).await.map_err(|e| failed(&redacted, &e))?;
+                // The character set and collation Prisma gives the databases it creates.
+                let sql = format!(
+                    "CREATE DATABASE IF NOT EXISTS `{}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+                    name.replace('`', "``")
+                );
+                sqlx::raw_sql(&sql).execute(&mut c).await.map(drop).map_err(|e| failed(&redacted, &e))
+            }
+            provider => Err(DbError::Unsupported { provider, url: redacted.clone() }),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => Ok(name),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(DbError::Timeout { url: redacted, timeout }),
+    }
+}
+
 /// Connects and asks the server for its version.
 pub async fn ping(url: &DatabaseUrl, schema_dir: &Path, timeout: Duration) -> Result<ServerInfo, DbError> {
     let db = connect(url, schema_dir, timeout, false).await?;
@@ -252,13 +306,17 @@ fn failed(url: &str, e: &sqlx::Error) -> DbError {
             _ => FailureKind::Other,
         },
         sqlx::Error::Tls(_) => FailureKind::Tls,
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // PostgreSQL: invalid_password, invalid_authorization_specification; MySQL: access denied.
-            Some("28P01" | "28000" | "1045" | "1044") => FailureKind::Auth,
-            // PostgreSQL: invalid_catalog_name; MySQL: unknown database.
-            Some("3D000" | "1049") => FailureKind::NoDatabase,
-            _ => FailureKind::Other,
-        },
+        sqlx::Error::Database(db) => {
+            // MySQL's own error number says more than its SQLSTATE (1049 and 1064 share 42000).
+            let mysql_number = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|e| e.number());
+            match (db.code().as_deref(), mysql_number) {
+                // PostgreSQL: invalid_password, invalid_authorization_specification; MySQL: access denied.
+                (Some("28P01" | "28000"), _) | (_, Some(1044 | 1045)) => FailureKind::Auth,
+                // PostgreSQL: invalid_catalog_name; MySQL: unknown database.
+                (Some("3D000"), _) | (_, Some(1049)) => FailureKind::NoDatabase,
+                _ => FailureKind::Other,
+            }
+        }
         _ => FailureKind::Other,
     };
     let mut reason = pdp_config::redact_text(&e.to_string());

@@ -38,6 +38,8 @@ pub enum Lock {
 pub trait Reporter {
     /// The lock is held by someone else and we are waiting.
     fn waiting_for_lock(&self) {}
+    /// The database did not exist and was created.
+    fn created_database(&self, _name: &str) {}
     /// A migration is about to run.
     fn applying(&self, _name: &str) {}
     /// A migration finished.
@@ -217,8 +219,17 @@ fn check_provider(url: &DatabaseUrl, migrations: &Migrations) -> Result<(), Migr
     Ok(())
 }
 
-async fn open(target: &Target<'_>, create: bool) -> Result<Db, MigrateError> {
-    let mut conn = db::connect(target.url, target.schema_dir, target.connect_timeout, create).await?;
+async fn open(target: &Target<'_>, create: bool, reporter: &dyn Reporter) -> Result<Db, MigrateError> {
+    let connect = || db::connect(target.url, target.schema_dir, target.connect_timeout, create);
+    let mut conn = match connect().await {
+        // Prisma's deploy creates a missing database first; an init container on a fresh server relies on it.
+        Err(DbError::Connect { kind: db::FailureKind::NoDatabase, .. }) if create => {
+            let name = db::create_database(target.url, target.connect_timeout).await?;
+            reporter.created_database(&name);
+            connect().await?
+        }
+        other => other?,
+    };
     if create && target.url.provider() == Provider::Postgresql {
         let schema = db::postgres_schema(target.url);
         conn.ensure_schema(&schema).await.map_err(dbe(format!("create schema `{schema}`")))?;
@@ -280,7 +291,7 @@ pub async fn deploy(
     reporter: &dyn Reporter,
 ) -> Result<Deployed, MigrateError> {
     check_provider(target.url, migrations)?;
-    let mut conn = open(target, !dry_run).await?;
+    let mut conn = open(target, !dry_run, reporter).await?;
     if !dry_run {
         lock(&mut conn, lock_policy, reporter).await?;
     }
@@ -383,7 +394,7 @@ pub struct Status {
 /// `migrate status`: reads only; takes no lock and creates nothing.
 pub async fn status(target: &Target<'_>, migrations: &Migrations) -> Result<Status, MigrateError> {
     check_provider(target.url, migrations)?;
-    let mut conn = open(target, false).await?;
+    let mut conn = open(target, false, &Silent).await?;
     let local: Vec<String> = migrations.migrations.iter().map(|m| m.name.clone()).collect();
     let tables = conn.tables().await.map_err(dbe("list the tables"))?;
     let mut status = Status {
@@ -457,7 +468,7 @@ pub async fn resolve_applied(
     let Some(local) = migrations.migrations.iter().find(|m| m.name == name) else {
         return Err(MigrateError::NotFoundLocally { name: name.to_owned(), dir: migrations.dir.clone() });
     };
-    let mut conn = open(target, true).await?;
+    let mut conn = open(target, true, reporter).await?;
     lock(&mut conn, lock_policy, reporter).await?;
     let tables = conn.tables().await.map_err(dbe("list the tables"))?;
     let created_ledger = !tables.iter().any(|t| t == TABLE);
@@ -485,7 +496,7 @@ pub async fn resolve_rolled_back(
     reporter: &dyn Reporter,
 ) -> Result<Resolved, MigrateError> {
     check_provider(target.url, migrations)?;
-    let mut conn = open(target, false).await?;
+    let mut conn = open(target, false, &Silent).await?;
     lock(&mut conn, lock_policy, reporter).await?;
     let tables = conn.tables().await.map_err(dbe("list the tables"))?;
     if !tables.iter().any(|t| t == TABLE) {

@@ -22,6 +22,9 @@ impl Reporter for Progress<'_> {
     fn waiting_for_lock(&self) {
         self.0.info("Waiting for the migrate lock held by another deployer…");
     }
+    fn created_database(&self, name: &str) {
+        self.0.status("created", &format!("database `{name}` (it did not exist)"));
+    }
     fn applying(&self, name: &str) {
         self.0.status("applying", &format!("`{name}`"));
     }
