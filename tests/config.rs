@@ -124,3 +124,29 @@ fn config_is_found_from_a_subdirectory_and_by_flag() {
     assert!(missing.stderr.contains("no `pdp.toml` found in"), "{}", missing.all());
     assert!(missing.stderr.contains("hint: run `pdp init`"), "{}", missing.all());
 }
+
+#[test]
+fn passwords_with_special_characters_stay_masked() {
+    let p = Project::new();
+    p.write("pdp.toml", &format!("{MINIMAL}[database]\nurl = \"env:APP_DB\"\n"));
+    for password in ["se/cret", "se#cret", "se?cret", "a@b/c", "sec ret"] {
+        let url = format!("postgresql://app:{password}@127.0.0.1:{}/db", crate::support::closed_port());
+        let config = p.run_with(p.pdp().args(["--verbose", "config"]).env("APP_DB", &url)).expect_code(0);
+        let deploy = p.run_with(p.pdp().args(["--verbose", "migrate", "deploy"]).env("APP_DB", &url)).expect_code(2);
+        for out in [&config, &deploy] {
+            assert!(!out.all().contains(password), "{password} leaked:\n{}", out.all());
+            assert!(out.all().contains("app:****@"), "{}", out.all());
+        }
+    }
+}
+
+#[test]
+fn a_broken_dotenv_names_the_line_not_the_value() {
+    let p = Project::new();
+    p.write("pdp.toml", MINIMAL);
+    p.write(".env", "OK=1\nPDP_API_KEY=pdp_t0psecretkey\\x\n");
+    let out = p.run(&["config"]).expect_code(2);
+    assert!(out.stderr.contains(".env` as a .env file: line 2 (`PDP_API_KEY`) cannot be parsed"), "{}", out.all());
+    assert!(out.stderr.contains("hint: each line of `.env` is `NAME=value`"), "{}", out.all());
+    assert!(!out.all().contains("t0psecret"), "{}", out.all());
+}

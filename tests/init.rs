@@ -133,7 +133,11 @@ fn database_url_goes_to_dotenv_never_to_pdp_toml() {
     assert!(!out.all().contains("Pa55word"), "{}", out.all());
     assert!(p.read("pdp.toml").contains("url = \"env:DATABASE_URL\""));
     assert!(!p.read("pdp.toml").contains("Pa55word"));
-    assert!(p.read(".env").contains(&format!("DATABASE_URL=\"{url}\"")));
+    assert!(p.read(".env").contains(&format!("DATABASE_URL='{url}'")));
+    // A second URL does not silently replace or vanish: init says it kept the existing one.
+    let again = p.run(&["init", "--yes", "--database-url", "postgresql://other@h/db"]).expect_code(0);
+    assert!(again.stderr.contains("`.env` already sets DATABASE_URL"), "{}", again.all());
+    assert!(p.read(".env").contains(&format!("DATABASE_URL='{url}'")));
     let config = p.run(&["config"]).expect_code(0);
     assert!(config.stdout.contains("postgresql://app:****@db.internal:5432/app"), "{}", config.all());
 }

@@ -50,6 +50,11 @@ struct TestDb {
     url: String,
     /// Name of the PostgreSQL schema or MySQL database.
     name: String,
+    /// PostgreSQL: the database the schema lives in (a database of its own for tests that hold Prisma's
+    /// advisory lock, which is per database, so parallel tests don't wait on it).
+    pg_base: String,
+    /// PostgreSQL: a database created for this test, dropped with it.
+    own_pg_database: Option<String>,
     project: Project,
 }
 
@@ -57,10 +62,30 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl TestDb {
     fn new(kind: Kind) -> TestDb {
+        TestDb::create(kind, false)
+    }
+
+    /// A PostgreSQL test database of its own (see `pg_base`).
+    fn own_postgres_database() -> TestDb {
+        TestDb::create(Kind::Postgres, true)
+    }
+
+    fn create(kind: Kind, own_database: bool) -> TestDb {
         let project = Project::new();
         let name = format!("pdp_t_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let own_pg_database = own_database.then(|| format!("{name}_db"));
+        let pg_base = match &own_pg_database {
+            Some(db) => {
+                rt().block_on(async {
+                    let mut c = sqlx::PgConnection::connect(&postgres_url()).await.expect("PostgreSQL must be running");
+                    sqlx::raw_sql(&format!("CREATE DATABASE \"{db}\"")).execute(&mut c).await.expect("create database");
+                });
+                format!("{}/{db}", postgres_url().rsplit_once('/').expect("url").0)
+            }
+            None => postgres_url(),
+        };
         let url = match kind {
-            Kind::Postgres => format!("{}?schema={name}", postgres_url()),
+            Kind::Postgres => format!("{pg_base}?schema={name}"),
             Kind::Mysql => {
                 let admin = mysql_url();
                 let stmt = format!("CREATE DATABASE `{name}`");
@@ -77,7 +102,7 @@ impl TestDb {
         project.write("pdp.toml", "[prisma]\nversion = \"7.10.1\"\n\n[database]\nurl = \"env:TEST_DB\"\n");
         project.write("prisma/migrations/migration_lock.toml", &format!("provider = \"{}\"\n", kind.provider()));
         project.write("prisma/.keep", "");
-        TestDb { kind, url, name, project }
+        TestDb { kind, url, name, pg_base, own_pg_database, project }
     }
 
     fn migration(&self, name: &str, sql: &str) {
@@ -93,7 +118,7 @@ impl TestDb {
         rt().block_on(async {
             match self.kind {
                 Kind::Postgres => {
-                    let mut c = sqlx::PgConnection::connect(&postgres_url()).await.expect("connect");
+                    let mut c = sqlx::PgConnection::connect(&self.pg_base).await.expect("connect");
                     let sql = format!(
                         "CREATE SCHEMA IF NOT EXISTS \"{0}\"; SET search_path TO \"{0}\"; {statements}",
                         self.name
@@ -119,7 +144,7 @@ impl TestDb {
         rt().block_on(async {
             match self.kind {
                 Kind::Postgres => {
-                    let mut c = sqlx::PgConnection::connect(&postgres_url()).await.expect("connect");
+                    let mut c = sqlx::PgConnection::connect(&self.pg_base).await.expect("connect");
                     sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1")
                         .bind(&self.name)
                         .fetch_all(&mut c)
@@ -151,7 +176,7 @@ impl TestDb {
         rt().block_on(async {
             match self.kind {
                 Kind::Postgres => {
-                    let mut c = sqlx::PgConnection::connect(&postgres_url()).await.expect("connect");
+                    let mut c = sqlx::PgConnection::connect(&self.pg_base).await.expect("connect");
                     let q = format!(
                         "SELECT id, checksum, migration_name, finished_at IS NOT NULL, rolled_back_at IS NOT NULL, logs, \
                          applied_steps_count::bigint FROM \"{}\"._prisma_migrations ORDER BY started_at, id",
@@ -210,6 +235,12 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let stmt = match self.kind {
+            Kind::Postgres if self.own_pg_database.is_some() => {
+                format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.own_pg_database.as_deref().unwrap_or_default()
+                )
+            }
             Kind::Postgres => format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name),
             Kind::Mysql => format!("DROP DATABASE IF EXISTS `{}`", self.name),
             Kind::Sqlite => return,
@@ -532,14 +563,14 @@ fn status_behind_and_diverged() {
 #[test]
 fn a_held_lock_times_out_with_p1002_and_the_url_stays_masked() {
     for kind in [Kind::Postgres, Kind::Mysql] {
-        let db = TestDb::new(kind);
+        let db = if kind == Kind::Postgres { TestDb::own_postgres_database() } else { TestDb::new(kind) };
         db.migration("20260101000001_one", "CREATE TABLE t1 (id INTEGER PRIMARY KEY);\n");
         let runtime = rt();
         // Another deployer holds Prisma's lock on its own connection.
         let holder = runtime.block_on(async {
             match kind {
                 Kind::Postgres => {
-                    let mut c = sqlx::PgConnection::connect(&postgres_url()).await.expect("connect");
+                    let mut c = sqlx::PgConnection::connect(&db.pg_base).await.expect("connect");
                     sqlx::query("SELECT pg_advisory_lock(72707369)").execute(&mut c).await.expect("lock");
                     Box::new(c) as Box<dyn std::any::Any>
                 }
@@ -579,11 +610,11 @@ impl TestDb {
 
 #[test]
 fn prisma_switch_skips_the_lock_for_poolers() {
-    let db = TestDb::new(Kind::Postgres);
+    let db = TestDb::own_postgres_database();
     db.migration("20260101000001_one", "CREATE TABLE t1 (id INTEGER PRIMARY KEY);\n");
     let runtime = rt();
-    let _holder = runtime.block_on(async {
-        let mut c = sqlx::PgConnection::connect(&postgres_url()).await.expect("connect");
+    let holder = runtime.block_on(async {
+        let mut c = sqlx::PgConnection::connect(&db.pg_base).await.expect("connect");
         sqlx::query("SELECT pg_advisory_lock(72707369)").execute(&mut c).await.expect("lock");
         c
     });
@@ -603,6 +634,8 @@ fn prisma_switch_skips_the_lock_for_poolers() {
         out.all()
     );
     assert_eq!(db.ledger().len(), 1);
+    // The other deployer's connection goes before the database is dropped.
+    drop(holder);
 }
 
 #[test]

@@ -25,15 +25,47 @@ pub struct ProcessEnv {
     dotenv: BTreeMap<String, String>,
 }
 
-/// A `.env` file that exists but cannot be read as one.
+/// A `.env` file that exists but cannot be read as one. Never quotes the file's content: its values are
+/// secrets.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read `{path}` as a .env file")]
+#[error("cannot read `{}` as a .env file: {problem}", path.display())]
 pub struct DotenvError {
     /// The file.
     pub path: std::path::PathBuf,
-    /// What went wrong (line and cause).
-    #[source]
-    pub source: dotenvy::Error,
+    /// What is wrong, by line number and variable name only.
+    pub problem: String,
+}
+
+impl DotenvError {
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        Some("each line of `.env` is `NAME=value`; quote values with spaces or `#` in single quotes".into())
+    }
+
+    fn from(path: &Path, text: &str, err: &dotenvy::Error) -> DotenvError {
+        let problem = match err {
+            dotenvy::Error::LineParse(bad, _) => {
+                let line =
+                    text.lines().position(|l| !bad.is_empty() && (l.contains(bad.as_str()) || bad.contains(l.trim())));
+                // dotenvy quotes the value (or the line); the name comes from the line itself.
+                let name = line
+                    .and_then(|i| text.lines().nth(i))
+                    .and_then(|l| l.split('=').next())
+                    .map(str::trim)
+                    .map(|n| n.trim_start_matches("export ").trim())
+                    .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'));
+                match (line, name) {
+                    (Some(i), Some(n)) => format!("line {} (`{n}`) cannot be parsed (its value is not shown)", i + 1),
+                    (Some(i), None) => format!("line {} cannot be parsed (its content is not shown)", i + 1),
+                    (None, Some(n)) => format!("the entry for `{n}` cannot be parsed (its value is not shown)"),
+                    (None, None) => "an entry cannot be parsed (its content is not shown)".to_owned(),
+                }
+            }
+            dotenvy::Error::Io(e) => e.to_string(),
+            _ => "the file is not valid".to_owned(),
+        };
+        DotenvError { path: path.to_path_buf(), problem }
+    }
 }
 
 impl ProcessEnv {
@@ -47,10 +79,11 @@ impl ProcessEnv {
         if !path.is_file() {
             return Ok(ProcessEnv::default());
         }
-        let iter = dotenvy::from_path_iter(path).map_err(|source| DotenvError { path: path.to_path_buf(), source })?;
+        let text = fs_err::read_to_string(path)
+            .map_err(|e| DotenvError { path: path.to_path_buf(), problem: e.kind().to_string() })?;
         let mut dotenv = BTreeMap::new();
-        for item in iter {
-            let (k, v) = item.map_err(|source| DotenvError { path: path.to_path_buf(), source })?;
+        for item in dotenvy::from_read_iter(text.as_bytes()) {
+            let (k, v) = item.map_err(|e| DotenvError::from(path, &text, &e))?;
             dotenv.insert(k, v);
         }
         Ok(ProcessEnv { dotenv })

@@ -102,7 +102,7 @@ impl ConfigError {
                 Some("run `pdp init` to create one, or point at it with `--config PATH` / `PDP_CONFIG`".into())
             }
             ConfigError::Read { .. } => Some("check the path and its permissions".into()),
-            ConfigError::Dotenv(_) => Some("each line of `.env` must be `NAME=value`".into()),
+            ConfigError::Dotenv(e) => e.hint(),
             ConfigError::Invalid(problems) => match problems.as_slice() {
                 [one] => one.hint.clone(),
                 _ => None,

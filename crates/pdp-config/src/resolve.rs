@@ -430,7 +430,7 @@ pub(crate) fn resolve(
                         input.origin.clone(),
                         "database.url",
                         format!("`database.url`{from}: {why}"),
-                        Some("e.g. `postgresql://user:password@host:5432/db?schema=public`, `mysql://root@host:3306/db` or `file:./dev.db`".into()),
+                        Some("e.g. `postgresql://user@host:5432/db?schema=public`, `mysql://root@host:3306/db` or `file:./dev.db`".into()),
                     );
                 }
             }

@@ -58,12 +58,27 @@ fn mask_userinfo(text: &str) -> String {
     while let Some(pos) = rest.find("://") {
         let (head, tail) = rest.split_at(pos + 3);
         out.push_str(head);
-        // The authority ends at the first '/', '?', '#' or whitespace; the userinfo at its last '@'.
-        let end = tail.find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace()).unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
+        // A well-formed authority ends at the first '/', '?', '#' or whitespace, its userinfo at its last '@'.
+        let strict_end =
+            tail.find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace()).unwrap_or(tail.len());
+        let strict = &tail[..strict_end];
+        // A password with an unencoded '/', '?', '#', '@' or space ends the strict authority early, so the
+        // userinfo may close at any '@' up to the end of the line (or the next URL). Taking the last one
+        // masks too much at worst (an '@' in a query string), never too little.
+        let reach = [tail.find('\n'), tail.find("://")].into_iter().flatten().min().unwrap_or(tail.len());
+        let at = if strict.contains('@') || strict.contains(':') {
+            // An '@' right after a '/' starts a path segment (npm scopes: `/@prisma%2Fengines`), not a
+            // password's end.
+            tail[..reach]
+                .rmatch_indices('@')
+                .map(|(i, _)| i)
+                .find(|&i| !tail[..i].ends_with('/') && (tail[..i].contains(':') || strict.contains('@')))
+        } else {
+            None
+        };
+        match at {
             Some(at) => {
-                let userinfo = &authority[..at];
+                let userinfo = &tail[..at];
                 match userinfo.find(':') {
                     Some(colon) => {
                         out.push_str(&userinfo[..colon]);
@@ -71,11 +86,14 @@ fn mask_userinfo(text: &str) -> String {
                     }
                     None => out.push_str(userinfo),
                 }
-                out.push_str(&authority[at..]);
+                out.push('@');
+                rest = &tail[at + 1..];
             }
-            None => out.push_str(authority),
+            None => {
+                out.push_str(strict);
+                rest = &tail[strict_end..];
+            }
         }
-        rest = &tail[end..];
     }
     out.push_str(rest);
     out
@@ -140,6 +158,22 @@ mod tests {
         );
         check("nothing secret here: 3 < 4", "nothing secret here: 3 < 4");
         check("ünïcödé://x:y@z", "ünïcödé://x:****@z");
+        // Unencoded special characters in the password must not end the masking early.
+        check("postgresql://u:se/cret@127.0.0.1:1/db", "postgresql://u:****@127.0.0.1:1/db");
+        check("postgresql://u:se#cret@h/db", "postgresql://u:****@h/db");
+        check("postgresql://u:se?cret@h/db", "postgresql://u:****@h/db");
+        check(
+            "cannot connect to `postgresql://u:sec ret@h:1/db`: refused",
+            "cannot connect to `postgresql://u:****@h:1/db`: refused",
+        );
+        check("postgresql://u:a@b/c@h/db", "postgresql://u:****@h/db");
+        check("postgresql://127.0.0.1:5432/db\nuser@example", "postgresql://127.0.0.1:5432/db\nuser@example");
+        check("postgresql://user@host:5432/db", "postgresql://user@host:5432/db");
+        check(
+            "http://127.0.0.1:4873/@prisma%2Fengines/5.21.0 answered 404",
+            "http://127.0.0.1:4873/@prisma%2Fengines/5.21.0 answered 404",
+        );
+        check("https://u:p@registry.example/@prisma%2Fengines", "https://u:****@registry.example/@prisma%2Fengines");
     }
 
     #[test]

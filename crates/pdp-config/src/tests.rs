@@ -201,7 +201,7 @@ fn bad_database_url_from_env_is_redacted() {
     );
     assert_eq!(
         got,
-        "/p/pdp.toml:4:7: `database.url` (from `DATABASE_URL`): unsupported database URL scheme `postgress:` (expected postgresql://, mysql://, file:, sqlserver:// or mongodb://)\nhint: e.g. `postgresql://user:password@host:5432/db?schema=public`, `mysql://root@host:3306/db` or `file:./dev.db`"
+        "/p/pdp.toml:4:7: `database.url` (from `DATABASE_URL`): unsupported database URL scheme `postgress:` (expected postgresql://, mysql://, file:, sqlserver:// or mongodb://)\nhint: e.g. `postgresql://user@host:5432/db?schema=public`, `mysql://root@host:3306/db` or `file:./dev.db`"
     );
     assert!(!got.contains("hunter2"));
 }

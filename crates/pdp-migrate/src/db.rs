@@ -95,7 +95,7 @@ impl DbError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             DbError::Unsupported { .. } => "pdp connects to PostgreSQL, MySQL/MariaDB and SQLite".into(),
-            DbError::InvalidUrl { .. } => "check the URL's form, e.g. `postgresql://user:password@host:5432/db`".into(),
+            DbError::InvalidUrl { .. } => "check the URL's form, e.g. `postgresql://user@host:5432/db` (percent-encode special characters in the password)".into(),
             DbError::MissingFile { .. } => {
                 "the path in `file:` is relative to the schema file, as in Prisma; `pdp migrate deploy` creates it"
                     .into()

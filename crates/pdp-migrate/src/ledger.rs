@@ -212,7 +212,13 @@ impl Db {
     pub async fn ensure_schema(&mut self, schema: &str) -> Result<(), DbFailure> {
         if let Db::Postgres(c) = self {
             let sql = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.replace('"', "\"\""));
-            sqlx::raw_sql(&sql).execute(&mut *c).await.map_err(|e| DbFailure::from(&e))?;
+            match sqlx::raw_sql(&sql).execute(&mut *c).await {
+                Ok(_) => {}
+                // `IF NOT EXISTS` is not safe against a concurrent creator: another deployer that won the
+                // race surfaces as unique_violation or duplicate_schema. Either way the schema is there.
+                Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("23505" | "42P06")) => {}
+                Err(e) => return Err(DbFailure::from(&e)),
+            }
         }
         Ok(())
     }

@@ -62,6 +62,9 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(e) = cause.downcast_ref::<pdp_config::ConfigError>() {
         return e.hint();
     }
+    if let Some(e) = cause.downcast_ref::<pdp_config::env::DotenvError>() {
+        return e.hint();
+    }
     if let Some(e) = cause.downcast_ref::<pdp_migrate::db::DbError>() {
         return e.hint();
     }
@@ -89,6 +92,7 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
 fn is_user_error(cause: &(dyn std::error::Error + 'static)) -> bool {
     cause.is::<UserError>()
         || cause.is::<pdp_config::ConfigError>()
+        || cause.is::<pdp_config::env::DotenvError>()
         || cause.is::<pdp_config::prisma::VersionError>()
         || cause.is::<pdp_migrate::db::DbError>()
         || cause.is::<pdp_migrate::source::SourceError>()

@@ -92,7 +92,7 @@ fn choose_database(args: &InitArgs, existing: &Existing, ask: bool) -> anyhow::R
     };
     let from_url = match &args.database_url {
         Some(url) => Some(Provider::from_url(url).map_err(|why| {
-            UserError::new(format!("`--database-url`: {why}"), "e.g. `postgresql://user:password@localhost:5432/app`")
+            UserError::new(format!("`--database-url`: {why}"), "e.g. `postgresql://user@localhost:5432/app`")
         })?),
         None => None,
     };
@@ -294,7 +294,7 @@ fn dotenv_additions(
     if let Some(url) = database_url
         && !has("DATABASE_URL")
     {
-        add.push_str(&format!("DATABASE_URL=\"{}\"\n", url.replace('"', "\\\"")));
+        add.push_str(&format!("DATABASE_URL={}\n", dotenv_quote(url)));
         names.push("DATABASE_URL");
     }
     if add.is_empty() {
@@ -306,6 +306,17 @@ fn dotenv_additions(
     }
     next.push_str(&add);
     Ok((path, Some(next), names))
+}
+
+/// A `.env` value that reads back exactly: single quotes are literal in dotenv (no `$` expansion, no
+/// escapes); a value with a `'` goes in double quotes with `\\`, `"` and `$` escaped.
+fn dotenv_quote(value: &str) -> String {
+    if value.contains('\'') {
+        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$");
+        format!("\"{escaped}\"")
+    } else {
+        format!("'{value}'")
+    }
 }
 
 /// Runs `pdp init`.
@@ -410,6 +421,12 @@ pub fn run(args: &InitArgs, printer: &Printer) -> anyhow::Result<Status> {
         }
     }
     let (env_path, env_next, added) = dotenv_additions(dir, db.dotenv_url.as_deref())?;
+    if db.dotenv_url.is_some() && !added.contains(&"DATABASE_URL") {
+        printer.warn(
+            "`.env` already sets DATABASE_URL, so the URL given to init was not written",
+            Some("edit DATABASE_URL in `.env` yourself; init never changes an existing value"),
+        );
+    }
     if let Some(next) = env_next {
         let existed = env_path.exists();
         write_atomically(&env_path, &next, Visibility::Private)?;
@@ -476,5 +493,30 @@ fn check_report(dir: &Path, files: &[Planned], states: &[State], printer: &Print
     } else {
         printer.info(&format!("{drift} file(s) differ from what `pdp init` would write; `pdp init` adds missing ones, `--force` overwrites."));
         Status::CheckFailed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pdp_config::env::{Env, ProcessEnv};
+
+    /// Whatever the password holds, `.env` gives back the URL that was written.
+    #[test]
+    fn dotenv_values_read_back_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for url in [
+            "postgresql://u:plain@h/db",
+            "postgresql://u:pa${HOME}x@h/db",
+            "postgresql://u:pa$word@h/db",
+            "postgresql://u:pa\\word@h/db",
+            "postgresql://u:it's@h/db",
+            "postgresql://u:it's$\"q\\@h/db",
+            "postgresql://u:se#cret @h/db?schema=a b",
+        ] {
+            let path = dir.path().join(".env");
+            fs_err::write(&path, format!("DATABASE_URL={}\n", super::dotenv_quote(url))).expect("write");
+            let env = ProcessEnv::with_dotenv(&path).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(env.var("DATABASE_URL").as_deref(), Some(url), "round trip of {url}");
+        }
     }
 }
