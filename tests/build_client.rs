@@ -233,6 +233,10 @@ fn a_broken_schema_fails_with_prismas_message_and_keeps_the_previous_output() {
     assert!(out.stderr.contains("rejected the schema"), "{}", out.all());
     assert!(out.stderr.contains("P1012"), "Prisma's own code: {}", out.all());
     assert!(out.stderr.contains("Type \"Strin\" is neither a built-in type"), "Prisma's message: {}", out.all());
+    // Prisma names the user's file and line, not the patched build copy's.
+    let line = schema.lines().position(|l| l.contains("email Strin")).expect("the broken line") + 1;
+    assert!(out.stderr.contains(&format!("-->  prisma/schema.prisma:{line}")), "line {line}: {}", out.all());
+    assert!(out.stderr.contains(&format!("{line} |   email Strin @unique")), "line {line}: {}", out.all());
     assert!(out.stderr.contains("hint:"), "{}", out.all());
     assert_eq!(p.read("dist/client/0.1.0/manifest.json"), before);
     assert_eq!(p.read("dist/client/0.1.0/client.ts"), client_before);

@@ -56,6 +56,10 @@ pub fn provider_of(generator: ClientGenerator) -> &'static str {
     }
 }
 
+/// The line before the generator block the patcher appends (tests and tools split the output on it).
+pub const APPENDED: &str =
+    "\n// Generator for pdp's Deno client build (the original generator blocks are blanked above).\n";
+
 /// Patches `source` (the text of `schema`, named in errors).
 pub fn patch(source: &str, schema: &Path, patch: &Patch<'_>) -> Result<Patched, ClientError> {
     let lines: Vec<&str> = source.lines().collect();
@@ -96,38 +100,34 @@ pub fn patch(source: &str, schema: &Path, patch: &Patch<'_>) -> Result<Patched, 
         settings.push(("runtime", Some(quote("deno"))));
     }
 
-    let mut out = String::with_capacity(source.len() + 128);
+    // Every line of the user's schema keeps its number, so Prisma's errors point at the user's lines: the
+    // generator blocks are blanked where they stand and the patched generator is appended at the end.
+    let mut out = String::with_capacity(source.len() + 256);
     let mut dropped = Vec::new();
-    if chosen.is_none() {
-        out.push_str("generator client {\n");
-        for (key, value) in &settings {
-            if let Some(value) = value {
-                out.push_str(&format!("  {key} = {value}\n"));
-            }
-        }
-        out.push_str("}\n\n");
-    }
-    let mut line = 0;
-    for (i, block) in blocks.iter().enumerate() {
-        for l in &lines[line..block.start] {
+    let in_generator = |n: usize| blocks.iter().any(|b| b.start <= n && n <= b.end);
+    for (n, l) in lines.iter().enumerate() {
+        if !in_generator(n) {
             out.push_str(l);
-            out.push('\n');
         }
-        if Some(i) == chosen {
-            out.push_str(&block.rewrite(&settings));
-        } else {
-            dropped.push(block.name.clone());
-            // Drop the block and the blank line after it, if any.
-            if lines.get(block.end + 1).is_some_and(|l| l.trim().is_empty()) {
-                line = block.end + 2;
-                continue;
-            }
-        }
-        line = block.end + 1;
-    }
-    for l in &lines[line.min(lines.len())..] {
-        out.push_str(l);
         out.push('\n');
+    }
+    for (i, block) in blocks.iter().enumerate() {
+        if Some(i) != chosen {
+            dropped.push(block.name.clone());
+        }
+    }
+    out.push_str(APPENDED);
+    match chosen {
+        Some(i) => out.push_str(&blocks[i].rewrite(&settings)),
+        None => {
+            out.push_str("generator client {\n");
+            for (key, value) in &settings {
+                if let Some(value) = value {
+                    out.push_str(&format!("  {key} = {value}\n"));
+                }
+            }
+            out.push_str("}\n");
+        }
     }
     Ok(Patched { text: out, preview_features: kept, removed, dropped_generators: dropped })
 }
@@ -416,12 +416,32 @@ mod tests {
     const NEW: ClientGenerator = ClientGenerator::PrismaClientDeno;
 
     /// Patches `input` for `generator` and compares the text plus a summary line.
+    /// Patches `input` and compares the appended generator block (and the feature lists) with `expect`;
+    /// also asserts the property that keeps Prisma's error lines right: every line of `input` stands at its
+    /// own line number, unchanged or (generator lines) blanked, and no generator block is left above.
     fn check(generator: ClientGenerator, input: &str, expect: &str) {
         let got = match patch(input, Path::new("schema.prisma"), &Patch { generator, output: "./generated" }) {
-            Ok(p) => format!(
-                "{}-- features {:?} removed {:?} dropped {:?}",
-                p.text, p.preview_features, p.removed, p.dropped_generators
-            ),
+            Ok(p) => {
+                let (body, block) = p.text.split_once(APPENDED).expect("the appended generator follows the marker");
+                let body: Vec<&str> = body.lines().collect();
+                assert!(body.len() >= input.lines().count(), "lines were removed:\n{}", p.text);
+                for (n, (before, after)) in input.lines().zip(&body).enumerate() {
+                    assert!(
+                        after == &before || after.is_empty(),
+                        "line {} moved or changed: {before:?} -> {after:?}",
+                        n + 1
+                    );
+                }
+                assert!(
+                    !body.iter().any(|l| l.trim_start().starts_with("generator ")),
+                    "a generator block was left:\n{}",
+                    p.text
+                );
+                format!(
+                    "{block}-- features {:?} removed {:?} dropped {:?}",
+                    p.preview_features, p.removed, p.dropped_generators
+                )
+            }
             Err(e) => format!("error: {e}"),
         };
         assert_eq!(got.trim_end(), expect.trim_end(), "\n--- got ---\n{got}");
@@ -441,16 +461,10 @@ datasource db {
   url      = env("DATABASE_URL")
 }
 "#,
-            r#"
-generator client {
+            r#"generator client {
   provider = "prisma-client-js"
   previewFeatures = ["deno"]
   output = "./generated"
-}
-
-datasource db {
-  provider = "postgresql"
-  url      = env("DATABASE_URL")
 }
 -- features ["deno"] removed [] dropped []"#,
         );
@@ -473,8 +487,7 @@ generator client {
   binaryTargets   = ["native", "linux-musl"]
 }
 "#,
-            r#"
-generator client {
+            r#"generator client {
   provider        = "prisma-client-js" // the Node client
   // server-side features
   previewFeatures = ["jsonProtocol", "tracing", "deno"]
@@ -516,9 +529,6 @@ model A {
   previewFeatures = ["multiSchema", "deno"]
   output = "./generated"
 }
-model A {
-  id Int @id
-}
 -- features ["multiSchema", "deno"] removed ["metrics"] dropped ["erd"]"#,
         );
     }
@@ -553,7 +563,7 @@ model A {
         check(
             JS,
             "model A {\n  id Int @id\n}\n",
-            "generator client {\n  provider = \"prisma-client-js\"\n  previewFeatures = [\"deno\"]\n  output = \"./generated\"\n}\n\nmodel A {\n  id Int @id\n}\n-- features [\"deno\"] removed [] dropped []",
+            "generator client {\n  provider = \"prisma-client-js\"\n  previewFeatures = [\"deno\"]\n  output = \"./generated\"\n}\n-- features [\"deno\"] removed [] dropped []",
         );
     }
 
@@ -562,7 +572,7 @@ model A {
         check(
             JS,
             "// generator old {\ngenerator client {\n  provider = \"prisma-client-js\"\n  output = \"a//b\" // note\n}\n",
-            "// generator old {\ngenerator client {\n  provider = \"prisma-client-js\"\n  output = \"./generated\" // note\n  previewFeatures = [\"deno\"]\n}\n-- features [\"deno\"] removed [] dropped []",
+            "generator client {\n  provider = \"prisma-client-js\"\n  output = \"./generated\" // note\n  previewFeatures = [\"deno\"]\n}\n-- features [\"deno\"] removed [] dropped []",
         );
     }
 

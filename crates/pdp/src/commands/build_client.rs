@@ -156,6 +156,12 @@ pub fn run(
             steps.finish();
             tracing::debug!(%command, "prisma generate failed");
             if generate::is_schema_error(&stderr) {
+                // Prisma read the build copy, whose lines are the user's (the patcher keeps every line
+                // number); name the user's file instead of the copy.
+                let shown = schema_path.strip_prefix(&config.root).unwrap_or(schema_path).display().to_string();
+                let stderr = stderr
+                    .replace(&build_schema.display().to_string(), &shown)
+                    .replace("-->  schema.prisma:", &format!("-->  {shown}:"));
                 return Err(ClientError::SchemaRejected {
                     schema: schema_path.clone(),
                     version: version.to_string(),
