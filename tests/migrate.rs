@@ -672,3 +672,17 @@ fn deploy_creates_a_missing_database_like_prisma() {
         });
     }
 }
+
+#[test]
+fn dry_run_on_a_database_that_does_not_exist_yet_lists_everything() {
+    let db = TestDb::new(Kind::Sqlite);
+    db.migration("20260101000001_one", "CREATE TABLE a (id INTEGER PRIMARY KEY);\n");
+    db.migration("20260101000002_two", "CREATE TABLE b (id INTEGER PRIMARY KEY);\n");
+    let out = db.pdp(&["migrate", "deploy", "--dry-run"]).expect_code(0);
+    assert_eq!(out.stdout, "20260101000001_one\n20260101000002_two\n", "{}", out.all());
+    assert!(!db.project.path("prisma/dev.db").exists(), "a dry run creates nothing");
+    let mysql = TestDb::new(Kind::Mysql);
+    let url = format!("{}_missing", mysql.url);
+    let out = mysql.project.run_with(mysql.project.pdp().args(["migrate", "deploy", "--dry-run"]).env("TEST_DB", &url));
+    assert_eq!(out.code, 0, "{}", out.all());
+}

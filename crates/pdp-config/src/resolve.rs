@@ -80,10 +80,21 @@ pub(crate) fn parse(source: &str, file: &Path) -> Result<RawConfig, ConfigError>
 }
 
 fn syntax_problem(e: &toml::de::Error, source: &str, file: &Path) -> Problem {
+    let mut message = format!("invalid TOML: {}", e.message().trim_end());
+    let mut key = None;
+    // toml's message says "duplicate key" without naming it; its span does.
+    if message.contains("duplicate key")
+        && let Some(name) =
+            e.span().and_then(|span| source.get(span)).map(str::trim).filter(|n| !n.is_empty() && n.len() <= 80)
+    {
+        let name = name.trim_start_matches('[').trim_end_matches(']').trim();
+        message = format!("invalid TOML: `{name}` is defined twice");
+        key = Some(name.to_owned());
+    }
     Problem {
         origin: file_origin(file, source, e.span()),
-        key: None,
-        message: format!("invalid TOML: {}", e.message().trim_end()),
+        key,
+        message,
         hint: Some(
             "see the reference: https://github.com/pdp-dev/pdp/blob/main/crates/pdp-config/reference.toml".into(),
         ),

@@ -157,6 +157,16 @@ fn syntax_error_points_at_the_line() {
 }
 
 #[test]
+fn a_duplicate_table_or_key_is_named() {
+    let got =
+        outcome("[prisma]\nversion = \"7.10.0\"\n[serve]\nlisten = \"127.0.0.1:1\"\n[serve]\ntls = \"off\"\n", &[]);
+    assert!(got.starts_with("/p/pdp.toml:5:"), "{got}");
+    assert!(got.contains("`serve` is defined twice"), "{got}");
+    let got = outcome("[prisma]\nversion = \"7.10.0\"\nversion = \"7.9.0\"\n", &[]);
+    assert!(got.contains("`version` is defined twice"), "{got}");
+}
+
+#[test]
 fn missing_required_version() {
     check(
         "[prisma]\nschema = \"s.prisma\"\n",

@@ -141,7 +141,10 @@ macro_rules! execute {
 impl Db {
     /// Takes Prisma's migrate lock, waiting at most `timeout`. It is held until the connection closes.
     pub async fn lock(&mut self, timeout: Duration) -> Result<(), LockFailure> {
-        let deadline = Instant::now() + timeout;
+        // An absurd `--wait-lock` must not overflow the clock; a year is forever here.
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
         match self {
             Db::Postgres(c) => {
                 // Polling the non-blocking form keeps the wait bounded on our side; the key is Prisma's,

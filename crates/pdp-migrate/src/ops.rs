@@ -291,7 +291,17 @@ pub async fn deploy(
     reporter: &dyn Reporter,
 ) -> Result<Deployed, MigrateError> {
     check_provider(target.url, migrations)?;
-    let mut conn = open(target, !dry_run, reporter).await?;
+    let mut conn = match open(target, !dry_run, reporter).await {
+        // A dry run against a database deploy would create (a missing SQLite file, a missing database)
+        // would apply everything.
+        Err(MigrateError::Connect(
+            DbError::MissingFile { .. } | DbError::Connect { kind: db::FailureKind::NoDatabase, .. },
+        )) if dry_run => {
+            let applied = migrations.migrations.iter().map(|m| m.name.clone()).collect();
+            return Ok(Deployed { applied, created_ledger: true });
+        }
+        other => other?,
+    };
     if !dry_run {
         lock(&mut conn, lock_policy, reporter).await?;
     }
