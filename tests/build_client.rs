@@ -238,6 +238,13 @@ fn a_broken_schema_fails_with_prismas_message_and_keeps_the_previous_output() {
     assert!(out.stderr.contains(&format!("-->  prisma/schema.prisma:{line}")), "line {line}: {}", out.all());
     assert!(out.stderr.contains(&format!("{line} |   email Strin @unique")), "line {line}: {}", out.all());
     assert!(out.stderr.contains("hint:"), "{}", out.all());
+    // With --verbose, the exact command that failed is in the log.
+    let verbose = build(&p, &["--verbose"]).expect_code(2);
+    assert!(
+        verbose.stderr.contains("prisma/build/index.js generate") && verbose.stderr.contains("--schema=schema.prisma"),
+        "{}",
+        verbose.all()
+    );
     assert_eq!(p.read("dist/client/0.1.0/manifest.json"), before);
     assert_eq!(p.read("dist/client/0.1.0/client.ts"), client_before);
     assert_no_leftovers(&p);

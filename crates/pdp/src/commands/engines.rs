@@ -21,6 +21,17 @@ use crate::diagnostics::{Status, UserError};
 use crate::printer::Printer;
 use crate::reporters::Bars;
 
+/// Proxy settings from the environment: the upper-case variable wins over the lower-case one, and an
+/// empty value counts as unset (as curl and Prisma's CLI treat them).
+fn network_settings(env: &dyn Env) -> NetworkSettings {
+    let either = |upper: &str, lower: &str| env.var(upper).or_else(|| env.var(lower)).filter(|v| !v.is_empty());
+    NetworkSettings {
+        https_proxy: either(env::HTTPS_PROXY, "https_proxy"),
+        http_proxy: either(env::HTTP_PROXY, "http_proxy"),
+        no_proxy: either(env::NO_PROXY, "no_proxy"),
+    }
+}
+
 /// Runs `pdp engines …`.
 pub fn run(args: &EnginesArgs, config_flag: Option<&Path>, cwd: &Path, printer: &Printer) -> anyhow::Result<Status> {
     let config = super::load_config(config_flag, cwd, &Overrides::default())?;
@@ -49,12 +60,7 @@ struct Setup {
 
 impl Setup {
     fn new(config: Config, env: ProcessEnv, cwd: &Path) -> anyhow::Result<Setup> {
-        let either = |upper: &str, lower: &str| env.var(upper).or_else(|| env.var(lower)).filter(|v| !v.is_empty());
-        let network = NetworkSettings {
-            https_proxy: either(env::HTTPS_PROXY, "https_proxy"),
-            http_proxy: either(env::HTTP_PROXY, "http_proxy"),
-            no_proxy: either(env::NO_PROXY, "no_proxy"),
-        };
+        let network = network_settings(&env);
         let http = Http::new(&network, RetryPolicy::default())
             .map_err(|e| UserError::new(e, "fix HTTPS_PROXY / HTTP_PROXY (a URL such as http://proxy:3128)"))?;
         let registry_text = env.var(env::PDP_NPM_REGISTRY).unwrap_or_else(|| DEFAULT_NPM_REGISTRY.to_owned());
@@ -353,4 +359,33 @@ async fn path(s: &Setup, a: &EnginesPathArgs, printer: &Printer) -> anyhow::Resu
     let fetched = fetcher.fetch(0, &job, &Silent).await?;
     printer.data(&fetched.path.display().to_string());
     Ok(Status::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> String {
+        let env: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let s = super::network_settings(&env);
+        format!("https={:?} http={:?} no={:?}", s.https_proxy, s.http_proxy, s.no_proxy)
+    }
+
+    #[test]
+    fn proxies_come_from_the_environment() {
+        assert_eq!(settings(&[]), "https=None http=None no=None");
+        assert_eq!(
+            settings(&[
+                ("HTTPS_PROXY", "http://p:3128"),
+                ("https_proxy", "http://lower:1"),
+                ("no_proxy", "localhost,.internal")
+            ]),
+            "https=Some(\"http://p:3128\") http=None no=Some(\"localhost,.internal\")"
+        );
+        assert_eq!(settings(&[("https_proxy", "http://lower:1")]), "https=Some(\"http://lower:1\") http=None no=None");
+        assert_eq!(
+            settings(&[("HTTPS_PROXY", ""), ("HTTP_PROXY", "http://h:8")]),
+            "https=None http=Some(\"http://h:8\") no=None"
+        );
+    }
 }
