@@ -13,7 +13,8 @@ use anyhow::{Context, bail};
 const MIGRATIONS: usize = 200;
 const ROUNDS: usize = 3;
 
-fn run(what: &str, cmd: &mut Command) -> anyhow::Result<Duration> {
+/// Runs `cmd` to completion and returns its wall time; a failure is an error with its output.
+pub(crate) fn run(what: &str, cmd: &mut Command) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     let elapsed = started.elapsed();
@@ -23,7 +24,8 @@ fn run(what: &str, cmd: &mut Command) -> anyhow::Result<Duration> {
     Ok(elapsed)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+/// The median of several rounds.
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }

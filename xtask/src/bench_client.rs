@@ -5,26 +5,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::bench::{median, run};
+
 const MODELS: &str = "model User {\n  id    Int     @id @default(autoincrement())\n  email String  @unique\n  name  String?\n  posts Post[]\n}\n\nmodel Post {\n  id        Int      @id @default(autoincrement())\n  title     String\n  published Boolean  @default(false)\n  author    User     @relation(fields: [authorId], references: [id])\n  authorId  Int\n}\n";
-
-fn time(what: &str, cmd: &mut Command) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
-    let elapsed = started.elapsed();
-    if !out.status.success() {
-        bail!("{what} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(elapsed)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -72,9 +59,9 @@ pub fn build_client(root: &Path) -> anyhow::Result<()> {
             c
         };
         eprintln!("==> Prisma {version}: first build (installs tools into the cache; not timed)");
-        time("pdp build-client (warm-up)", &mut pdp_cmd(&[]))?;
+        run("pdp build-client (warm-up)", &mut pdp_cmd(&[]))?;
         let noop =
-            median((0..5).map(|_| time("pdp build-client (no-op)", &mut pdp_cmd(&[]))).collect::<anyhow::Result<_>>()?);
+            median((0..5).map(|_| run("pdp build-client (no-op)", &mut pdp_cmd(&[]))).collect::<anyhow::Result<_>>()?);
 
         // The same generate by hand: the cached CLI, the patched schema pdp would write, the offline env.
         let hand = work.join(format!("hand{version}"));
@@ -112,11 +99,11 @@ pub fn build_client(root: &Path) -> anyhow::Result<()> {
                 .env("PRISMA_GENERATE_SKIP_AUTOINSTALL", "1")
                 .env("DENO_NO_UPDATE_CHECK", "1")
                 .env("NO_COLOR", "1");
-            time("prisma generate by hand", &mut c)
+            run("prisma generate by hand", &mut c)
         };
         let (mut full, mut hand_t) = (Vec::new(), Vec::new());
         for _ in 0..5 {
-            full.push(time("pdp build-client --force", &mut pdp_cmd(&["--force"]))?);
+            full.push(run("pdp build-client --force", &mut pdp_cmd(&["--force"]))?);
             hand_t.push(by_hand()?);
         }
         let (f, h) = (median(full), median(hand_t));

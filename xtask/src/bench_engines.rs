@@ -11,9 +11,11 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+
+use crate::bench::{median, run};
 
 const HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 const SIZE: usize = 20 * 1024 * 1024;
@@ -24,16 +26,6 @@ const FILES: [(&str, &str); 4] = [
     ("debian-openssl-3.0.x", "query-engine"),
     ("debian-openssl-3.0.x", "migration-engine"),
 ];
-
-fn run(what: &str, cmd: &mut Command) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
-    let elapsed = started.elapsed();
-    if !out.status.success() {
-        bail!("{what} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(elapsed)
-}
 
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -105,11 +97,6 @@ fn respond(stream: TcpStream, files: &HashMap<String, Arc<Vec<u8>>>) {
             let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn ms(d: Duration) -> String {

@@ -55,56 +55,66 @@ impl UserError {
 #[error("interrupted")]
 pub struct Interrupted;
 
-fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
-    if let Some(e) = cause.downcast_ref::<UserError>() {
-        return e.hint.clone();
-    }
-    if let Some(e) = cause.downcast_ref::<pdp_config::ConfigError>() {
-        return e.hint();
-    }
-    if let Some(e) = cause.downcast_ref::<pdp_config::env::DotenvError>() {
-        return e.hint();
-    }
-    if let Some(e) = cause.downcast_ref::<pdp_migrate::db::DbError>() {
-        return e.hint();
-    }
-    if let Some(e) = cause.downcast_ref::<pdp_migrate::ops::MigrateError>() {
-        return e.hint();
-    }
-    if let Some(e) = cause.downcast_ref::<pdp_migrate::source::SourceError>() {
-        return e.hint();
-    }
-    if let Some(e) = cause.downcast_ref::<pdp_toolchain::engines::EngineError>() {
-        return e.hint();
-    }
-    if let Some(e) = cause.downcast_ref::<pdp_toolchain::target::TargetError>() {
-        return e.hint();
-    }
-    if let Some(e) = cause.downcast_ref::<pdp_toolchain::npm::NpmError>() {
-        return e.hint();
-    }
-    if let Some(e) = cause.downcast_ref::<pdp_client::ClientError>() {
-        return e.hint();
-    }
-    None
+/// What the renderer needs from an error it recognises: a hint, and whether it is the user's to fix.
+trait Diagnosed {
+    fn hint(&self) -> Option<String>;
+    fn is_user_error(&self) -> bool;
 }
 
-fn is_user_error(cause: &(dyn std::error::Error + 'static)) -> bool {
-    cause.is::<UserError>()
-        || cause.is::<pdp_config::ConfigError>()
-        || cause.is::<pdp_config::env::DotenvError>()
-        || cause.is::<pdp_config::prisma::VersionError>()
-        || cause.is::<pdp_migrate::db::DbError>()
-        || cause.is::<pdp_migrate::source::SourceError>()
-        || cause.is::<pdp_toolchain::target::TargetError>()
-        || cause.downcast_ref::<pdp_toolchain::npm::NpmError>().is_some_and(|e| e.is_user_error())
-        || cause.downcast_ref::<pdp_client::ClientError>().is_some_and(|e| e.is_user_error())
-        || cause.downcast_ref::<pdp_toolchain::engines::EngineError>().is_some_and(|e| e.is_user_error())
-        // A refused or failed migration is about the user's database or scripts; an unexpected database
-        // failure while keeping the ledger is not.
-        || cause
-            .downcast_ref::<pdp_migrate::ops::MigrateError>()
-            .is_some_and(|e| !matches!(e, pdp_migrate::ops::MigrateError::Database { .. }))
+/// Library errors that carry their own `hint()`; `$user` decides the exit code from the value.
+macro_rules! diagnosed {
+    ($($ty:ty => |$e:ident| $user:expr),* $(,)?) => {
+        $(impl Diagnosed for $ty {
+            fn hint(&self) -> Option<String> {
+                <$ty>::hint(self)
+            }
+            fn is_user_error(&self) -> bool {
+                let $e = self;
+                $user
+            }
+        })*
+
+        /// The one list of error types pdp renders specially; each is named once.
+        fn diagnosed<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Diagnosed> {
+            $(if let Some(e) = cause.downcast_ref::<$ty>() {
+                return Some(e);
+            })*
+            cause.downcast_ref::<UserError>().map(|e| e as &dyn Diagnosed)
+                .or_else(|| cause.downcast_ref::<pdp_config::prisma::VersionError>().map(|e| e as &dyn Diagnosed))
+        }
+    };
+}
+
+diagnosed! {
+    pdp_config::ConfigError => |_e| true,
+    pdp_config::env::DotenvError => |_e| true,
+    pdp_migrate::db::DbError => |_e| true,
+    pdp_migrate::source::SourceError => |_e| true,
+    // A refused or failed migration is about the user's database or scripts; an unexpected database
+    // failure while keeping the ledger is not.
+    pdp_migrate::ops::MigrateError => |e| !matches!(e, pdp_migrate::ops::MigrateError::Database { .. }),
+    pdp_toolchain::engines::EngineError => |e| e.is_user_error(),
+    pdp_toolchain::target::TargetError => |_e| true,
+    pdp_toolchain::npm::NpmError => |e| e.is_user_error(),
+    pdp_client::ClientError => |e| e.is_user_error(),
+}
+
+impl Diagnosed for UserError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+    fn is_user_error(&self) -> bool {
+        true
+    }
+}
+
+impl Diagnosed for pdp_config::prisma::VersionError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+    fn is_user_error(&self) -> bool {
+        true
+    }
 }
 
 /// Prints `err` and returns the exit status it deserves.
@@ -115,7 +125,7 @@ pub fn report(printer: &Printer, err: &anyhow::Error) -> Status {
     let mut chain = err.chain();
     let top = chain.next().map(ToString::to_string).unwrap_or_default();
     let causes: Vec<String> = chain.map(ToString::to_string).collect();
-    let hint = err.chain().find_map(hint_of);
+    let hint = err.chain().filter_map(diagnosed).find_map(|d| d.hint());
     printer.error(&top, &causes, hint.as_deref());
-    if err.chain().any(is_user_error) { Status::UserError } else { Status::Failure }
+    if err.chain().filter_map(diagnosed).any(|d| d.is_user_error()) { Status::UserError } else { Status::Failure }
 }

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use pdp_client::manifest::{self, Manifest, StampInputs};
 use pdp_client::{ClientError, generate, output, schema};
-use pdp_config::env::{self, Env, ProcessEnv};
+use pdp_config::env::{self, Env};
 use pdp_config::{Config, Overrides};
 use pdp_toolchain::npm::{self, Installed, Npm, NpmError, ToolSpec};
 use pdp_toolchain::process::{Cmd, ProcessError, frame};
@@ -40,8 +40,7 @@ pub fn run(
     printer: &Printer,
 ) -> anyhow::Result<Status> {
     let started = Instant::now();
-    let config = super::load_config(config_flag, cwd, &Overrides::default())?;
-    let env = ProcessEnv::with_dotenv(&config.root.join(".env"))?;
+    let (config, env) = super::load_config(config_flag, cwd, &Overrides::default())?;
     let version = &config.prisma.version;
     let generation = version.generation();
     let out = args.out.as_ref().map(|p| cwd.join(p)).unwrap_or_else(|| config.client.out.clone());

@@ -11,7 +11,7 @@ use crate::printer::Printer;
 
 /// Runs `pdp config`.
 pub fn run(args: &ConfigArgs, config_flag: Option<&Path>, cwd: &Path, printer: &Printer) -> anyhow::Result<Status> {
-    let config = super::load_config(config_flag, cwd, &args.overrides.to_overrides())?;
+    let (config, _) = super::load_config(config_flag, cwd, &args.overrides.to_overrides())?;
     for w in &config.warnings {
         printer.warn(&w.to_string(), w.hint.as_deref());
     }

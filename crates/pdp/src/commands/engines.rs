@@ -34,8 +34,7 @@ fn network_settings(env: &dyn Env) -> NetworkSettings {
 
 /// Runs `pdp engines …`.
 pub fn run(args: &EnginesArgs, config_flag: Option<&Path>, cwd: &Path, printer: &Printer) -> anyhow::Result<Status> {
-    let config = super::load_config(config_flag, cwd, &Overrides::default())?;
-    let env = ProcessEnv::with_dotenv(&config.root.join(".env"))?;
+    let (config, env) = super::load_config(config_flag, cwd, &Overrides::default())?;
     let setup = Setup::new(config, env, cwd)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

@@ -44,7 +44,7 @@ pub fn run(args: &MigrateArgs, config_flag: Option<&Path>, cwd: &Path, printer: 
         database_url: target_args.database_url.clone().map(pdp_config::Secret::new),
         ..pdp_config::Overrides::default()
     };
-    let config = super::load_config(config_flag, cwd, &overrides)?;
+    let (config, _) = super::load_config(config_flag, cwd, &overrides)?;
     let Some(url) = &config.database.url else {
         return Err(UserError::new(
             "`pdp migrate` needs a database URL, and none is configured (pdp's embedded PostgreSQL runs only inside `pdp serve`)",
