@@ -230,6 +230,8 @@ pub struct ServeConfig {
     pub api_keys: Vec<ApiKey>,
     /// How long shutdown waits for in-flight requests and transactions.
     pub shutdown_timeout: Duration,
+    /// A separate plain-HTTP address serving `/metrics` without a key; `None`: `/metrics` needs a key.
+    pub metrics_listen: Option<SocketAddr>,
     /// `[serve.limits]`.
     pub limits: Limits,
 }
@@ -269,6 +271,8 @@ pub enum ApiKey {
 pub struct Limits {
     /// Largest request body accepted, in bytes.
     pub max_body_size: u64,
+    /// Largest response an executor or engine may return, in bytes.
+    pub max_response_size: u64,
     /// Longest a single query may run.
     pub query_timeout: Duration,
     /// Longest an interactive transaction may stay open.

@@ -61,6 +61,7 @@ pub(crate) struct RawServe {
     pub tls_key: Option<S>,
     pub api_keys: Option<Vec<S>>,
     pub shutdown_timeout: Option<S>,
+    pub metrics_listen: Option<S>,
     pub limits: Option<RawLimits>,
 }
 
@@ -68,6 +69,7 @@ pub(crate) struct RawServe {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct RawLimits {
     pub max_body_size: Option<S>,
+    pub max_response_size: Option<S>,
     pub query_timeout: Option<S>,
     pub transaction_max_timeout: Option<S>,
     pub transaction_max_wait: Option<S>,

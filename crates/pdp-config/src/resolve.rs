@@ -48,6 +48,8 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT: &str = "30s";
     /// `[serve.limits] max-body-size`.
     pub const MAX_BODY_SIZE: &str = "10MiB";
+    /// `[serve.limits] max-response-size` (the query-plan executor's own default).
+    pub const MAX_RESPONSE_SIZE: &str = "128MiB";
     /// `[serve.limits] query-timeout`.
     pub const QUERY_TIMEOUT: &str = "30s";
     /// `[serve.limits] transaction-max-timeout`.
@@ -631,24 +633,39 @@ pub(crate) fn resolve(
         lim("serve.limits.engine-start-timeout", &limits_raw.engine_start_timeout, defaults::ENGINE_START_TIMEOUT);
     let engine_idle_timeout =
         lim("serve.limits.engine-idle-timeout", &limits_raw.engine_idle_timeout, defaults::ENGINE_IDLE_TIMEOUT);
-    let max_body_size = {
-        let (value, origin) = match &limits_raw.max_body_size {
+    let mut size = |key: &str, v: &Option<S>, default: &str| {
+        let (value, origin) = match v {
             Some(s) => (s.get_ref().clone(), Some(r.at(s))),
-            None => (defaults::MAX_BODY_SIZE.to_owned(), None),
+            None => (default.to_owned(), None),
         };
         match parse_size(&value) {
             Some(n) if n > 0 => n,
             _ => {
                 r.problem(
                     origin.unwrap_or_else(|| r.table_origin("serve.limits")),
-                    "serve.limits.max-body-size",
-                    format!("`serve.limits.max-body-size` = `{value}` is not a size"),
+                    key,
+                    format!("`{key}` = `{value}` is not a size"),
                     Some("write a number with a unit, e.g. `10MiB`, `512KiB`, `1MB`".into()),
                 );
                 0
             }
         }
     };
+    let max_body_size = size("serve.limits.max-body-size", &limits_raw.max_body_size, defaults::MAX_BODY_SIZE);
+    let max_response_size =
+        size("serve.limits.max-response-size", &limits_raw.max_response_size, defaults::MAX_RESPONSE_SIZE);
+    let metrics_listen = serve.metrics_listen.as_ref().and_then(|s| match s.get_ref().trim().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.problem(
+                r.at(s),
+                "serve.metrics-listen",
+                format!("`serve.metrics-listen` = `{}` is not an IP address and port", s.get_ref()),
+                Some("e.g. `127.0.0.1:9464`; leave it out to serve /metrics on the main address, behind a key".into()),
+            );
+            None
+        }
+    });
     let connection_limit = match &limits_raw.connection_limit {
         Some(n) if *n.get_ref() == 0 => {
             let origin = file_origin(file, source, Some(n.span()));
@@ -700,8 +717,10 @@ pub(crate) fn resolve(
             tls,
             api_keys,
             shutdown_timeout,
+            metrics_listen,
             limits: Limits {
                 max_body_size,
+                max_response_size,
                 query_timeout,
                 transaction_max_timeout,
                 transaction_max_wait,

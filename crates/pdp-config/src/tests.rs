@@ -67,8 +67,10 @@ fn reference_parses_with_every_value() {
         ]
     );
     assert_eq!(c.serve.shutdown_timeout, Duration::from_secs(45));
+    assert_eq!(c.serve.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
     let l = &c.serve.limits;
     assert_eq!(l.max_body_size, 2 << 20);
+    assert_eq!(l.max_response_size, 16 << 20);
     assert_eq!(l.query_timeout, Duration::from_secs(5));
     assert_eq!(l.transaction_max_timeout, Duration::from_secs(20));
     assert_eq!(l.transaction_max_wait, Duration::from_secs(3));
@@ -98,6 +100,8 @@ fn reference_values_are_not_the_defaults() {
     assert_eq!(d.serve.tls, Tls::Auto);
     assert!(d.serve.api_keys.is_empty());
     assert_eq!(d.serve.limits.max_body_size, 10 << 20);
+    assert_eq!(d.serve.limits.max_response_size, 128 << 20);
+    assert_eq!(d.serve.metrics_listen, None);
     assert_eq!(d.serve.limits.connection_limit, None);
     assert_eq!(d.migrate.lock_timeout, Duration::from_secs(10));
     assert_eq!(d.state_dir, Path::new("/p/.pdp"));

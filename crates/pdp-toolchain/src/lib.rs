@@ -7,8 +7,10 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cache;
+pub mod embedded;
 pub mod engines;
 pub mod fetch;
+pub mod launch;
 pub mod npm;
 pub mod overrides;
 pub mod process;

@@ -195,6 +195,27 @@ impl Cmd {
         }
     }
 
+    /// Starts a long-running child for a supervisor: stdin, stdout and stderr piped (a launcher that sees
+    /// its stdin close knows pdp is gone and exits, so children never outlive pdp even after a SIGKILL),
+    /// killed when the handle is dropped. The timeout does not apply; the supervisor owns the lifetime.
+    pub fn spawn_supervised(&self) -> Result<tokio::process::Child, ProcessError> {
+        #[allow(clippy::disallowed_methods)] // The one approved constructor for long-running children.
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .current_dir(&self.cwd)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for k in &self.env_remove {
+            cmd.env_remove(k);
+        }
+        cmd.spawn().map_err(|source| self.spawn_error(source))
+    }
+
     fn spawn_error(&self, source: std::io::Error) -> ProcessError {
         ProcessError::Spawn { summary: self.summary.clone(), program: self.program.display().to_string(), source }
     }

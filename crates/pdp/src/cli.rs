@@ -66,6 +66,38 @@ pub enum Command {
     Engines(EnginesArgs),
     /// Generate the Deno client for the project's Prisma version, patch it for URL imports, lay it out as <out>/<version>/.
     BuildClient(BuildClientArgs),
+    /// Run the HTTPS data proxy: TLS, API keys, supervised executors/engines, /health, /ready, /metrics.
+    Serve(ServeArgs),
+}
+
+/// `pdp serve`.
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub struct ServeArgs {
+    /// Address to listen on, instead of `[serve] listen` (`PDP_LISTEN`); port 0 picks a free one.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// The URL clients reach the proxy at, instead of `[serve] public-url` (`PDP_PUBLIC_URL`).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Database URL, instead of `[database] url` and `PDP_DATABASE_URL`.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Log format: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PDP_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `pdp build-client`.

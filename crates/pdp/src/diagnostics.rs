@@ -97,6 +97,8 @@ diagnosed! {
     pdp_toolchain::target::TargetError => |_e| true,
     pdp_toolchain::npm::NpmError => |e| e.is_user_error(),
     pdp_client::ClientError => |e| e.is_user_error(),
+    pdp_serve::ServeError => |e| e.is_user_error(),
+    pdp_toolchain::embedded::EmbeddedError => |e| !matches!(e, pdp_toolchain::embedded::EmbeddedError::Io { .. }),
 }
 
 impl Diagnosed for UserError {

@@ -23,8 +23,17 @@ fn main() -> ExitCode {
     let env = ProcessEnv::new();
     let no_color = env.var(pdp_config::env::NO_COLOR).is_some_and(|v| !v.is_empty());
     let printer = Printer::new(cli.global.quiet, cli.global.color, no_color);
-    if cli.global.verbose {
-        init_logging(env.var(pdp_config::env::PDP_LOG), printer.color());
+    if let Command::Serve(args) = &cli.command {
+        // A server logs always: its access log and children's output are its output.
+        let default = if cli.global.verbose { VERBOSE_FILTER } else { SERVE_FILTER };
+        init_logging(
+            env.var(pdp_config::env::PDP_LOG),
+            default,
+            printer.color(),
+            args.log_format == cli::LogFormat::Json,
+        );
+    } else if cli.global.verbose {
+        init_logging(env.var(pdp_config::env::PDP_LOG), VERBOSE_FILTER, printer.color(), false);
     }
     let status = match run(&cli, &printer) {
         Ok(status) => status,
@@ -44,20 +53,26 @@ fn run(cli: &Cli, printer: &Printer) -> anyhow::Result<Status> {
         Command::Keys(args) => commands::keys::run(args, printer),
         Command::Engines(args) => commands::engines::run(args, cli.global.config.as_deref(), &cwd, printer),
         Command::BuildClient(args) => commands::build_client::run(args, cli.global.config.as_deref(), &cwd, printer),
+        Command::Serve(args) => commands::serve::run(args, cli.global.config.as_deref(), &cwd, printer),
     }
 }
 
-/// `--verbose`: tracing to stderr, every line passed through secret redaction before it is written.
-fn init_logging(filter: Option<String>, color: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(
-        filter.as_deref().unwrap_or("pdp=debug,pdp_config=debug,pdp_toolchain=debug,pdp_migrate=debug,info"),
-    )
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(color)
-        .with_writer(|| RedactingWriter(std::io::stderr()))
-        .init();
+/// `--verbose`'s log filter.
+const VERBOSE_FILTER: &str = "pdp=debug,pdp_config=debug,pdp_toolchain=debug,pdp_migrate=debug,pdp_serve=debug,info";
+/// `pdp serve`'s: the access log, supervision, children's output.
+const SERVE_FILTER: &str = "info";
+
+/// Tracing to stderr (`PDP_LOG` overrides the filter), every line passed through secret redaction
+/// before it is written.
+fn init_logging(filter: Option<String>, default: &str, color: bool, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.as_deref().unwrap_or(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| RedactingWriter(std::io::stderr()));
+    if json {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.with_ansi(color).init();
+    }
 }
 
 /// Masks credentials in whatever passes through (one log event arrives as one write).

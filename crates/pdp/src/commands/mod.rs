@@ -7,6 +7,7 @@ pub mod engines;
 pub mod init;
 pub mod keys;
 pub mod migrate;
+pub mod serve;
 
 use std::path::Path;
 
@@ -30,4 +31,25 @@ pub fn load_config(
     // The error names the file, line and key itself; no extra context needed.
     let config = pdp_config::load(&file, &env, overrides)?;
     Ok((config, env))
+}
+
+/// `node` and npm as pdp runs them for npm-provisioned helpers (executors, the embedded database): the
+/// project's `node_modules/.bin` first, then PATH; `PDP_NPM_REGISTRY` when set. Either may be missing;
+/// the helper that needs it says so.
+pub fn node_and_npm(
+    config: &pdp_config::Config,
+    env: &ProcessEnv,
+) -> (Option<std::path::PathBuf>, Option<pdp_toolchain::npm::Npm>) {
+    use pdp_config::env::Env as _;
+    let path_var = env.var("PATH").map(std::ffi::OsString::from);
+    let node = pdp_toolchain::tools::locate(pdp_toolchain::tools::Tool::Node, &config.root, path_var.as_ref());
+    let npm =
+        pdp_toolchain::tools::locate(pdp_toolchain::tools::Tool::Npm, &config.root, path_var.as_ref()).map(|program| {
+            pdp_toolchain::npm::Npm {
+                program,
+                registry: env.var(pdp_config::env::PDP_NPM_REGISTRY).filter(|v| !v.is_empty()),
+                timeout: pdp_toolchain::npm::INSTALL_TIMEOUT,
+            }
+        });
+    (node, npm)
 }

@@ -1,0 +1,66 @@
+// pdp's launcher for @prisma/query-plan-executor (a library with no CLI of its own). Written next to the
+// provisioned packages by `pdp serve` / `pdp engines fetch`; started and supervised by `pdp serve`.
+//
+// Inputs (environment, so the database URL never appears in a process listing):
+//   PDP_QPE_DATABASE_URL          the database (never printed)
+//   PDP_QPE_PORT                  loopback port, 0 = any free port (the chosen one is reported)
+//   PDP_QPE_QUERY_TIMEOUT_MS, PDP_QPE_MAX_TX_TIMEOUT_MS, PDP_QPE_MAX_TX_WAIT_MS, PDP_QPE_MAX_RESPONSE_SIZE
+//   PDP_QPE_LOG_LEVEL             debug | info | warn | error | off
+// Output: one line `{"pdp_ready":{"host":"127.0.0.1","port":N,"version":"…"}}` on stdout once it serves;
+// the executor's own JSON log lines otherwise. It exits when its stdin closes (pdp is gone or asks it to
+// stop), on SIGTERM/SIGINT, or with code 1 (and a message on stderr) if it cannot start.
+// Deliberately not here: retries, auth, limits beyond the executor's own options (pdp does those).
+import { context } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { serve } from "@hono/node-server";
+import { createRequire } from "node:module";
+
+// The executor reads the active OpenTelemetry context for its logger; without a global context manager
+// every request fails with "No active logger found".
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+
+const need = (name) => {
+  const value = process.env[name];
+  if (value === undefined || value === "") {
+    process.stderr.write(`pdp qpe launcher: ${name} is not set\n`);
+    process.exit(1);
+  }
+  return value;
+};
+
+const qpe = await import("@prisma/query-plan-executor");
+const version = createRequire(import.meta.url)("@prisma/query-plan-executor/package.json").version;
+const level = process.env.PDP_QPE_LOG_LEVEL || "warn";
+const logger = qpe.createConsoleLogger("json", level);
+
+await qpe.withActiveLogger(logger, async () => {
+  let server;
+  try {
+    server = await qpe.Server.create({
+      databaseUrl: need("PDP_QPE_DATABASE_URL"),
+      queryTimeout: qpe.parseDuration(need("PDP_QPE_QUERY_TIMEOUT_MS")),
+      maxTransactionTimeout: qpe.parseDuration(need("PDP_QPE_MAX_TX_TIMEOUT_MS")),
+      maxTransactionWaitTime: qpe.parseDuration(need("PDP_QPE_MAX_TX_WAIT_MS")),
+      maxResponseSize: qpe.parseSize(need("PDP_QPE_MAX_RESPONSE_SIZE")),
+    });
+  } catch (err) {
+    process.stderr.write(`cannot start the query-plan executor: ${err?.message ?? err}\n`);
+    process.exit(1);
+  }
+  const http = serve({ fetch: server.fetch, hostname: "127.0.0.1", port: Number(need("PDP_QPE_PORT")) }, (info) => {
+    process.stdout.write(JSON.stringify({ pdp_ready: { host: "127.0.0.1", port: info.port, version } }) + "\n");
+  });
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    http.close();
+    await server.shutdown().catch(() => {});
+    process.exit(0);
+  };
+  process.stdin.on("end", stop);
+  process.stdin.on("close", stop);
+  process.stdin.resume();
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+});

@@ -1,0 +1,170 @@
+//! The Prisma 7 query-plan executor as a supervised child: `@prisma/query-plan-executor` of the client's
+//! exact version, provisioned through npm into pdp's tool cache (or ahead by `pdp engines fetch`), run by
+//! pdp's launcher under Node on a free loopback port with the limits of `[serve.limits]`.
+//!
+//! Deliberately not here: HTTP forwarding (`qpe`), restarts (`supervisor`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pdp_config::DatabaseUrl;
+use pdp_toolchain::npm::{self, Npm, NpmError, ToolSpec};
+use pdp_toolchain::process::{Cmd, ProcessError};
+
+use crate::supervisor::{Launch, StartError};
+
+/// Companion packages the launcher imports, pinned (the executor bundles everything else).
+const COMPANIONS: [&str; 3] =
+    ["@opentelemetry/api@1.9.0", "@opentelemetry/context-async-hooks@2.1.0", "@hono/node-server@1.19.5"];
+
+const LAUNCHER: &str = include_str!("../launchers/qpe.mjs");
+const LAUNCHER_FILE: &str = "pdp-qpe.mjs";
+
+/// The npm packages for the executor of Prisma `version`.
+pub fn tool_spec(version: &str) -> ToolSpec {
+    let mut packages = vec![format!("@prisma/query-plan-executor@{version}")];
+    packages.extend(COMPANIONS.iter().map(|s| (*s).to_owned()));
+    ToolSpec { name: "query-plan-executor".into(), version: version.into(), packages }
+}
+
+/// Whether `text` is an exact version pdp may hand to npm (no ranges, tags, URLs or paths: the value
+/// comes from a request header).
+pub fn is_exact_version(text: &str) -> bool {
+    semver::Version::parse(text).is_ok()
+        && text.len() <= 64
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+/// Provisions the executor for `version` (a no-op when cached) and writes the launcher next to it.
+pub fn provision(
+    cache_root: &std::path::Path,
+    version: &str,
+    npm: impl FnOnce() -> Result<Npm, NpmError>,
+) -> Result<PathBuf, ProvisionError> {
+    let installed = npm::ensure(cache_root, &tool_spec(version), npm).map_err(|e| classify(version, e))?;
+    let launcher = installed.dir.join(LAUNCHER_FILE);
+    pdp_toolchain::embedded::write_if_changed(&launcher, LAUNCHER)
+        .map_err(|e| ProvisionError::Other(format!("cannot write {}: {e}", launcher.display())))?;
+    Ok(launcher)
+}
+
+/// Why an executor could not be provisioned.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// npm has no such release.
+    #[error(
+        "there is no query-plan executor for Prisma {version}: `@prisma/query-plan-executor@{version}` is not published on the npm registry"
+    )]
+    NoRelease {
+        /// The version asked for.
+        version: String,
+    },
+    /// Anything else (npm missing, registry unreachable, disk).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ProvisionError {
+    /// One line telling the user what to do.
+    pub fn hint(&self) -> String {
+        match self {
+            ProvisionError::NoRelease { .. } => {
+                "use a Prisma Client version that has an executor release (`npm view @prisma/query-plan-executor versions`) and set `[prisma] version` to it".into()
+            }
+            ProvisionError::Other(_) => "provision it ahead with `pdp engines fetch` where the npm registry is reachable".into(),
+        }
+    }
+}
+
+fn classify(version: &str, e: NpmError) -> ProvisionError {
+    let text = match &e {
+        NpmError::Install { source: ProcessError::Failed { stderr, .. }, .. } => stderr.clone(),
+        _ => String::new(),
+    };
+    if text.contains("ETARGET") || text.contains("E404") || text.contains("No matching version") {
+        ProvisionError::NoRelease { version: version.to_owned() }
+    } else {
+        let mut message = e.to_string();
+        if let Some(h) = e.hint() {
+            message.push_str(&format!(" ({h})"));
+        }
+        ProvisionError::Other(message)
+    }
+}
+
+/// How executors are started.
+pub struct Executors {
+    /// pdp's cache root.
+    pub cache_root: PathBuf,
+    /// The `node` executable.
+    pub node: Option<PathBuf>,
+    /// npm, for provisioning on first use.
+    pub npm: Option<Npm>,
+    /// The database every executor connects to.
+    pub database: DatabaseUrl,
+    /// `[serve.limits]` passed to the executor.
+    pub query_timeout: Duration,
+    /// Longest interactive transaction.
+    pub max_transaction_timeout: Duration,
+    /// Longest wait to start one.
+    pub max_transaction_wait: Duration,
+    /// Largest response.
+    pub max_response_size: u64,
+    /// The executor's own log level.
+    pub log_level: String,
+}
+
+impl Launch for Executors {
+    type Key = String;
+
+    fn kind(&self) -> &'static str {
+        "executor"
+    }
+
+    fn prepare(&self, version: &String) -> Result<Cmd, StartError> {
+        let node = self.node.clone().ok_or_else(|| StartError {
+            message: "the query-plan executor runs on Node.js, and `node` is not on PATH".into(),
+            permanent: true,
+        })?;
+        let npm = self.npm.clone();
+        let label = format!("query-plan-executor@{version}");
+        let launcher =
+            provision(&self.cache_root, version, move || npm.ok_or(NpmError::NotFound { program: "npm", tool: label }))
+                .map_err(|e| StartError {
+                    permanent: matches!(e, ProvisionError::NoRelease { .. }),
+                    message: format!("{e}; {}", e.hint()),
+                })?;
+        let dir = launcher.parent().map(PathBuf::from).unwrap_or_default();
+        Ok(Cmd::new(node, format!("start the query-plan executor for Prisma {version}"), dir)
+            .arg(&launcher)
+            .env("PDP_QPE_DATABASE_URL", self.database.expose())
+            .env("PDP_QPE_PORT", "0")
+            .env("PDP_QPE_QUERY_TIMEOUT_MS", self.query_timeout.as_millis().to_string())
+            .env("PDP_QPE_MAX_TX_TIMEOUT_MS", self.max_transaction_timeout.as_millis().to_string())
+            .env("PDP_QPE_MAX_TX_WAIT_MS", self.max_transaction_wait.as_millis().to_string())
+            .env("PDP_QPE_MAX_RESPONSE_SIZE", self.max_response_size.to_string())
+            .env("PDP_QPE_LOG_LEVEL", &self.log_level))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_versions_reach_npm() {
+        for ok in ["7.10.0", "7.1.0-dev.3", "6.19.3"] {
+            assert!(is_exact_version(ok), "{ok}");
+        }
+        for bad in ["latest", "^7.0.0", "7.x", "file:../evil", "7.10.0 || 1.0.0", "git+https://x", "", "7.10"] {
+            assert!(!is_exact_version(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_spec_pins_every_package() {
+        let spec = tool_spec("7.10.0");
+        assert_eq!(spec.dir_name(), "query-plan-executor@7.10.0");
+        assert!(spec.packages.iter().all(|p| p.rsplit_once('@').is_some_and(|(_, v)| is_exact_version(v))));
+    }
+}

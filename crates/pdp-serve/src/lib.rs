@@ -1,0 +1,405 @@
+//! `pdp serve`: the HTTPS data proxy. One listener, one auth layer, one supervisor per kind of child,
+//! and a router per Prisma protocol (Prisma 7's query-plan-executor protocol here; 4.x–6.x's Data Proxy
+//! protocol plugs in beside it). The binary builds [`Options`] from the resolved config, calls
+//! [`Server::start`], prints what [`Started`] says, and runs until its shutdown future resolves.
+//!
+//! Deliberately not here: printing (the binary renders [`Started`] and [`Summary`]; runtime events are
+//! `tracing` events the binary formats), config parsing (`pdp-config`), downloads at request time beyond
+//! provisioning an executor release on first use (bounded by the engine start timeout).
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod auth;
+pub mod executor;
+pub mod metrics;
+pub mod qpe;
+pub mod server;
+pub mod supervisor;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::graceful::GracefulShutdown;
+use pdp_config::DatabaseUrl;
+use pdp_toolchain::embedded::{self, Embedded, EmbeddedError};
+use pdp_toolchain::npm::Npm;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::KeySet;
+use crate::executor::Executors;
+use crate::metrics::Metrics;
+use crate::server::{App, Transport};
+use crate::supervisor::{Supervisor, Timing};
+
+/// How clients' connections are secured.
+#[derive(Clone, Debug)]
+pub enum TlsMode {
+    /// A local CA and certificate under this directory, created once.
+    Auto {
+        /// `<state>/tls`.
+        dir: PathBuf,
+        /// Host names beyond localhost the certificate must cover (the public URL's).
+        hosts: Vec<String>,
+    },
+    /// These files, reloaded when they change.
+    Files {
+        /// PEM chain.
+        cert: PathBuf,
+        /// PEM key.
+        key: PathBuf,
+    },
+    /// Plain HTTP.
+    Off,
+}
+
+/// The database children connect to.
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// A configured URL.
+    Url(DatabaseUrl),
+    /// The embedded PostgreSQL.
+    Embedded(embedded::Options),
+}
+
+/// Everything `pdp serve` needs, resolved.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Main listen address.
+    pub listen: SocketAddr,
+    /// Separate plain-HTTP address for `/metrics` (no key); `None`: `/metrics` on the main one, with a key.
+    pub metrics_listen: Option<SocketAddr>,
+    /// TLS.
+    pub tls: TlsMode,
+    /// Accepted keys.
+    pub keys: KeySet,
+    /// `[serve.limits]`.
+    pub limits: pdp_config::Limits,
+    /// Largest response a child may send.
+    pub max_response_size: u64,
+    /// `[serve] shutdown-timeout`.
+    pub shutdown_timeout: Duration,
+    /// The project's Prisma version.
+    pub project_version: String,
+    /// Whether the project's clients speak the executor protocol (7.x): its executor is started at once.
+    pub project_uses_executor: bool,
+    /// The database.
+    pub database: Database,
+    /// The folder of the Prisma schema (relative SQLite paths).
+    pub schema_dir: PathBuf,
+    /// pdp's cache root.
+    pub cache_root: PathBuf,
+    /// `node`, if found.
+    pub node: Option<PathBuf>,
+    /// npm, if found.
+    pub npm: Option<Npm>,
+    /// Log level of the children.
+    pub child_log_level: String,
+}
+
+/// Why `pdp serve` did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No API key configured.
+    #[error("`[serve] api-keys` is empty: pdp serve refuses to run without API keys")]
+    NoKeys,
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The address is taken or not ours.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded database did not start.
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+    /// The project's executor did not start.
+    #[error("the query-plan executor for the project's Prisma {version} did not start: {message}")]
+    Executor {
+        /// The version.
+        version: String,
+        /// Why (with the child's output framed).
+        message: String,
+    },
+}
+
+impl ServeError {
+    /// One line telling the user what to do.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ServeError::NoKeys => Some(
+                "make a key with `pdp keys new` and list it: `api-keys = [\"env:PDP_API_KEY\"]` or its `sha256:` form".into(),
+            ),
+            ServeError::Tls(e) => e.hint(),
+            ServeError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                Some("another process listens there: stop it, or change `[serve] listen` (PDP_LISTEN, --listen)".into())
+            }
+            ServeError::Bind { .. } => Some("check `[serve] listen` (PDP_LISTEN, --listen)".into()),
+            ServeError::Embedded(e) => e.hint(),
+            ServeError::Executor { .. } => Some(
+                "the executor's output is above; `pdp doctor` checks Node.js and the database, `pdp engines fetch` provisions the executor ahead".into(),
+            ),
+        }
+    }
+
+    /// Whether the user can fix it by changing input (exit code 2) rather than it being pdp's fault.
+    pub fn is_user_error(&self) -> bool {
+        true
+    }
+}
+
+/// What the binary tells the user once serving.
+#[derive(Debug)]
+pub struct Started {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The metrics address, when separate.
+    pub metrics_addr: Option<SocketAddr>,
+    /// TLS as set up.
+    pub tls: TlsStarted,
+    /// The database children use (redacted when shown).
+    pub database: DatabaseUrl,
+    /// The embedded database's data directory, when it is used.
+    pub embedded_dir: Option<PathBuf>,
+    /// Whether the embedded database was another pdp's, reused.
+    pub embedded_shared: bool,
+    /// The executor started for the project's version, if any.
+    pub executor: Option<String>,
+    /// How many keys are accepted.
+    pub keys: usize,
+}
+
+/// TLS as set up.
+#[derive(Debug)]
+pub enum TlsStarted {
+    /// The local CA.
+    Auto {
+        /// Its files.
+        paths: tls::AutoPaths,
+        /// Whether they were created now.
+        outcome: tls::AutoOutcome,
+    },
+    /// Files, watched.
+    Files {
+        /// The certificate file.
+        cert: PathBuf,
+    },
+    /// Plain HTTP.
+    Off,
+}
+
+/// How the run ended.
+#[derive(Debug)]
+pub struct Summary {
+    /// Transactions still open at the deadline.
+    pub cut_transactions: Vec<String>,
+    /// Whether requests were still running at the deadline.
+    pub cut_requests: bool,
+    /// How long shutdown took.
+    pub took: Duration,
+}
+
+/// A started proxy.
+pub struct Server {
+    started: Started,
+    app: Arc<App>,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    transport: Transport,
+    tls_watch: Option<(tls::Current, PathBuf, PathBuf)>,
+    embedded: Option<Embedded>,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Sets up TLS, binds, starts the embedded database if configured and the project's executor, and
+    /// returns without serving yet.
+    pub async fn start(options: Options) -> Result<Server, ServeError> {
+        if options.keys.is_empty() {
+            return Err(ServeError::NoKeys);
+        }
+        let (transport, tls_started, tls_watch) = match &options.tls {
+            TlsMode::Auto { dir, hosts } => {
+                let (paths, outcome) = tls::ensure_auto(dir, hosts)?;
+                let config = tls::load(&paths.cert, &paths.key)?;
+                (Transport::Tls(tls::Current::new(config)), TlsStarted::Auto { paths, outcome }, None)
+            }
+            TlsMode::Files { cert, key } => {
+                let current = tls::Current::new(tls::load(cert, key)?);
+                (
+                    Transport::Tls(current.clone()),
+                    TlsStarted::Files { cert: cert.clone() },
+                    Some((current, cert.clone(), key.clone())),
+                )
+            }
+            TlsMode::Off => (Transport::Plain, TlsStarted::Off, None),
+        };
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| ServeError::Bind { addr: options.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: options.listen, source })?;
+        let metrics_listener = match options.metrics_listen {
+            Some(m) => Some(TcpListener::bind(m).await.map_err(|source| ServeError::Bind { addr: m, source })?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+        let (database, embedded) = match &options.database {
+            Database::Url(url) => (url.clone(), None),
+            Database::Embedded(opts) => {
+                let npm = options.npm.clone();
+                let e = embedded::start(opts, move || {
+                    npm.ok_or(pdp_toolchain::npm::NpmError::NotFound { program: "npm", tool: "PGlite".into() })
+                })
+                .await?;
+                (e.url().clone(), Some(e))
+            }
+        };
+        let metrics = Arc::new(Metrics::new());
+        let limits = options.limits.clone();
+        // An interactive transaction is never idle longer than its own maximum, so an executor with one
+        // open is never stopped for idleness.
+        let idle_timeout = limits.engine_idle_timeout.max(limits.transaction_max_timeout + Duration::from_secs(5));
+        let executors = Supervisor::new(
+            Executors {
+                cache_root: options.cache_root.clone(),
+                node: options.node.clone(),
+                npm: options.npm.clone(),
+                database: database.clone(),
+                query_timeout: limits.query_timeout,
+                max_transaction_timeout: limits.transaction_max_timeout,
+                max_transaction_wait: limits.transaction_max_wait,
+                max_response_size: options.max_response_size,
+                log_level: options.child_log_level.clone(),
+            },
+            Timing { start_timeout: limits.engine_start_timeout, idle_timeout, stop_grace: Duration::from_secs(5) },
+            metrics.clone(),
+        );
+        let executor = if options.project_uses_executor {
+            executors.pin(&options.project_version);
+            match executors.get(&options.project_version).await {
+                Ok(_) => Some(options.project_version.clone()),
+                Err(e) => {
+                    executors.shutdown().await;
+                    if let Some(e) = embedded {
+                        e.stop().await;
+                    }
+                    return Err(ServeError::Executor {
+                        version: options.project_version.clone(),
+                        message: e.message.clone(),
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build_http();
+        let app = Arc::new(App {
+            keys: options.keys.clone(),
+            limits,
+            metrics,
+            metrics_on_main: options.metrics_listen.is_none(),
+            executors,
+            project_version: options.project_version.clone(),
+            pinned_executor: options.project_uses_executor,
+            database: database.clone(),
+            schema_dir: options.schema_dir.clone(),
+            draining: AtomicBool::new(false),
+            open_tx: Mutex::new(HashMap::new()),
+            client,
+        });
+        let started = Started {
+            addr,
+            metrics_addr,
+            tls: tls_started,
+            database,
+            embedded_dir: embedded.as_ref().map(|e| e.data_dir().to_path_buf()),
+            embedded_shared: embedded.as_ref().is_some_and(|e| !e.owned()),
+            executor,
+            keys: options.keys.len(),
+        };
+        Ok(Server {
+            started,
+            app,
+            listener,
+            metrics_listener,
+            transport,
+            tls_watch,
+            embedded,
+            shutdown_timeout: options.shutdown_timeout,
+        })
+    }
+
+    /// What was set up.
+    pub fn started(&self) -> &Started {
+        &self.started
+    }
+
+    /// Serves until `shutdown` resolves, then drains within the shutdown timeout and stops the children.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Summary {
+        let Server { app, listener, metrics_listener, transport, tls_watch, mut embedded, shutdown_timeout, .. } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let graceful = Arc::new(GracefulShutdown::new());
+        let accept =
+            tokio::spawn(server::accept_loop(listener, transport, app.clone(), graceful.clone(), stop_rx.clone()));
+        let metrics_task =
+            metrics_listener.map(|l| tokio::spawn(server::metrics_loop(l, app.clone(), stop_rx.clone())));
+        let reload =
+            tls_watch.map(|(current, cert, key)| tokio::spawn(tls::watch(current, cert, key, Duration::from_secs(2))));
+        let sweeper = tokio::spawn(server::sweep_loop(app.clone()));
+
+        let db_exit = async {
+            match embedded.as_mut() {
+                Some(e) if e.owned() => e.exited().await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown => tracing::info!(target: "pdp::serve", "shutting down: finishing open transactions and requests (up to {}s)", shutdown_timeout.as_secs()),
+            status = db_exit => tracing::error!(target: "pdp::serve", "the embedded PostgreSQL exited ({status}); shutting down"),
+        }
+        let started = Instant::now();
+        let cut_transactions = server::drain_transactions(&app, started, shutdown_timeout).await;
+        stop_tx.send_replace(true);
+        let _ = accept.await;
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
+        let left = shutdown_timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
+        let cut_requests = match Arc::try_unwrap(graceful) {
+            Ok(g) => tokio::time::timeout(left, g.shutdown()).await.is_err(),
+            Err(_) => false,
+        };
+        for id in &cut_transactions {
+            tracing::warn!(target: "pdp::serve", transaction = %id, "cut at the shutdown deadline: the database rolls it back");
+        }
+        if cut_requests {
+            tracing::warn!(target: "pdp::serve", "requests were still running at the shutdown deadline and were cut");
+        }
+        sweeper.abort();
+        if let Some(r) = reload {
+            r.abort();
+        }
+        app.executors.shutdown().await;
+        if let Some(e) = embedded {
+            e.stop().await;
+        }
+        Summary { cut_transactions, cut_requests, took: started.elapsed() }
+    }
+}

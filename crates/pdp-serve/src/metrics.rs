@@ -1,0 +1,106 @@
+//! `/metrics`: what pdp itself measures, in Prometheus text format (prometheus-client). Requests by route
+//! and status, latency histograms by route, in-flight requests, open interactive transactions, child
+//! starts and restarts, running children.
+//!
+//! Deliberately not here: per-key or per-model labels (unbounded cardinality), and scraping the children
+//! (issue 7 merges query-engine metrics into this output).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A request's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Low-cardinality route name, e.g. `qpe_query`.
+    pub route: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// A route's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route name.
+    pub route: &'static str,
+}
+
+/// A child's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChildLabels {
+    /// `executor`, `engine`, `database`.
+    pub kind: &'static str,
+    /// The Prisma version (or engine hash) it serves.
+    pub version: String,
+}
+
+/// Every metric pdp exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `pdp_requests_total`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `pdp_request_duration_seconds`.
+    pub latency: Family<RouteLabels, Histogram>,
+    /// `pdp_requests_in_flight`.
+    pub in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// `pdp_open_transactions`.
+    pub open_transactions: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// `pdp_child_starts_total`.
+    pub starts: Family<ChildLabels, Counter>,
+    /// `pdp_child_restarts_total`.
+    pub restarts: Family<ChildLabels, Counter>,
+    /// `pdp_children_running`.
+    pub running: Family<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// `pdp_auth_failures_total`.
+    pub auth_failures: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("pdp");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests answered, by route and HTTP status", requests.clone());
+        // 0.5 ms … ~16 s.
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register("request_duration_seconds", "Time to the response headers, by route", latency.clone());
+        let in_flight = Gauge::default();
+        registry.register("requests_in_flight", "Requests being handled", in_flight.clone());
+        let open_transactions = Gauge::default();
+        registry.register(
+            "open_transactions",
+            "Interactive transactions started and not yet finished",
+            open_transactions.clone(),
+        );
+        let starts = Family::<ChildLabels, Counter>::default();
+        registry.register("child_starts", "Executor, engine and database processes started", starts.clone());
+        let restarts = Family::<ChildLabels, Counter>::default();
+        registry.register("child_restarts", "Children restarted after exiting unexpectedly", restarts.clone());
+        let running = Family::<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        registry.register("children_running", "Children currently serving", running.clone());
+        let auth_failures = Counter::default();
+        registry.register("auth_failures", "Requests refused for a missing or wrong API key", auth_failures.clone());
+        Metrics { registry, requests, latency, in_flight, open_transactions, starts, restarts, running, auth_failures }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,216 @@
+//! The Prisma 7 protocol (protocols.md §3): `/connection-info`, `/query`, `/transaction/start` and
+//! `/transaction/{id}/query|commit|rollback`, forwarded to the query-plan executor of the client's exact
+//! version (its `Prisma-Engine-Hash` header carries the client version). Executor error bodies pass through
+//! unchanged; pdp's own errors use the `{code, error}` shape the client turns into a known request error.
+//!
+//! Deliberately not here: schema handling (7.x clients send plans with SQL; there is no schema upload),
+//! caching, and the Accelerate extension's `/invalidate` (it goes to Prisma's host, protocols.md §2.3).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::executor::is_exact_version;
+use crate::server::{App, Body, ForwardError, error, full, read_body};
+
+/// A Prisma 7 route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /connection-info`.
+    ConnectionInfo,
+    /// `POST /query`.
+    Query,
+    /// `POST /transaction/start`.
+    TxStart,
+    /// `POST /transaction/{id}/query`.
+    TxQuery(String),
+    /// `POST /transaction/{id}/commit`.
+    TxCommit(String),
+    /// `POST /transaction/{id}/rollback`.
+    TxRollback(String),
+}
+
+impl Route {
+    /// Recognises a Prisma 7 request.
+    pub fn parse(method: &Method, path: &str) -> Option<Route> {
+        match (method, path) {
+            (&Method::GET, "/connection-info") => return Some(Route::ConnectionInfo),
+            (&Method::POST, "/query") => return Some(Route::Query),
+            (&Method::POST, "/transaction/start") => return Some(Route::TxStart),
+            _ => {}
+        }
+        if method != Method::POST {
+            return None;
+        }
+        let rest = path.strip_prefix("/transaction/")?;
+        let (id, action) = rest.split_once('/')?;
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return None;
+        }
+        let id = id.to_owned();
+        match action {
+            "query" => Some(Route::TxQuery(id)),
+            "commit" => Some(Route::TxCommit(id)),
+            "rollback" => Some(Route::TxRollback(id)),
+            _ => None,
+        }
+    }
+
+    /// The metrics/log name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::ConnectionInfo => "qpe_connection_info",
+            Route::Query => "qpe_query",
+            Route::TxStart => "qpe_tx_start",
+            Route::TxQuery(_) => "qpe_tx_query",
+            Route::TxCommit(_) => "qpe_tx_commit",
+            Route::TxRollback(_) => "qpe_tx_rollback",
+        }
+    }
+
+    fn tx_id(&self) -> Option<&str> {
+        match self {
+            Route::TxQuery(id) | Route::TxCommit(id) | Route::TxRollback(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The client's version from `Prisma-Engine-Hash` (`0.0.0`, a development build, means the project's).
+fn client_version<'a>(app: &'a App, req: &'a Request<Incoming>) -> Result<&'a str, Box<Response<Body>>> {
+    let Some(value) = req.headers().get("prisma-engine-hash") else {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "P6000",
+            "no `Prisma-Engine-Hash` header: these routes serve Prisma 7 clients created with `accelerateUrl`",
+        )));
+    };
+    let version = value.to_str().unwrap_or("");
+    if version == "0.0.0" {
+        return Ok(&app.project_version);
+    }
+    if !is_exact_version(version) {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "P6006",
+            &format!("`Prisma-Engine-Hash: {}` is not a Prisma Client version", version.escape_default()),
+        )));
+    }
+    Ok(version)
+}
+
+/// Handles one Prisma 7 request.
+pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
+    let version = match client_version(app, &req) {
+        Ok(v) => v.to_owned(),
+        Err(resp) => return *resp,
+    };
+    let known_tx = route.tx_id().and_then(|id| app.tx(id));
+    if app.draining() && known_tx.is_none() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "P6000",
+            "pdp is shutting down and takes no new work (open transactions may still finish); retry on another instance",
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_body(&parts.headers, body, app.limits.max_body_size).await {
+        Ok(b) => b,
+        Err(e) => return e.response(app.limits.max_body_size),
+    };
+    let endpoint = match app.executors.get(&version).await {
+        Ok(ep) => ep,
+        Err(e) if e.permanent => return error(StatusCode::BAD_REQUEST, "P6006", &e.message),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "P6008", &e.message),
+    };
+    if let (Some(id), Some(tx)) = (route.tx_id(), &known_tx)
+        && tx.generation != endpoint.generation
+    {
+        app.tx_closed(id);
+        return error(
+            StatusCode::CONFLICT,
+            "P2028",
+            &format!(
+                "Transaction API error: the executor that held transaction {id} stopped and was restarted; the \
+                 database rolled the transaction back. Run the whole transaction again."
+            ),
+        );
+    }
+    let limits = &app.limits;
+    let limit = match route {
+        Route::TxStart => limits.transaction_max_wait + Duration::from_secs(5),
+        _ => limits.query_timeout + Duration::from_secs(5),
+    };
+    let path = parts.uri.path();
+    let resp = match app.forward(endpoint.addr, parts.method.clone(), path, &parts.headers, body, limit).await {
+        Ok(r) => r,
+        Err(ForwardError::Timeout(d)) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "P6004",
+                &format!("the executor for Prisma {version} did not answer within {}s", d.as_secs()),
+            );
+        }
+        Err(ForwardError::Unreachable(why)) => {
+            if let Some(id) = route.tx_id() {
+                app.tx_closed(id);
+            }
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "P6000",
+                &format!(
+                    "the executor for Prisma {version} failed while handling this request ({why}); it is being \
+                     restarted. pdp does not re-send requests, so check whether a write took effect before retrying"
+                ),
+            );
+        }
+    };
+    match route {
+        Route::TxStart if resp.status().is_success() => {
+            let (head, body) = resp.into_parts();
+            let bytes = match body.collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) => {
+                    return error(StatusCode::BAD_GATEWAY, "P6000", &format!("the executor's answer broke off: {e}"));
+                }
+            };
+            if let Some(id) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+            {
+                app.tx_opened(id, version, endpoint.generation);
+            }
+            let mut out = Response::from_parts(head, full(Bytes::new()));
+            *out.body_mut() = full(bytes);
+            out.headers_mut().remove(http::header::TRANSFER_ENCODING);
+            out
+        }
+        Route::TxCommit(ref id) | Route::TxRollback(ref id) => {
+            app.tx_closed(id);
+            App::pass_through(resp)
+        }
+        _ => App::pass_through(resp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_recognised_exactly() {
+        assert_eq!(Route::parse(&Method::POST, "/query"), Some(Route::Query));
+        assert_eq!(Route::parse(&Method::GET, "/connection-info"), Some(Route::ConnectionInfo));
+        assert_eq!(Route::parse(&Method::POST, "/transaction/start"), Some(Route::TxStart));
+        assert_eq!(Route::parse(&Method::POST, "/transaction/abc-1/query"), Some(Route::TxQuery("abc-1".into())));
+        assert_eq!(Route::parse(&Method::POST, "/transaction/abc/commit"), Some(Route::TxCommit("abc".into())));
+        assert_eq!(Route::parse(&Method::POST, "/transaction/abc/rollback"), Some(Route::TxRollback("abc".into())));
+        assert_eq!(Route::parse(&Method::GET, "/query"), None);
+        assert_eq!(Route::parse(&Method::POST, "/transaction/../query"), None);
+        assert_eq!(Route::parse(&Method::POST, "/transaction/abc/drop"), None);
+        assert_eq!(Route::parse(&Method::POST, "/4.16.2/abc/graphql"), None);
+    }
+}

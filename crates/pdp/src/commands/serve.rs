@@ -1,0 +1,169 @@
+//! `pdp serve`: resolves the config into the proxy's options, starts it, tells the user how to reach and
+//! trust it, runs until SIGTERM or Ctrl-C, and reports what shutdown had to cut.
+//!
+//! Deliberately not here: the proxy itself (`pdp-serve`); runtime events are tracing events, formatted by
+//! the subscriber `main` installs (text or JSON, secrets masked).
+
+use std::path::Path;
+use std::time::Duration;
+
+use pdp_config::{Overrides, Secret, Tls};
+use pdp_serve::auth::KeySet;
+use pdp_serve::tls::AutoOutcome;
+use pdp_serve::{Database, Options, Server, Started, TlsMode, TlsStarted};
+
+use crate::cli::ServeArgs;
+use crate::diagnostics::Status;
+use crate::printer::Printer;
+
+/// Runs `pdp serve`.
+pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &Printer) -> anyhow::Result<Status> {
+    let overrides = Overrides {
+        database_url: args.database_url.clone().map(Secret::new),
+        listen: args.listen.clone(),
+        public_url: args.public_url.clone(),
+    };
+    let (config, env) = super::load_config(config_flag, cwd, &overrides)?;
+    for w in &config.warnings {
+        printer.warn(&w.to_string(), w.hint.as_deref());
+    }
+    let (node, npm) = super::node_and_npm(&config, &env);
+    let serve = &config.serve;
+    let tls = match &serve.tls {
+        Tls::Auto => {
+            let host = serve.public_url.host_str().unwrap_or("localhost").trim_matches(['[', ']']).to_owned();
+            TlsMode::Auto { dir: config.state_dir.join("tls"), hosts: vec![host] }
+        }
+        Tls::Files { cert, key } => TlsMode::Files { cert: cert.clone(), key: key.clone() },
+        Tls::Off => TlsMode::Off,
+    };
+    let database = match &config.database.url {
+        Some(url) => Database::Url(url.clone()),
+        None => Database::Embedded(pdp_toolchain::embedded::Options {
+            state_dir: config.state_dir.clone(),
+            cache_root: config.engines.cache.clone(),
+            node: node.clone().unwrap_or_else(|| "node".into()),
+            start_timeout: Duration::from_secs(120),
+        }),
+    };
+    let version = config.prisma.version.to_string();
+    let options = Options {
+        listen: serve.listen,
+        metrics_listen: serve.metrics_listen,
+        tls,
+        keys: KeySet::new(&serve.api_keys),
+        limits: serve.limits.clone(),
+        max_response_size: serve.limits.max_response_size,
+        shutdown_timeout: serve.shutdown_timeout,
+        project_uses_executor: config.prisma.version.generation().server_engine
+            == pdp_config::prisma::ServerEngine::QueryPlanExecutor,
+        project_version: version.clone(),
+        database,
+        schema_dir: config.prisma.schema.parent().unwrap_or(&config.root).to_path_buf(),
+        cache_root: config.engines.cache.clone(),
+        node,
+        npm,
+        child_log_level: "warn".into(),
+    };
+    if matches!(options.database, Database::Embedded(_)) {
+        printer.status(
+            "Starting",
+            "the embedded PostgreSQL (PGlite; the first start installs it and creates the database)",
+        );
+    }
+    if options.project_uses_executor {
+        printer.status("Starting", &format!("the query-plan executor for Prisma {version}"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let server = Server::start(options).await?;
+        render_started(printer, server.started(), &config.root, serve.public_url.clone());
+        let summary = server.run(shutdown_signal()).await;
+        if summary.cut_transactions.is_empty() && !summary.cut_requests {
+            printer.status("Stopped", &format!("after draining in {} ms", summary.took.as_millis()));
+        } else {
+            printer.warn(
+                &format!(
+                    "stopped at the shutdown deadline: {} open transaction(s) cut{}",
+                    summary.cut_transactions.len(),
+                    if summary.cut_requests { ", requests still running were cut" } else { "" }
+                ),
+                Some("raise `[serve] shutdown-timeout` if clients need longer to finish"),
+            );
+        }
+        Ok(Status::Success)
+    })
+}
+
+fn render_started(printer: &Printer, s: &Started, root: &Path, mut public_url: url::Url) {
+    // `--listen 127.0.0.1:0`: the public URL follows the port actually bound.
+    if public_url.port() == Some(0) {
+        let _ = public_url.set_port(Some(s.addr.port()));
+    }
+    let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
+    let scheme = if matches!(s.tls, TlsStarted::Off) { "http" } else { "https" };
+    printer.status(
+        "Listening",
+        &format!("on {scheme}://{} ({} API key{})", s.addr, s.keys, if s.keys == 1 { "" } else { "s" }),
+    );
+    match &s.tls {
+        TlsStarted::Auto { paths, outcome } => {
+            let verb = match outcome {
+                AutoOutcome::Created => "created a local CA",
+                AutoOutcome::Renewed => "renewed the certificate from the local CA",
+                AutoOutcome::Reused => "reusing the local CA",
+            };
+            printer.status("TLS", &format!("{verb} ({}); clients must trust it:", rel(&paths.ca_cert)));
+            printer.info(&format!("      DENO_CERT={}", paths.ca_cert.display()));
+            printer.info(&format!("      NODE_EXTRA_CA_CERTS={}", paths.ca_cert.display()));
+        }
+        TlsStarted::Files { cert } => printer.status("TLS", &format!("{} (reloaded when it changes)", cert.display())),
+        TlsStarted::Off => printer.warn(
+            "TLS is off: Prisma clients require https for prisma:// URLs",
+            Some("only run this behind a proxy that terminates TLS"),
+        ),
+    }
+    match &s.embedded_dir {
+        Some(dir) => printer.status(
+            "Database",
+            &format!(
+                "embedded PostgreSQL (PGlite{}) with data in {}; for development: set `[database] url` for production",
+                if s.embedded_shared { ", shared with another pdp" } else { "" },
+                rel(dir)
+            ),
+        ),
+        None => printer.status("Database", &format!("{} ({})", s.database.redacted(), s.database.provider())),
+    }
+    if let Some(v) = &s.executor {
+        printer.status("Executor", &format!("Prisma {v} ready (clients of other 7.x versions start their own)"));
+    }
+    match s.metrics_addr {
+        Some(m) => printer.status("Metrics", &format!("http://{m}/metrics (no key)")),
+        None => printer.status("Metrics", "/metrics (API key required)"),
+    }
+    let host = public_url.host_str().unwrap_or("localhost");
+    let port = public_url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    printer.status("Clients", &format!("prisma://{host}{port}/?api_key=<key>   (Ctrl-C stops)"));
+}
+
+/// Resolves on SIGTERM (Kubernetes, Docker) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
