@@ -207,6 +207,9 @@ async fn fetch(s: &Setup, a: &EnginesFetchArgs, printer: &Printer) -> anyhow::Re
     match errors.into_iter().next() {
         None => {
             printer.status("ready", &format!("{total} engine file(s) in {}", s.cache.root().display()));
+            if generation.server_engine == pdp_config::prisma::ServerEngine::QueryPlanExecutor {
+                provision_executor(s, a.offline, printer).await?;
+            }
             Ok(Status::Success)
         }
         Some(first) => Err(anyhow::Error::new(first).context(format!("{failed} of {total} engine file(s) failed"))),
@@ -358,6 +361,41 @@ async fn path(s: &Setup, a: &EnginesPathArgs, printer: &Printer) -> anyhow::Resu
     let fetched = fetcher.fetch(0, &job, &Silent).await?;
     printer.data(&fetched.path.display().to_string());
     Ok(Status::Success)
+}
+
+/// Prisma 7 clients are served by `@prisma/query-plan-executor` of their exact version: provision it now
+/// (npm, into the same cache) so `pdp serve` starts without the registry, e.g. in a container image.
+async fn provision_executor(s: &Setup, offline: bool, printer: &Printer) -> anyhow::Result<()> {
+    let version = s.config.prisma.version.to_string();
+    let spec = pdp_serve::executor::tool_spec(&version);
+    let cache_root = s.config.engines.cache.clone();
+    if offline {
+        return match pdp_toolchain::npm::cached(&cache_root, &spec) {
+            Some(hit) => {
+                printer.status("cached", &format!("{} in {}", spec.label(), hit.dir.display()));
+                Ok(())
+            }
+            None => Err(UserError::new(
+                format!("{} is not in the cache and --offline forbids installing it", spec.label()),
+                "run `pdp engines fetch` once where the npm registry is reachable",
+            )
+            .into()),
+        };
+    }
+    let (_, npm) = super::node_and_npm(&s.config, &s.env);
+    let label = spec.label();
+    let fresh = pdp_toolchain::npm::cached(&cache_root, &spec).is_none();
+    let launcher = tokio::task::spawn_blocking(move || {
+        pdp_serve::executor::provision(&cache_root, &version, move || {
+            npm.ok_or(pdp_toolchain::npm::NpmError::NotFound { program: "npm", tool: label })
+        })
+    })
+    .await
+    .context("the provisioning task failed")?
+    .map_err(|e| UserError::new(e.to_string(), e.hint()))?;
+    let dir = launcher.parent().unwrap_or(&launcher).display().to_string();
+    printer.status(if fresh { "installed" } else { "cached" }, &format!("{} in {dir}", spec.label()));
+    Ok(())
 }
 
 #[cfg(test)]

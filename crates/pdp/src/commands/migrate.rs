@@ -10,7 +10,7 @@ use pdp_migrate::ops::{self, Lock, Reporter, Resolved, Target, Verdict};
 use pdp_migrate::source;
 
 use crate::cli::{MigrateArgs, MigrateCommand, MigrateTarget};
-use crate::diagnostics::{Status, UserError};
+use crate::diagnostics::Status;
 use crate::printer::Printer;
 
 /// Prisma's switch for databases behind a pooler that cannot hold session locks.
@@ -44,13 +44,43 @@ pub fn run(args: &MigrateArgs, config_flag: Option<&Path>, cwd: &Path, printer: 
         database_url: target_args.database_url.clone().map(pdp_config::Secret::new),
         ..pdp_config::Overrides::default()
     };
-    let (config, _) = super::load_config(config_flag, cwd, &overrides)?;
-    let Some(url) = &config.database.url else {
-        return Err(UserError::new(
-            "`pdp migrate` needs a database URL, and none is configured (pdp's embedded PostgreSQL runs only inside `pdp serve`)",
-            "set `url = \"env:DATABASE_URL\"` under `[database]`, or pass `--database-url` / PDP_DATABASE_URL",
-        )
-        .into());
+    let (config, process_env) = super::load_config(config_flag, cwd, &overrides)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // No URL configured: the embedded PostgreSQL `pdp serve` uses (started here, or `pdp serve`'s own
+    // while it runs), so `pdp init && pdp migrate deploy && pdp serve` needs no database server.
+    let embedded = match &config.database.url {
+        Some(_) => None,
+        None => {
+            let (node, npm) = super::node_and_npm(&config, &process_env);
+            let options = pdp_toolchain::embedded::Options {
+                state_dir: config.state_dir.clone(),
+                cache_root: config.engines.cache.clone(),
+                node: node.unwrap_or_else(|| "node".into()),
+                start_timeout: Duration::from_secs(120),
+            };
+            printer.status("Starting", "the embedded PostgreSQL (PGlite; no `[database] url` is configured)");
+            let started = runtime.block_on(pdp_toolchain::embedded::start(&options, move || {
+                npm.ok_or(pdp_toolchain::npm::NpmError::NotFound { program: "npm", tool: "PGlite".into() })
+            }))?;
+            Some(started)
+        }
+    };
+    let outcome = run_on(args, &config, embedded.as_ref().map(|e| e.url()), &runtime, printer);
+    if let Some(e) = embedded {
+        runtime.block_on(e.stop());
+    }
+    outcome
+}
+
+fn run_on(
+    args: &MigrateArgs,
+    config: &pdp_config::Config,
+    embedded: Option<&pdp_config::DatabaseUrl>,
+    runtime: &tokio::runtime::Runtime,
+    printer: &Printer,
+) -> anyhow::Result<Status> {
+    let Some(url) = config.database.url.as_ref().or(embedded) else {
+        unreachable!("the caller starts the embedded database when no URL is configured")
     };
     let migrations = source::read(&config.prisma.migrations)?;
     let dir =
@@ -62,7 +92,6 @@ pub fn run(args: &MigrateArgs, config_flag: Option<&Path>, cwd: &Path, printer: 
     let lock = |wait: Option<Duration>| {
         if lock_disabled { Lock::Skip } else { Lock::Wait(wait.unwrap_or(config.migrate.lock_timeout)) }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let reporter = Progress(printer);
 
     let found = match migrations.migrations.len() {
