@@ -1,7 +1,7 @@
 # One-line aliases; the logic lives in xtask (cargo xtask --help).
 .PHONY: demo test services tidy
 
-# The main job on the embedded defaults: init a fresh project and run doctor on it.
+# The main job on the embedded defaults: init, migrate, build the client, serve, and query through it from Deno.
 demo:
 	cargo xtask demo
 

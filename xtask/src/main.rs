@@ -22,7 +22,8 @@ usage: cargo xtask <task>
 tasks:
   test       start PostgreSQL and MariaDB if needed, install tests/node (npm ci), then fmt --check,
              clippy -D warnings, and every test
-  demo       build pdp, then in a fresh directory: `pdp init --yes`, `pdp doctor`, `pdp config`, `pdp build-client`
+  demo       build pdp, then in a fresh directory: `pdp init --yes`, `pdp doctor`, `pdp migrate deploy` and
+             `pdp build-client`, `pdp serve` on the embedded database, and examples/deno/demo.ts through it
   services   only make sure the databases the tests use are up
   bench build-client   no-op rebuild, and a full build vs the same `prisma generate` by hand
   bench migrate   200 migrations: pdp vs `psql -1 -f` on PostgreSQL, pdp vs `prisma migrate deploy` on SQLite
@@ -100,6 +101,7 @@ fn node_tools(root: &Path) -> anyhow::Result<()> {
 
 fn demo(root: &Path) -> anyhow::Result<()> {
     step("build pdp", cargo().args(["build", "--locked", "-p", "pdp"]))?;
+    node_tools(root)?;
     let pdp = root.join("target/debug/pdp");
     let dir = std::env::temp_dir().join(format!("pdp-demo-{}", std::process::id()));
     eprintln!("\n==> a fresh project in {}", dir.display());
@@ -107,16 +109,98 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     eprintln!("\n--- {}/pdp.toml ---", dir.display());
     eprint!("{}", std::fs::read_to_string(dir.join("pdp.toml"))?);
     step("pdp doctor", Command::new(&pdp).arg("doctor").current_dir(&dir))?;
-    step("pdp config", Command::new(&pdp).arg("config").current_dir(&dir))?;
+    if !dir.join("prisma/migrations").exists() {
+        // The sample schema's first migration (what `prisma migrate dev` writes for it).
+        copy_dir(
+            &root.join("prisma/migrations/20260101000000_init"),
+            &dir.join("prisma/migrations/20260101000000_init"),
+        )?;
+        std::fs::copy(
+            root.join("prisma/migrations/migration_lock.toml"),
+            dir.join("prisma/migrations/migration_lock.toml"),
+        )?;
+    }
+    step(
+        "pdp migrate deploy (no database configured: the embedded PostgreSQL, PGlite, under .pdp/)",
+        Command::new(&pdp).args(["migrate", "deploy"]).current_dir(&dir),
+    )?;
     step(
         "pdp build-client (the Deno client, laid out for publishing; first run installs the Prisma CLI into pdp's cache)",
         Command::new(&pdp).arg("build-client").current_dir(&dir),
     )?;
-    step(
-        "pdp build-client (again: nothing changed, nothing to do)",
-        Command::new(&pdp).arg("build-client").current_dir(&dir),
-    )?;
-    step("pdp init --yes (again: nothing to do)", Command::new(&pdp).args(["init", "--yes"]).current_dir(&dir))?;
+    eprintln!("\n==> pdp serve (https with a local CA, API key from .env, executor and embedded database supervised)");
+    let mut serve = Command::new(&pdp)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start pdp serve")?;
+    let result = demo_against(&dir, &mut serve, root);
+    eprintln!("\n==> stopping pdp serve (SIGTERM: it drains, then stops its children)");
+    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    let _ = serve.wait();
+    result?;
     eprintln!("\ndemo project left in {} (delete it when done)", dir.display());
+    Ok(())
+}
+
+fn demo_against(dir: &Path, serve: &mut std::process::Child, root: &Path) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let stderr = serve.stderr.take().context("pdp serve's stderr")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut port = None;
+    for line in lines.by_ref() {
+        let line = line?;
+        eprintln!("{line}");
+        if let Some(rest) = line.split("Listening on https://127.0.0.1:").nth(1) {
+            port = rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|p| p.parse::<u16>().ok());
+            break;
+        }
+    }
+    let port = port.context("pdp serve exited before listening (its output is above)")?;
+    // Keep echoing the server's log (the access log shows each request of the demo).
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("{line}");
+        }
+    });
+    let env_file = std::fs::read_to_string(dir.join(".env"))?;
+    let key = env_file
+        .lines()
+        .find_map(|l| l.strip_prefix("PDP_API_KEY="))
+        .map(|v| v.trim().trim_matches(['\'', '"']).to_owned())
+        .context("pdp init wrote no PDP_API_KEY to .env")?;
+    let deno = deno_binary(root)?;
+    step(
+        "deno run examples/deno/demo.ts (the generated Prisma 7 client, over https with the API key)",
+        Command::new(deno)
+            .args(["run", "-A", "--no-config"])
+            .arg(root.join("examples/deno/demo.ts"))
+            .current_dir(dir)
+            .env("DENO_CERT", dir.join(".pdp/tls/ca.pem"))
+            .env("DENO_DIR", dir.join(".deno"))
+            .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
+            .env("PDP_URL", format!("https://localhost:{port}"))
+            .env("PDP_API_KEY", key),
+    )
+}
+
+/// The Deno binary tests/node installs (npm's `deno` package ships it as a platform package).
+fn deno_binary(root: &Path) -> anyhow::Result<PathBuf> {
+    let scope = root.join("tests/node/node_modules/@deno");
+    std::fs::read_dir(&scope)
+        .with_context(|| format!("{} is missing (npm ci in tests/node)", scope.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("deno"))
+        .find(|p| p.is_file())
+        .with_context(|| format!("no deno binary under {}", scope.display()))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
     Ok(())
 }
