@@ -62,8 +62,8 @@ fn check_reports_drift_after_an_edit_and_writes_nothing() {
     std::fs::remove_file(p.path(".env.example")).expect("rm");
     let out = p.run(&["init", "--check"]).expect_code(3);
     assert!(out.stdout.contains("differs  examples/windmill/query_users.ts"), "{}", out.all());
-    assert!(out.stdout.contains("-export async function main(pdp: PdpProxy, take = 99) {"), "{}", out.all());
-    assert!(out.stdout.contains("+export async function main(pdp: PdpProxy, take = 10) {"), "{}", out.all());
+    assert!(out.stdout.contains("-export async function main(pdp: CPdpProxy, take = 99) {"), "{}", out.all());
+    assert!(out.stdout.contains("+export async function main(pdp: CPdpProxy, take = 10) {"), "{}", out.all());
     assert!(out.stdout.contains("missing  .env.example"), "{}", out.all());
     assert!(out.stdout.contains("ok       pdp.toml"), "{}", out.all());
     assert!(!p.path(".env.example").exists(), "--check must not write");

@@ -14,6 +14,9 @@ mod cli;
 mod config;
 // `pdp doctor` against real PostgreSQL, MariaDB and SQLite, and unreachable ones.
 mod doctor;
+// What `pdp init` writes for CI and deployment, through actionlint, hadolint, yamllint, the compose and
+// Kubernetes schemas; the image's build steps run outside Docker; the Windmill script under `deno check`.
+mod deploy;
 // Interchangeability with the real Prisma CLI (6.19, JavaScript schema engine, SQLite).
 mod interop;
 // `pdp engines fetch/list/path` against a loopback mirror: verification, retries, locks, overrides.

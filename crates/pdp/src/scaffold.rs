@@ -6,7 +6,7 @@
 use include_dir::{Dir, include_dir};
 use minijinja::{Environment, UndefinedBehavior};
 use pdp_config::Provider;
-use pdp_config::prisma::{ClientGenerator, PrismaVersion, WireProtocol};
+use pdp_config::prisma::{ClientGenerator, PrismaVersion, ServerEngine, WireProtocol};
 use serde::Serialize;
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../templates");
@@ -26,6 +26,43 @@ pub struct Answers {
     pub listen: String,
     /// Whether to write the example script.
     pub example: bool,
+    /// Whether to write the GitHub workflow (`.github/workflows/pdp.yml`).
+    pub ci: bool,
+    /// Whether to write the image, compose and Kubernetes files.
+    pub deploy: bool,
+    /// Where the workflow publishes the client.
+    pub publish: Publish,
+}
+
+/// Where the generated workflow publishes the client folder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Publish {
+    /// A `client` branch, served through jsDelivr (the original template's way).
+    #[default]
+    Branch,
+    /// A workflow artifact.
+    Artifact,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+impl Publish {
+    /// The `--publish` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Publish::Branch => "branch",
+            Publish::Artifact => "artifact",
+            Publish::S3 => "s3",
+        }
+    }
+
+    /// The value named in an existing generated workflow's header (`pdp init --force --publish s3`).
+    pub fn from_workflow(text: &str) -> Option<Publish> {
+        text.lines().take_while(|l| l.starts_with('#')).find_map(|l| {
+            let value = l.split("--publish ").nth(1)?.split(|c: char| !c.is_ascii_alphanumeric()).next()?;
+            [Publish::Branch, Publish::Artifact, Publish::S3].into_iter().find(|p| p.as_str() == value)
+        })
+    }
 }
 
 /// One file init manages.
@@ -66,6 +103,15 @@ struct Context<'a> {
     public_url: String,
     client_import: String,
     client_option: &'static str,
+    /// `pdp serve` runs the query-plan executor (Node) rather than the query-engine binary.
+    needs_node: bool,
+    /// `[database] url` is an `env:` reference (build steps must set a placeholder).
+    database_env: bool,
+    /// A URL of the project's provider that build steps set when `database_env` (never connected to).
+    database_url_placeholder: &'static str,
+    publish: &'static str,
+    /// Flags to repeat when regenerating (` --publish s3`), empty for the defaults.
+    init_flags: String,
 }
 
 fn template(path: &str) -> anyhow::Result<&'static str> {
@@ -110,6 +156,18 @@ fn context(a: &Answers) -> Context<'_> {
         public_url: format!("https://localhost:{port}"),
         client_import: format!("{base}0.1.0/{entry}"),
         client_option,
+        needs_node: generation.server_engine == ServerEngine::QueryPlanExecutor,
+        database_env: a.database_url.as_deref().is_some_and(|u| u.starts_with("env:")),
+        database_url_placeholder: match a.provider {
+            Provider::Mysql => "mysql://build@localhost/unused",
+            _ => "postgresql://build@localhost/unused",
+        },
+        publish: a.publish.as_str(),
+        init_flags: if a.publish == Publish::default() {
+            String::new()
+        } else {
+            format!(" --publish {}", a.publish.as_str())
+        },
     }
 }
 
@@ -148,8 +206,39 @@ pub fn plan(a: &Answers) -> anyhow::Result<Vec<Planned>> {
             contents: render(&env, "examples/windmill/query_users.ts.j2", &ctx)?,
             kind: Kind::Whole,
         });
+        files.push(whole(&env, WINDMILL_RESOURCE_TYPE, "examples/windmill/c_pdp_proxy.resource-type.json.j2", &ctx)?);
+    }
+    if a.ci {
+        files.push(whole(&env, WORKFLOW, "ci/pdp.yml.j2", &ctx)?);
+    }
+    if a.deploy {
+        for (path, name) in DEPLOY_FILES {
+            files.push(whole(&env, path, name, &ctx)?);
+        }
     }
     Ok(files)
+}
+
+/// Where the workflow goes.
+pub const WORKFLOW: &str = ".github/workflows/pdp.yml";
+/// The Windmill resource type the example script's argument refers to.
+pub const WINDMILL_RESOURCE_TYPE: &str = "examples/windmill/c_pdp_proxy.resource-type.json";
+
+/// The image, compose and Kubernetes files (`--no-deploy` leaves them out): path written, template.
+pub const DEPLOY_FILES: [(&str, &str); 9] = [
+    ("Dockerfile", "deploy/Dockerfile.j2"),
+    (".dockerignore", "deploy/dockerignore.j2"),
+    ("deploy/compose.yaml", "deploy/compose.yaml.j2"),
+    ("deploy/compose.env.example", "deploy/compose.env.example.j2"),
+    ("deploy/k8s/kustomization.yaml", "deploy/k8s/kustomization.yaml.j2"),
+    ("deploy/k8s/deployment.yaml", "deploy/k8s/deployment.yaml.j2"),
+    ("deploy/k8s/service.yaml", "deploy/k8s/service.yaml.j2"),
+    ("deploy/k8s/pdp.toml", "deploy/k8s/pdp.toml.j2"),
+    ("deploy/k8s/secrets.env.example", "deploy/k8s/secrets.env.example.j2"),
+];
+
+fn whole(env: &Environment<'_>, path: &str, name: &str, ctx: &Context<'_>) -> anyhow::Result<Planned> {
+    Ok(Planned { path: path.into(), contents: render(env, name, ctx)?, kind: Kind::Whole })
 }
 
 /// The lines inside a schema's `datasource` block, comments stripped and trimmed.
@@ -203,6 +292,9 @@ mod tests {
             client_base_url: Some("https://cdn.example/gh/a/b@client".into()),
             listen: "127.0.0.1:4466".into(),
             example: true,
+            ci: true,
+            deploy: true,
+            publish: Publish::Branch,
         }
     }
 
@@ -217,7 +309,7 @@ mod tests {
                 (Provider::Sqlite, Some("file:./dev.db")),
             ] {
                 let files = plan(&answers(version, provider, url)).expect("renders");
-                assert_eq!(files.len(), 5);
+                assert_eq!(files.len(), 6 + 1 + DEPLOY_FILES.len());
                 let toml = &files[0].contents;
                 let mut env = BTreeMap::new();
                 env.insert("PDP_API_KEY".to_owned(), "k".to_owned());

@@ -9,10 +9,10 @@ use pdp_config::Provider;
 use pdp_config::prisma::{DEFAULT_PRISMA_VERSION, PrismaVersion};
 use similar::TextDiff;
 
-use crate::cli::{InitArgs, ProviderArg};
+use crate::cli::{InitArgs, ProviderArg, PublishArg};
 use crate::diagnostics::{Interrupted, Status, UserError};
 use crate::printer::Printer;
-use crate::scaffold::{self, Answers, Kind, Planned};
+use crate::scaffold::{self, Answers, Kind, Planned, Publish};
 
 /// What init found already in the directory.
 #[derive(Debug, Default)]
@@ -24,6 +24,8 @@ struct Existing {
     listen: Option<String>,
     /// Provider read from an existing schema file.
     schema_provider: Option<String>,
+    /// Where an existing generated workflow publishes the client.
+    publish: Option<Publish>,
 }
 
 fn read_existing(dir: &Path) -> Existing {
@@ -43,6 +45,9 @@ fn read_existing(dir: &Path) -> Existing {
     let schema = dir.join(e.schema_path.as_deref().unwrap_or("prisma/schema.prisma"));
     if let Ok(text) = fs_err::read_to_string(schema) {
         e.schema_provider = scaffold::schema_provider(&text);
+    }
+    if let Ok(text) = fs_err::read_to_string(dir.join(scaffold::WORKFLOW)) {
+        e.publish = Publish::from_workflow(&text);
     }
     e
 }
@@ -368,6 +373,14 @@ pub fn run(args: &InitArgs, printer: &Printer) -> anyhow::Result<Status> {
         client_base_url: args.client_base_url.clone().or(existing.base_url),
         listen: existing.listen.unwrap_or_else(|| "127.0.0.1:4466".into()),
         example: !args.no_example,
+        ci: !args.no_ci,
+        deploy: !args.no_deploy,
+        publish: match args.publish {
+            Some(PublishArg::Branch) => Publish::Branch,
+            Some(PublishArg::Artifact) => Publish::Artifact,
+            Some(PublishArg::S3) => Publish::S3,
+            None => existing.publish.unwrap_or_default(),
+        },
     };
     let mut files = scaffold::plan(&answers)?;
     if let Some(schema) = &existing.schema_path {
