@@ -232,8 +232,27 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// A separate plain-HTTP address serving `/metrics` without a key; `None`: `/metrics` needs a key.
     pub metrics_listen: Option<SocketAddr>,
+    /// Which query engine serves Prisma 4.x–6.x clients.
+    pub engine: QueryEngine,
+    /// Whether engines accept raw queries (`$queryRaw`, `$executeRaw`).
+    pub raw_queries: bool,
+    /// Whether engines keep metrics, merged into pdp's `/metrics`.
+    pub engine_metrics: bool,
+    /// Whether engines return logs and traces a client asks for (`X-capture-telemetry`).
+    pub telemetry_in_response: bool,
+    /// Whether engines log every SQL statement (to pdp's log).
+    pub log_queries: bool,
     /// `[serve.limits]`.
     pub limits: Limits,
+}
+
+/// The query engine behind Prisma 4.x–6.x clients (`[serve] engine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryEngine {
+    /// Prisma's `query-engine` binary of each client's engine commit.
+    Native,
+    /// The WASM build of Prisma 6.19's engine under Node, hosted by pdp's launcher (JSON protocol only).
+    Wasm,
 }
 
 /// How `pdp serve` terminates TLS.

@@ -62,6 +62,11 @@ pub(crate) struct RawServe {
     pub api_keys: Option<Vec<S>>,
     pub shutdown_timeout: Option<S>,
     pub metrics_listen: Option<S>,
+    pub engine: Option<S>,
+    pub raw_queries: Option<Spanned<bool>>,
+    pub engine_metrics: Option<Spanned<bool>>,
+    pub telemetry_in_response: Option<Spanned<bool>>,
+    pub log_queries: Option<Spanned<bool>>,
     pub limits: Option<RawLimits>,
 }
 

@@ -14,7 +14,7 @@ use crate::error::{ConfigError, Origin, Problem};
 use crate::raw::{RawConfig, S};
 use crate::{
     ApiKey, ClientConfig, Config, DatabaseConfig, DatabaseUrl, EnginesConfig, Limits, MigrateConfig, PrismaConfig,
-    PrismaVersion, Runtime, Secret, ServeConfig, Tls,
+    PrismaVersion, QueryEngine, Runtime, Secret, ServeConfig, Tls,
 };
 
 /// Values given on the command line; they win over the file and the environment.
@@ -681,6 +681,24 @@ pub(crate) fn resolve(
         None => None,
     };
 
+    let engine = match serve.engine.as_ref().map(|s| (s, s.get_ref().trim())) {
+        None | Some((_, "native")) => QueryEngine::Native,
+        Some((_, "wasm")) => QueryEngine::Wasm,
+        Some((s, other)) => {
+            r.problem(
+                r.at(s),
+                "serve.engine",
+                format!("unknown `serve.engine` `{other}`"),
+                Some("use `\"native\"` (Prisma's query-engine binary) or `\"wasm\"` (Prisma 6.19's WASM engine under Node)".into()),
+            );
+            QueryEngine::Native
+        }
+    };
+    let flag = |b: &Option<toml::Spanned<bool>>, default: bool| b.as_ref().map_or(default, |b| *b.get_ref());
+    let (raw_queries, engine_metrics) = (flag(&serve.raw_queries, true), flag(&serve.engine_metrics, true));
+    let (telemetry_in_response, log_queries) =
+        (flag(&serve.telemetry_in_response, true), flag(&serve.log_queries, false));
+
     // [migrate]
     let migrate = raw.migrate.unwrap_or_default();
     let lock_timeout = {
@@ -718,6 +736,11 @@ pub(crate) fn resolve(
             api_keys,
             shutdown_timeout,
             metrics_listen,
+            engine,
+            raw_queries,
+            engine_metrics,
+            telemetry_in_response,
+            log_queries,
             limits: Limits {
                 max_body_size,
                 max_response_size,

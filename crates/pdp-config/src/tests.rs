@@ -68,6 +68,8 @@ fn reference_parses_with_every_value() {
     );
     assert_eq!(c.serve.shutdown_timeout, Duration::from_secs(45));
     assert_eq!(c.serve.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(c.serve.engine, crate::QueryEngine::Wasm);
+    assert!(!c.serve.raw_queries && !c.serve.engine_metrics && !c.serve.telemetry_in_response && c.serve.log_queries);
     let l = &c.serve.limits;
     assert_eq!(l.max_body_size, 2 << 20);
     assert_eq!(l.max_response_size, 16 << 20);
@@ -102,6 +104,8 @@ fn reference_values_are_not_the_defaults() {
     assert_eq!(d.serve.limits.max_body_size, 10 << 20);
     assert_eq!(d.serve.limits.max_response_size, 128 << 20);
     assert_eq!(d.serve.metrics_listen, None);
+    assert_eq!(d.serve.engine, crate::QueryEngine::Native);
+    assert!(d.serve.raw_queries && d.serve.engine_metrics && d.serve.telemetry_in_response && !d.serve.log_queries);
     assert_eq!(d.serve.limits.connection_limit, None);
     assert_eq!(d.migrate.lock_timeout, Duration::from_secs(10));
     assert_eq!(d.state_dir, Path::new("/p/.pdp"));

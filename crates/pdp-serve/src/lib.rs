@@ -10,6 +10,8 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
+pub mod dp1;
+pub mod engine;
 pub mod executor;
 pub mod metrics;
 pub mod qpe;
@@ -103,6 +105,10 @@ pub struct Options {
     pub npm: Option<Npm>,
     /// Log level of the children.
     pub child_log_level: String,
+    /// The URL clients reach pdp at; a port 0 (from `--listen …:0`) becomes the bound port.
+    pub public_url: url::Url,
+    /// Prisma 4.x–6.x engines.
+    pub dp1: dp1::Dp1Options,
 }
 
 /// Why `pdp serve` did not start.
@@ -126,6 +132,9 @@ pub enum ServeError {
     /// The embedded database did not start.
     #[error(transparent)]
     Embedded(#[from] EmbeddedError),
+    /// No directory for the engines' schema files.
+    #[error("cannot create a temporary directory for the query engines' schema files")]
+    EngineDir(#[source] std::io::Error),
     /// The project's executor did not start.
     #[error("the query-plan executor for the project's Prisma {version} did not start: {message}")]
     Executor {
@@ -149,6 +158,7 @@ impl ServeError {
             }
             ServeError::Bind { .. } => Some("check `[serve] listen` (PDP_LISTEN, --listen)".into()),
             ServeError::Embedded(e) => e.hint(),
+            ServeError::EngineDir(_) => Some("check that TMPDIR (or /tmp) exists and is writable".into()),
             ServeError::Executor { .. } => Some(
                 "the executor's output is above; `pdp doctor` checks Node.js and the database, `pdp engines fetch` provisions the executor ahead".into(),
             ),
@@ -180,6 +190,8 @@ pub struct Started {
     pub executor: Option<String>,
     /// How many keys are accepted.
     pub keys: usize,
+    /// The URL clients reach pdp at, with the bound port when `listen` asked for port 0.
+    pub public_url: url::Url,
 }
 
 /// TLS as set up.
@@ -256,6 +268,10 @@ impl Server {
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let mut public_url = options.public_url.clone();
+        if public_url.port() == Some(0) {
+            let _ = public_url.set_port(Some(addr.port()));
+        }
 
         let (database, embedded) = match &options.database {
             Database::Url(url) => (url.clone(), None),
@@ -306,10 +322,34 @@ impl Server {
         } else {
             None
         };
+        let dp1 = dp1::Dp1::new(
+            options.dp1.clone(),
+            dp1::Context {
+                database: database.clone(),
+                limits: limits.clone(),
+                timing: Timing {
+                    start_timeout: limits.engine_start_timeout,
+                    idle_timeout,
+                    stop_grace: Duration::from_secs(5),
+                },
+                metrics: metrics.clone(),
+                cache_root: options.cache_root.clone(),
+                node: options.node.clone(),
+                npm: options.npm.clone(),
+                log_level: options.child_log_level.clone(),
+                project_version: options.project_version.clone(),
+                public_url: public_url.clone(),
+            },
+        )
+        .map_err(ServeError::EngineDir)?;
+        // Children are on loopback: no Nagle (hyper writes head and body separately; with Nagle and delayed
+        // ACKs every forwarded request waited ~40 ms).
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
-            .build_http();
+            .build(connector);
         let app = Arc::new(App {
             keys: options.keys.clone(),
             limits,
@@ -323,6 +363,7 @@ impl Server {
             draining: AtomicBool::new(false),
             open_tx: Mutex::new(HashMap::new()),
             client,
+            dp1,
         });
         let started = Started {
             addr,
@@ -333,6 +374,7 @@ impl Server {
             embedded_shared: embedded.as_ref().is_some_and(|e| !e.owned()),
             executor,
             keys: options.keys.len(),
+            public_url,
         };
         Ok(Server {
             started,
@@ -397,6 +439,7 @@ impl Server {
             r.abort();
         }
         app.executors.shutdown().await;
+        app.dp1.shutdown().await;
         if let Some(e) = embedded {
             e.stop().await;
         }

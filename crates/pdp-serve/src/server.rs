@@ -63,6 +63,7 @@ pub struct App {
     pub(crate) draining: AtomicBool,
     pub(crate) open_tx: Mutex<HashMap<String, OpenTx>>,
     pub(crate) client: Client<HttpConnector, Full<Bytes>>,
+    pub(crate) dp1: crate::dp1::Dp1,
 }
 
 /// A JSON response.
@@ -266,7 +267,11 @@ impl App {
                     }
                 };
                 if req.method() == Method::GET && path == "/metrics" && self.metrics_on_main {
-                    return ("metrics", Some(key), self.metrics_response());
+                    return ("metrics", Some(key), self.metrics_response().await);
+                }
+                if let Some(route) = crate::dp1::Route::parse(req.method(), path) {
+                    let name = route.name();
+                    return (name, Some(key), crate::dp1::handle(self, route, req).await);
                 }
                 if let Some(route) = qpe::Route::parse(req.method(), path) {
                     let name = route.name();
@@ -278,9 +283,15 @@ impl App {
         }
     }
 
-    /// `/metrics` in Prometheus text format.
-    pub fn metrics_response(&self) -> Response<Body> {
-        let mut r = Response::new(full(Bytes::from(self.metrics.render())));
+    /// `/metrics` in Prometheus text format, with the running query engines' series before `# EOF`.
+    pub async fn metrics_response(&self) -> Response<Body> {
+        let mut text = self.metrics.render();
+        let engines = crate::dp1::scrape(self).await;
+        if !engines.is_empty() {
+            let at = text.rfind("# EOF").unwrap_or(text.len());
+            text.insert_str(at, &engines);
+        }
+        let mut r = Response::new(full(Bytes::from(text)));
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
@@ -417,7 +428,7 @@ pub async fn metrics_loop(listener: TcpListener, app: Arc<App>, mut stop: watch:
                 let app = app.clone();
                 async move {
                     Ok::<_, Infallible>(match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => app.metrics_response(),
+                        (&Method::GET, "/metrics") => app.metrics_response().await,
                         (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
                         _ => error(StatusCode::NOT_FOUND, "P6000", "this address serves only /metrics and /health"),
                     })
@@ -456,7 +467,8 @@ pub async fn drain_transactions(app: &App, started: Instant, deadline: Duration)
 pub async fn sweep_loop(app: Arc<App>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        app.sweep_transactions();
+        let open: std::collections::HashSet<String> = app.sweep_transactions().into_iter().collect();
         app.executors.reap_idle();
+        app.dp1.sweep(&open);
     }
 }

@@ -64,6 +64,8 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         node,
         npm,
         child_log_level: "warn".into(),
+        public_url: serve.public_url.clone(),
+        dp1: dp1_options(&config, &env, cwd),
     };
     if matches!(options.database, Database::Embedded(_)) {
         printer.status(
@@ -77,7 +79,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let server = Server::start(options).await?;
-        render_started(printer, server.started(), &config.root, serve.public_url.clone());
+        render_started(printer, server.started(), &config.root);
         let summary = server.run(shutdown_signal()).await;
         if summary.cut_transactions.is_empty() && !summary.cut_requests {
             printer.status("Stopped", &format!("after draining in {} ms", summary.took.as_millis()));
@@ -95,11 +97,43 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
     })
 }
 
-fn render_started(printer: &Printer, s: &Started, root: &Path, mut public_url: url::Url) {
-    // `--listen 127.0.0.1:0`: the public URL follows the port actually bound.
-    if public_url.port() == Some(0) {
-        let _ = public_url.set_port(Some(s.addr.port()));
+/// `[serve]`'s engine settings, the query-engine override and the registry for engine commits.
+fn dp1_options(
+    config: &pdp_config::Config,
+    env: &pdp_config::env::ProcessEnv,
+    cwd: &Path,
+) -> pdp_serve::dp1::Dp1Options {
+    use pdp_config::env::Env as _;
+    let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
+    let network = pdp_toolchain::fetch::NetworkSettings {
+        https_proxy: var(pdp_config::env::HTTPS_PROXY).or_else(|| var("https_proxy")),
+        http_proxy: var(pdp_config::env::HTTP_PROXY).or_else(|| var("http_proxy")),
+        no_proxy: var(pdp_config::env::NO_PROXY).or_else(|| var("no_proxy")),
+    };
+    let registry = var(pdp_config::env::PDP_NPM_REGISTRY)
+        .and_then(|r| url::Url::parse(&r).ok())
+        .unwrap_or_else(|| url::Url::parse(pdp_toolchain::engines::DEFAULT_NPM_REGISTRY).expect("a URL"));
+    let serve = &config.serve;
+    pdp_serve::dp1::Dp1Options {
+        engine: serve.engine,
+        flags: pdp_serve::engine::Flags {
+            raw_queries: serve.raw_queries,
+            metrics: serve.engine_metrics,
+            telemetry_in_response: serve.telemetry_in_response,
+            log_queries: serve.log_queries,
+        },
+        native: pdp_serve::engine::NativeSource {
+            override_value: var(pdp_config::env::PRISMA_QUERY_ENGINE_BINARY),
+            cwd: cwd.to_path_buf(),
+            http: pdp_toolchain::fetch::Http::new(&network, pdp_toolchain::fetch::RetryPolicy::default()).ok(),
+            registry,
+        },
+        project_schema: Some(config.prisma.schema.clone()),
     }
+}
+
+fn render_started(printer: &Printer, s: &Started, root: &Path) {
+    let public_url = &s.public_url;
     let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
     let scheme = if matches!(s.tls, TlsStarted::Off) { "http" } else { "https" };
     printer.status(

@@ -1,0 +1,755 @@
+// pdp's launcher for Prisma's WASM query engine: serves the native `query-engine` binary's HTTP interface
+// (protocols.md §4.3, JSON protocol only) on loopback, backed by the WASM build of the same engine that
+// `@prisma/client` 6.x ships, plus a driver adapter (node-postgres, MariaDB connector or libSQL).
+// `pdp serve` starts it instead of the native engine where that cannot be downloaded, and tests use it as a
+// real 5.x/6.x JSON-protocol engine. Written next to the provisioned packages; run with `node wasm-engine.mjs`.
+//
+// Package set (install exactly these, `npm install --ignore-scripts`; no install script is needed):
+//   @prisma/client@6.19.3                   the engine: runtime/query_engine_bg.<provider>.{mjs,wasm-base64.mjs}
+//                                           (engine commit 2ba551f319ab1df4bc874a89965d8b3641056773)
+//   @prisma/driver-adapter-utils@6.19.3     bindAdapter (the Result/error-registry wrapper the engine expects)
+//   @prisma/adapter-pg@6.19.3 + pg@8.16.3   postgresql, cockroachdb
+//   @prisma/adapter-mariadb@6.19.3 + mariadb@3.4.5   mysql (MySQL and MariaDB)
+//   @prisma/adapter-libsql@6.19.3 + @libsql/client@0.8.1   sqlite (prebuilt binary ships in the npm tarball)
+// Only the adapter for the schema's provider is loaded, so a postgres-only install may omit the others.
+// (@prisma/client declares `prisma` as a peer dependency; the launcher does not need it.)
+//
+// Inputs. Flags mirror the native binary's so pdp can build one command line for both engines:
+//   --datamodel-path FILE      schema file (env PRISMA_DML_PATH); or --datamodel / PRISMA_DML (base64 or text)
+//   -H/--host IP               default 127.0.0.1
+//   -p/--port N                default 4466; 0 = ephemeral (the chosen port is in the ready line)
+//   --engine-protocol json     env PRISMA_ENGINE_PROTOCOL; `graphql` is refused (the WASM engine is JSON-only)
+//   -m/--enable-metrics, --dataproxy-metric-override   serve /metrics (counters kept by this launcher,
+//                              the WASM engine has no metrics: "Metrics is not enabled in Wasm")
+//   --enable-telemetry-in-response   honour X-capture-telemetry (see Telemetry below)
+//   -o/--log-queries           env LOG_QUERIES (any value): print one JSON line per SQL statement
+//   -r/--enable-raw-queries, -g/--enable-playground, -d/--debug, --enable-open-telemetry,
+//   --open-telemetry-endpoint X, --log-format X      accepted and ignored (raw queries are always on)
+// Environment only:
+//   PDP_DATABASE_URL           the database URL (never logged, never read from the schema). Fallback:
+//                              OVERWRITE_DATASOURCES / --overwrite-datasources `[{"name":"db","url":"…"}]`
+//                              (plain or base64 JSON, as the native engine accepts). The schema's own
+//                              `url`/`env()` is never used: the engine gets an empty env and the adapter.
+//   PDP_QE_PROVIDER            postgresql|cockroachdb|mysql|sqlite; default = the schema's datasource provider
+//                              (they must agree when both are given)
+//   PDP_QE_CONNECTION_LIMIT    pool size; default = the URL's `connection_limit`, else cores*2+1 like Prisma
+//   RUST_LOG                   engine log level error|warn|info|debug|trace (default info)
+//   PDP_QE_IGNORE_STDIN=1      do not exit when stdin closes (for running it by hand in the background)
+// URL parameters understood: postgres `schema`, `connection_limit`, `connect_timeout` (s),
+// `pool_timeout` (s, the pool's wait for a connection); other Prisma-only parameters are dropped before
+// the URL reaches the driver. sqlite `file:` paths are resolved against the schema file's directory.
+//
+// Output, like the native engine:
+//   stdout, once the database answered and the port is bound, exactly one line
+//     {"timestamp":"…Z","level":"INFO","fields":{"message":"Started query engine http server on http://127.0.0.1:PORT","ip":"127.0.0.1","port":"PORT"},"target":"query_engine::server"}
+//   plus, later, JSON log lines in the same shape (engine events; query lines with --log-queries).
+//   stderr + exit 1 on a start failure: one line, the engine's user-facing error, e.g.
+//     {"is_panic":false,"message":"Can't reach database server at `127.0.0.1:1`…","meta":{…},"error_code":"P1001"}
+//   stderr + exit 101 if the WASM engine panics ({"is_panic":true,…}): a trapped WASM instance cannot be
+//   reused, so the process ends and the supervisor restarts it (the native engine would drop one connection).
+// Exits 0 after SIGTERM/SIGINT or stdin EOF: stops accepting, waits up to 10 s for requests in flight,
+// disconnects the engine and closes the pool.
+//
+// HTTP interface (byte-compatible with the native engine's server/mod.rs, 5.x–6.x):
+//   POST /                      query or batch → 200 with the engine's JSON (query errors inside `errors`);
+//                               unparsable body → 422 {"is_panic":false,"message":"Error parsing Json query.
+//                               Ensure that engine protocol of the client and the engine matches. …","backtrace":null}
+//                               header X-transaction-id runs it in that interactive transaction.
+//   POST /transaction/start     {"max_wait","timeout","isolation_level"?,"new_tx_id"?} → {"id"}; bad body →
+//                               400 "Invalid transaction options" (text, like 6.x engines)
+//   POST /transaction/ID/commit|rollback → {} ; errors are user-facing bodies (P2028): 404 unknown tx,
+//                               422 closed/expired, 504 max_wait exceeded, 500 otherwise;
+//                               other /transaction… paths → 400 "wrong transaction handler path: …"
+//   GET /status → {"status":"ok"};  GET /server_info → {"commit","version","primary_connector"}
+//   GET|POST /metrics[?format=json] when enabled; anything else → 404 with an empty body.
+//   Responses other than /transaction* and /metrics carry `x-elapsed` (µs); JSON ones `QE-Content-Length`.
+// Telemetry: with --enable-telemetry-in-response and an X-capture-telemetry header naming `tracing`, a
+//   response gains `"extensions":{"logs":[],"traces":[…spans…]}` (the engine's own spans, under the request's
+//   traceparent or a made-up sampled one). Log events are NOT captured per request by the WASM engine, so
+//   `logs` is always empty; query logs go to stdout instead (--log-queries).
+// Known WASM differences that stay visible: span timestamps and the "… ms passed since the start of the
+//   transaction" figure of an expired transaction come from a millisecond-or-coarser clock (often "0 ms").
+// Deliberately not here: the GraphQL protocol (Prisma 4.x without jsonProtocol), /sdl, /dmmf, the
+//   playground, X-query-timeout (ignored, as engines before prisma-engines#4988 do), Prometheus metrics
+//   from inside the engine, unix sockets, TLS, auth (pdp serve in front does that; bind to loopback only).
+// WASM engine quirks this file works around (Prisma 6.19.3, observed): an unknown transaction id and an
+//   unknown `action` make the WASM engine trap (abort) instead of returning an error. The launcher therefore
+//   tracks the transactions it started (all open ones plus the last CLOSED_TX_MEMORY closed ones) and answers
+//   unknown ids itself with the engine's NotFound error, and rejects unknown actions with the 422 the native
+//   engine's deserializer gives.
+
+import http from "node:http";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
+
+const CLOSED_TX_MEMORY = 100;
+const SHUTDOWN_GRACE_MS = 10_000;
+const JSON_ACTIONS = new Set([
+  "findUnique", "findUniqueOrThrow", "findFirst", "findFirstOrThrow", "findMany",
+  "createOne", "createMany", "createManyAndReturn", "updateOne", "updateMany", "updateManyAndReturn",
+  "deleteOne", "deleteMany", "upsertOne", "aggregate", "groupBy",
+  "executeRaw", "queryRaw", "runCommandRaw", "findRaw", "aggregateRaw",
+]);
+const TX_NOT_FOUND =
+  "Transaction not found. Transaction ID is invalid, refers to an old closed transaction Prisma doesn't have " +
+  "information about anymore, or was obtained before disconnecting.";
+
+// ---------------------------------------------------------------- output helpers
+
+/** tracing-subscriber's JSON timestamp: RFC 3339 with microseconds. */
+const timestamp = () => new Date().toISOString().replace(/Z$/, "000Z");
+
+function logLine(level, target, fields) {
+  process.stdout.write(JSON.stringify({ timestamp: timestamp(), level, fields, target }) + "\n");
+}
+
+/** The native engine's start-failure output: one user-facing error JSON line on stderr, exit 1. */
+function failStart(error) {
+  const body =
+    error && typeof error === "object" && "is_panic" in error
+      ? error
+      : { is_panic: false, message: String(error?.message ?? error), backtrace: null };
+  process.stderr.write(JSON.stringify(body) + "\n");
+  process.exit(1);
+}
+
+/** A JS exception carrying a user-facing error as JSON in its message (what the engine throws) → object. */
+function userFacing(err) {
+  try {
+    const parsed = JSON.parse(err?.message ?? "");
+    if (parsed && typeof parsed === "object" && "is_panic" in parsed) return parsed;
+  } catch {}
+  return null;
+}
+
+// ---------------------------------------------------------------- inputs
+
+function parseArgs(argv) {
+  const opts = {
+    datamodelPath: process.env.PRISMA_DML_PATH,
+    datamodel: process.env.PRISMA_DML,
+    host: "127.0.0.1",
+    port: 4466,
+    protocol: process.env.PRISMA_ENGINE_PROTOCOL,
+    metrics: false,
+    telemetryInResponse: false,
+    logQueries: process.env.LOG_QUERIES !== undefined,
+    overwriteDatasources: process.env.OVERWRITE_DATASOURCES,
+  };
+  const ignoredWithValue = new Set(["--open-telemetry-endpoint", "--log-format", "-u", "--unix-path"]);
+  const ignored = new Set([
+    "-r", "--enable-raw-queries", "-g", "--enable-playground", "-d", "--debug",
+    "--enable-open-telemetry", "--legacy",
+  ]);
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    if (eq > 0) [arg, value] = [arg.slice(0, eq), arg.slice(eq + 1)];
+    const next = () => {
+      if (value !== undefined) return value;
+      if (i + 1 >= argv.length) failStart(`missing value for ${arg}`);
+      return argv[++i];
+    };
+    switch (arg) {
+      case "--datamodel-path": opts.datamodelPath = next(); break;
+      case "--datamodel": opts.datamodel = next(); break;
+      case "-H": case "--host": opts.host = next(); break;
+      case "-p": case "--port": opts.port = Number(next()); break;
+      case "--engine-protocol": opts.protocol = next(); break;
+      case "-m": case "--enable-metrics": case "--dataproxy-metric-override": opts.metrics = true; break;
+      case "--enable-telemetry-in-response": opts.telemetryInResponse = true; break;
+      case "-o": case "--log-queries": opts.logQueries = true; break;
+      case "--overwrite-datasources": opts.overwriteDatasources = next(); break;
+      default:
+        if (ignored.has(arg)) break;
+        if (ignoredWithValue.has(arg)) { next(); break; }
+        failStart(`unknown argument: ${argv[i]}`);
+    }
+  }
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) failStart("invalid --port");
+  if (opts.protocol && opts.protocol.toLowerCase() !== "json") {
+    failStart(`the WASM query engine speaks only the JSON protocol (asked for --engine-protocol ${opts.protocol})`);
+  }
+  return opts;
+}
+
+/** base64 if it decodes to something that re-encodes identically, else the text itself (native rule). */
+function maybeBase64(text) {
+  const trimmed = text.trim();
+  if (/^[A-Za-z0-9+/]+={0,2}$/.test(trimmed) && trimmed.length % 4 === 0) {
+    const decoded = Buffer.from(trimmed, "base64");
+    if (decoded.toString("base64") === trimmed) return decoded.toString("utf8");
+  }
+  return text;
+}
+
+function readDatamodel(opts) {
+  if (opts.datamodelPath) {
+    try {
+      return { text: fs.readFileSync(opts.datamodelPath, "utf8"), dir: path.dirname(path.resolve(opts.datamodelPath)) };
+    } catch (e) {
+      failStart(`cannot read the datamodel at ${opts.datamodelPath}: ${e.message}`);
+    }
+  }
+  if (opts.datamodel) return { text: maybeBase64(opts.datamodel), dir: process.cwd() };
+  failStart("no datamodel: pass --datamodel-path FILE (or PRISMA_DML_PATH / PRISMA_DML)");
+}
+
+function databaseUrl(opts) {
+  if (process.env.PDP_DATABASE_URL) return process.env.PDP_DATABASE_URL;
+  if (opts.overwriteDatasources) {
+    try {
+      const list = JSON.parse(maybeBase64(opts.overwriteDatasources));
+      if (Array.isArray(list) && typeof list[0]?.url === "string") return list[0].url;
+    } catch {}
+    failStart("OVERWRITE_DATASOURCES is not a JSON array like [{\"name\":\"db\",\"url\":\"…\"}]");
+  }
+  failStart("no database URL: set PDP_DATABASE_URL");
+}
+
+/** The first datasource block's provider, read with a small scanner (comments stripped). */
+function schemaProvider(schema) {
+  const noComments = schema.replace(/\/\/[^\n]*/g, "");
+  const block = /datasource\s+\w+\s*\{([^}]*)\}/m.exec(noComments);
+  const provider = block && /provider\s*=\s*"([^"]+)"/.exec(block[1]);
+  return provider ? provider[1] : undefined;
+}
+
+// ---------------------------------------------------------------- modules
+
+const require = createRequire(
+  process.env.PDP_QE_MODULES_DIR ? path.join(path.resolve(process.env.PDP_QE_MODULES_DIR), "noop.js") : import.meta.url,
+);
+async function load(specifier) {
+  let resolved;
+  try {
+    resolved = require.resolve(specifier);
+  } catch (e) {
+    failStart(`cannot find ${specifier} next to the launcher (install the pinned package set): ${e.message}`);
+  }
+  return import(pathToFileURL(resolved).href);
+}
+
+const ENGINE_FILES = { postgresql: "postgresql", postgres: "postgresql", cockroachdb: "cockroachdb", mysql: "mysql", sqlite: "sqlite" };
+
+async function instantiateEngineModule(provider) {
+  const name = ENGINE_FILES[provider];
+  const runtime = await load(`@prisma/client/runtime/query_engine_bg.${name}.mjs`);
+  const { wasm } = await load(`@prisma/client/runtime/query_engine_bg.${name}.wasm-base64.mjs`);
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(wasm, "base64")), {
+    "./query_engine_bg.js": runtime,
+  });
+  runtime.__wbg_set_wasm(instance.exports);
+  instance.exports.__wbindgen_start();
+  return runtime;
+}
+
+const PRISMA_ONLY_PARAMS = [
+  "schema", "connection_limit", "pool_timeout", "connect_timeout", "socket_timeout", "pgbouncer",
+  "statement_cache_size", "max_connection_lifetime", "max_idle_connection_lifetime", "sslaccept",
+  "sslidentity", "sslpassword", "single_use_connections", "max_idle_connection_lifetime",
+];
+
+function positiveInt(value) {
+  const n = Number(value);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+async function createAdapter(provider, rawUrl, schemaDir) {
+  const defaultLimit = (os.availableParallelism?.() ?? os.cpus().length) * 2 + 1;
+  if (provider === "sqlite") {
+    const { PrismaLibSQL } = await load("@prisma/adapter-libsql");
+    let url = rawUrl;
+    const m = /^file:(.*)$/.exec(rawUrl);
+    if (m) {
+      const file = m[1].split("?")[0];
+      url = "file:" + (path.isAbsolute(file) ? file : path.resolve(schemaDir, file));
+    }
+    return new PrismaLibSQL({ url });
+  }
+  let url;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    failStart({ is_panic: false, message: "The provided database string is invalid. The URL could not be parsed.", backtrace: null });
+  }
+  const params = url.searchParams;
+  const limit = positiveInt(process.env.PDP_QE_CONNECTION_LIMIT) ?? positiveInt(params.get("connection_limit")) ?? defaultLimit;
+  const connectTimeoutS = params.has("connect_timeout") ? Number(params.get("connect_timeout")) : 5;
+  const poolTimeoutS = params.has("pool_timeout") ? Number(params.get("pool_timeout")) : 10;
+  if (provider === "mysql") {
+    const { PrismaMariaDb } = await load("@prisma/adapter-mariadb");
+    return new PrismaMariaDb({
+      host: decodeURIComponent(url.hostname),
+      port: url.port ? Number(url.port) : 3306,
+      user: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+      database: decodeURIComponent(url.pathname.replace(/^\//, "")) || undefined,
+      connectionLimit: limit,
+      connectTimeout: connectTimeoutS > 0 ? connectTimeoutS * 1000 : undefined,
+      acquireTimeout: poolTimeoutS > 0 ? poolTimeoutS * 1000 : undefined,
+    });
+  }
+  const { PrismaPg } = await load("@prisma/adapter-pg");
+  const schema = params.get("schema") ?? undefined;
+  for (const p of PRISMA_ONLY_PARAMS) params.delete(p);
+  return new PrismaPg(
+    {
+      connectionString: url.toString(),
+      max: limit,
+      connectionTimeoutMillis: poolTimeoutS > 0 ? poolTimeoutS * 1000 : 0,
+    },
+    schema ? { schema } : undefined,
+  );
+}
+
+// ---------------------------------------------------------------- engine
+
+const opts = parseArgs(process.argv.slice(2));
+const datamodel = readDatamodel(opts);
+const url = databaseUrl(opts);
+const fromSchema = schemaProvider(datamodel.text);
+const provider = (process.env.PDP_QE_PROVIDER || fromSchema || "").replace(/^postgres$/, "postgresql");
+if (!ENGINE_FILES[provider]) {
+  failStart(`unsupported or unknown provider ${JSON.stringify(provider)} (postgresql, cockroachdb, mysql or sqlite)`);
+}
+if (process.env.PDP_QE_PROVIDER && fromSchema && fromSchema.replace(/^postgres$/, "postgresql") !== provider) {
+  failStart(`PDP_QE_PROVIDER=${provider} but the schema's datasource says ${fromSchema}`);
+}
+const logLevel = ["error", "warn", "info", "debug", "trace"].includes(process.env.RUST_LOG) ? process.env.RUST_LOG : "info";
+
+const wasmRuntime = await instantiateEngineModule(provider).catch((e) => failStart(`cannot load the WASM query engine: ${e.message}`));
+const { bindAdapter } = await load("@prisma/driver-adapter-utils");
+const factory = await createAdapter(provider, url, datamodel.dir);
+let adapter;
+try {
+  const connected = await factory.connect();
+  adapter = bindAdapter(connected);
+} catch (e) {
+  failStart(userFacing(e) ?? `cannot create the ${provider} driver adapter: ${e.message}`);
+}
+
+function engineLog(json) {
+  let event;
+  try {
+    event = JSON.parse(json);
+  } catch {
+    return;
+  }
+  const target = event.module_path ?? "query_engine";
+  if (event.item_type === "query") {
+    if (!opts.logQueries) return;
+    logLine("INFO", target, {
+      message: event.query,
+      item_type: "query",
+      is_query: true,
+      query: event.query,
+      params: event.params,
+      duration_ms: event.duration_ms,
+      result: event.result,
+    });
+    return;
+  }
+  const { level = "INFO", module_path, message, ...rest } = event;
+  logLine(String(level).toUpperCase(), target, { message, ...rest });
+}
+
+let engine;
+try {
+  engine = new wasmRuntime.QueryEngine(
+    {
+      datamodel: datamodel.text,
+      env: {},
+      ignoreEnvVarErrors: true,
+      datasourceOverrides: {},
+      logQueries: opts.logQueries,
+      logLevel,
+      configDir: datamodel.dir,
+      engineProtocol: "json",
+      enableTracing: opts.telemetryInResponse,
+    },
+    engineLog,
+    adapter,
+  );
+} catch (e) {
+  failStart(userFacing(e) ?? e);
+}
+
+let nextRequestId = 1n;
+/** Calls an engine method with a fresh request id; with tracing on, also collects (and frees) its spans. */
+async function callEngine(method, args, traceparent) {
+  const requestId = String(nextRequestId++);
+  const traceArg = JSON.stringify(traceparent ? { traceparent } : {});
+  try {
+    const result = await engine[method](...args(traceArg), requestId);
+    return { result, spans: await takeSpans(requestId) };
+  } catch (e) {
+    await takeSpans(requestId);
+    throw e;
+  }
+}
+async function takeSpans(requestId) {
+  if (!opts.telemetryInResponse) return undefined;
+  try {
+    const trace = await engine.trace(requestId);
+    return trace ? (JSON.parse(trace).spans ?? []) : [];
+  } catch {
+    return [];
+  }
+}
+
+// A trapped WASM instance (RuntimeError: unreachable) surfaces as an uncaught exception: end the process.
+function panic(err) {
+  process.stderr.write(
+    JSON.stringify({ is_panic: true, message: String(err?.message ?? err), backtrace: String(err?.stack ?? "") }) + "\n",
+  );
+  process.exit(101);
+}
+process.on("uncaughtException", panic);
+process.on("unhandledRejection", panic);
+
+try {
+  await callEngine("connect", (t) => [t]);
+} catch (e) {
+  failStart(userFacing(e) ?? e);
+}
+
+// MySQL/MariaDB: the connector's pool turns a refused connection into a 10 s "pool timeout"; check the socket
+// first so an unreachable server fails fast with the engine's P1001 error like the other providers.
+if (provider === "mysql") {
+  const u = new URL(url);
+  const host = u.hostname.replace(/^\[|\]$/g, "");
+  const port = u.port ? Number(u.port) : 3306;
+  const reachable = await new Promise((resolve) => {
+    const socket = net.connect({ host, port, timeout: 5000 }, () => { socket.destroy(); resolve(true); });
+    socket.on("error", () => resolve(false));
+    socket.on("timeout", () => { socket.destroy(); resolve(false); });
+  });
+  if (!reachable) {
+    const location = `${host}:${port}`;
+    failStart({
+      is_panic: false,
+      message: `Can't reach database server at \`${location}\`\n\nPlease make sure your database server is running at \`${location}\`.`,
+      meta: { database_location: location },
+      error_code: "P1001",
+    });
+  }
+}
+
+// Startup probe, like the native engine's verify_connection: a transaction start needs a real connection and
+// reports the engine's own user-facing error (P1001 unreachable, P1003 no database, P1010/P1000 access…).
+{
+  const { result } = await callEngine("startTransaction", (t) => [JSON.stringify({ max_wait: 10_000, timeout: 10_000 }), t]);
+  const started = JSON.parse(result);
+  if (!started.id) failStart(started);
+  await callEngine("rollbackTransaction", (t) => [started.id, t]);
+}
+
+// ---------------------------------------------------------------- transactions table
+
+/** id → { deadline } for open transactions started here; closed ones kept in insertion order, bounded. */
+const openTx = new Map();
+const closedTx = new Set();
+function closeTx(id) {
+  openTx.delete(id);
+  closedTx.delete(id);
+  closedTx.add(id);
+  while (closedTx.size > CLOSED_TX_MEMORY) closedTx.delete(closedTx.values().next().value);
+}
+function sweepExpired() {
+  const now = Date.now();
+  for (const [id, tx] of openTx) if (tx.deadline <= now) closeTx(id);
+}
+const knownTx = (id) => openTx.has(id) || closedTx.has(id);
+const notFoundError = () => ({
+  is_panic: false,
+  message: `Transaction API error: ${TX_NOT_FOUND}`,
+  meta: { error: TX_NOT_FOUND },
+  error_code: "P2028",
+});
+
+/** The native err_to_http_resp status for an engine transaction error body. */
+function txErrorStatus(err) {
+  const inner = String(err?.meta?.error ?? err?.message ?? "");
+  if (inner.includes("Transaction not found")) return 404;
+  if (inner.includes("Transaction already closed")) return 422;
+  if (inner.includes("Unable to start a transaction in the given time")) return 504;
+  return 500;
+}
+
+// ---------------------------------------------------------------- metrics (kept here; the WASM engine has none)
+
+const BUCKETS = [0, 1, 5, 10, 50, 100, 500, 1000, 5000, 50000];
+const metrics = { queries: 0, active: 0, histogram: new Array(BUCKETS.length).fill(0), sum: 0, count: 0 };
+function observe(ms) {
+  metrics.count++;
+  metrics.sum += ms;
+  BUCKETS.forEach((b, i) => { if (ms <= b) metrics.histogram[i]++; });
+}
+function prometheus(labels) {
+  const l = Object.entries(labels).map(([k, v]) => `${k}="${String(v).replace(/["\\\n]/g, "\\$&")}"`);
+  const lab = (extra = []) => (l.length + extra.length ? `{${[...l, ...extra].join(",")}}` : "");
+  const lines = [
+    "# HELP prisma_client_queries_total The total number of Prisma Client queries executed",
+    "# TYPE prisma_client_queries_total counter",
+    `prisma_client_queries_total${lab()} ${metrics.queries}`,
+    "# HELP prisma_client_queries_active The number of currently active Prisma Client queries",
+    "# TYPE prisma_client_queries_active gauge",
+    `prisma_client_queries_active${lab()} ${metrics.active}`,
+    "# HELP prisma_client_queries_duration_histogram_ms The distribution of the time Prisma Client queries took to run end to end",
+    "# TYPE prisma_client_queries_duration_histogram_ms histogram",
+    ...BUCKETS.map((b, i) => `prisma_client_queries_duration_histogram_ms_bucket${lab([`le="${b}"`])} ${metrics.histogram[i]}`),
+    `prisma_client_queries_duration_histogram_ms_bucket${lab(['le="+Inf"'])} ${metrics.count}`,
+    `prisma_client_queries_duration_histogram_ms_sum${lab()} ${metrics.sum}`,
+    `prisma_client_queries_duration_histogram_ms_count${lab()} ${metrics.count}`,
+  ];
+  return lines.join("\n") + "\n";
+}
+function metricsJson(labels) {
+  return {
+    counters: [{ key: "prisma_client_queries_total", labels, value: metrics.queries, description: "The total number of Prisma Client queries executed" }],
+    gauges: [{ key: "prisma_client_queries_active", labels, value: metrics.active, description: "The number of currently active Prisma Client queries" }],
+    histograms: [{
+      key: "prisma_client_queries_duration_histogram_ms",
+      labels,
+      value: { buckets: BUCKETS.map((b, i) => [b, metrics.histogram[i]]), sum: metrics.sum, count: metrics.count },
+      description: "The distribution of the time Prisma Client queries took to run end to end",
+    }],
+  };
+}
+
+// ---------------------------------------------------------------- HTTP
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+function send(res, status, body, { json = true, elapsedSince } = {}) {
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
+  const headers = {};
+  if (json) {
+    headers["content-type"] = "application/json";
+    headers["QE-Content-Length"] = String(bytes.length);
+  }
+  headers["content-length"] = String(bytes.length);
+  if (elapsedSince !== undefined) headers["x-elapsed"] = String(Number((process.hrtime.bigint() - elapsedSince) / 1000n));
+  res.writeHead(status, headers);
+  res.end(bytes);
+}
+
+function header(req, name) {
+  const v = req.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * traceparent only when it looks like one (native: at least four dash-separated parts). When spans are to be
+ * captured but none came, a sampled one is made up, as the native engine roots such a request in a new span
+ * (the WASM engine records spans only under a sampled traceparent).
+ */
+function traceparentOf(req) {
+  const v = header(req, "traceparent");
+  if (v && v.split("-").filter(Boolean).length >= 4) return v;
+  if (!wantsTraces(req)) return undefined;
+  const hex = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, "0")).join("");
+  return `00-${hex(16)}-${hex(8)}-01`;
+}
+
+function wantsTraces(req) {
+  if (!opts.telemetryInResponse) return false;
+  const v = header(req, "x-capture-telemetry") ?? "";
+  return v.split(",").some((s) => s.trim().toLowerCase() === "tracing");
+}
+
+/** Appends `"extensions":{…}` to a serialized JSON object without re-serializing the engine's bytes. */
+function withExtensions(json, spans) {
+  const trimmed = json.trimEnd();
+  if (!trimmed.endsWith("}")) return json;
+  const ext = `"extensions":${JSON.stringify({ logs: [], traces: spans ?? [] })}`;
+  const inner = trimmed.slice(0, -1).trimEnd();
+  return inner.endsWith("{") ? `${inner}${ext}}` : `${inner},${ext}}`;
+}
+
+function protocolError(detail) {
+  return {
+    is_panic: false,
+    message: `Error parsing Json query. Ensure that engine protocol of the client and the engine matches. ${detail}`,
+    backtrace: null,
+  };
+}
+
+/** Unknown `action` values make the WASM engine trap; the native deserializer rejects them. */
+function hasUnknownAction(body) {
+  const single = (q) => q && typeof q === "object" && typeof q.action === "string" && !JSON_ACTIONS.has(q.action);
+  if (body && typeof body === "object" && !Array.isArray(body)) {
+    if (Array.isArray(body.batch)) return body.batch.some(single);
+    return single(body);
+  }
+  return false;
+}
+
+async function handleQuery(req, res, started) {
+  const raw = (await readBody(req)).toString("utf8");
+  const txId = header(req, "x-transaction-id");
+  let parsed;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {}
+  if (parsed !== undefined && hasUnknownAction(parsed)) {
+    return send(res, 422, protocolError("data did not match any variant of untagged enum JsonBody"), { elapsedSince: started });
+  }
+  if (txId !== undefined && !knownTx(txId)) {
+    const err = notFoundError();
+    return send(res, 200, { errors: [{ error: TX_NOT_FOUND, user_facing_error: err }] }, { elapsedSince: started });
+  }
+  metrics.queries++;
+  metrics.active++;
+  const t0 = performance.now();
+  try {
+    const { result, spans } = await callEngine("query", (t) => [raw, t, txId], traceparentOf(req));
+    const out = wantsTraces(req) ? withExtensions(result, spans) : result;
+    send(res, 200, out, { elapsedSince: started });
+  } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) panic(e);
+    send(res, 422, userFacing(e) ?? protocolError(e?.message ?? String(e)), { elapsedSince: started });
+  } finally {
+    metrics.active--;
+    observe(performance.now() - t0);
+  }
+}
+
+async function handleTxStart(req, res) {
+  const raw = (await readBody(req)).toString("utf8");
+  let input;
+  try {
+    input = JSON.parse(raw);
+  } catch {}
+  const validMs = (v) => Number.isInteger(v) && v >= 0;
+  if (!input || typeof input !== "object" || !validMs(input.max_wait) || !validMs(input.timeout)) {
+    return send(res, 400, "Invalid transaction options", { json: false });
+  }
+  const options = { max_wait: input.max_wait, timeout: input.timeout };
+  if (input.isolation_level != null) options.isolation_level = input.isolation_level;
+  if (input.new_tx_id != null) options.new_tx_id = input.new_tx_id;
+  sweepExpired();
+  const { result, spans } = await callEngine("startTransaction", (t) => [JSON.stringify(options), t], traceparentOf(req));
+  const body = JSON.parse(result);
+  if (typeof body.id === "string") {
+    openTx.set(body.id, { deadline: Date.now() + input.timeout });
+    const out = { id: body.id };
+    if (wantsTraces(req)) out.extensions = { logs: [], traces: spans ?? [] };
+    return send(res, 200, out);
+  }
+  if (wantsTraces(req)) body.extensions = { logs: [], traces: spans ?? [] };
+  send(res, txErrorStatus(body), body);
+}
+
+async function handleTxEnd(req, res, id, op) {
+  await readBody(req);
+  if (!knownTx(id)) return send(res, 404, notFoundError());
+  const method = op === "commit" ? "commitTransaction" : "rollbackTransaction";
+  const { result, spans } = await callEngine(method, (t) => [id, t], traceparentOf(req));
+  const body = JSON.parse(result);
+  const failed = body && typeof body === "object" && body.error_code !== undefined;
+  if (!failed || txErrorStatus(body) === 422) closeTx(id);
+  if (wantsTraces(req)) body.extensions = { logs: [], traces: spans ?? [] };
+  send(res, failed ? txErrorStatus(body) : 200, failed ? body : wantsTraces(req) ? { extensions: body.extensions } : {});
+}
+
+async function handleMetrics(req, res, query) {
+  const raw = (await readBody(req)).toString("utf8");
+  let labels = {};
+  try {
+    const parsed = JSON.parse(raw);
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) labels = parsed;
+  } catch {}
+  if (query.includes("format=json")) return send(res, 200, metricsJson(labels));
+  res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+  res.end(prometheus(labels));
+}
+
+const buildInfo = wasmRuntime.getBuildTimeInfo?.() ?? {};
+let inFlight = 0;
+let stopping = false;
+
+async function route(req, res) {
+  const started = process.hrtime.bigint();
+  const [pathname, query = ""] = (req.url ?? "/").split("?");
+  if (req.method === "POST" && pathname.startsWith("/transaction")) {
+    const sections = pathname.split("/");
+    if (sections.length === 3 && sections[2] === "start") return handleTxStart(req, res);
+    if (sections.length === 4 && (sections[3] === "commit" || sections[3] === "rollback")) {
+      return handleTxEnd(req, res, sections[2], sections[3]);
+    }
+    await readBody(req);
+    return send(res, 400, `wrong transaction handler path: ${pathname}`, { json: false });
+  }
+  if ((req.method === "GET" || req.method === "POST") && pathname.startsWith("/metrics") && opts.metrics) {
+    return handleMetrics(req, res, query);
+  }
+  if (req.method === "POST" && pathname === "/") return handleQuery(req, res, started);
+  await readBody(req);
+  if (req.method === "GET" && pathname === "/status") return send(res, 200, { status: "ok" }, { elapsedSince: started });
+  if (req.method === "GET" && pathname === "/server_info") {
+    const info = { commit: buildInfo.commit ?? "unknown", version: buildInfo.version ?? "unknown", primary_connector: provider };
+    return send(res, 200, info, { elapsedSince: started });
+  }
+  res.writeHead(404, { "content-length": "0", "x-elapsed": String(Number((process.hrtime.bigint() - started) / 1000n)) });
+  res.end();
+}
+
+const server = http.createServer((req, res) => {
+  inFlight++;
+  res.on("close", () => inFlight--);
+  route(req, res).catch((e) => {
+    if (e instanceof WebAssembly.RuntimeError) panic(e);
+    if (!res.headersSent) send(res, 500, { is_panic: false, message: String(e?.message ?? e), backtrace: null });
+  });
+});
+server.keepAliveTimeout = 65_000;
+
+await new Promise((resolve, reject) => {
+  server.once("error", reject);
+  server.listen(opts.port, opts.host, resolve);
+}).catch((e) => failStart(`cannot listen on ${opts.host}:${opts.port}: ${e.message}`));
+
+const address = server.address();
+const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+logLine("INFO", "query_engine::server", {
+  message: `Started query engine http server on http://${shownHost}:${address.port}`,
+  ip: address.address,
+  port: String(address.port),
+});
+
+async function shutdown() {
+  if (stopping) return;
+  stopping = true;
+  server.close();
+  server.closeIdleConnections?.();
+  const until = Date.now() + SHUTDOWN_GRACE_MS;
+  while (inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  try {
+    await callEngine("disconnect", (t) => [t]);
+  } catch {}
+  try {
+    await adapter.dispose();
+  } catch {}
+  process.exit(0);
+}
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);
+if (!process.env.PDP_QE_IGNORE_STDIN) {
+  process.stdin.on("end", shutdown);
+  process.stdin.on("close", shutdown);
+  process.stdin.resume();
+}

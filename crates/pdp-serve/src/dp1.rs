@@ -1,0 +1,714 @@
+//! The Data Proxy protocol of Prisma 4.x–6.x clients (protocols.md §1, §2, §4.4): `/{clientVersion}/
+//! {schemaHash}/graphql`, `…/schema` uploads, `…/transaction/start` and the `…/itx/{id}/…` endpoint it hands
+//! out, routed to one supervised query engine per (engine, schema hash, protocol), with the exact error
+//! bodies clients turn into the right P-codes: `SchemaMissing` makes them upload, `KnownEngineStartupError`
+//! carries database errors (P1000/P1001), `EngineStartupError` the rest, engine user-facing errors pass
+//! through unchanged. Also the engines' `/metrics`, merged into pdp's.
+//!
+//! Deliberately not here: relying on Content-Type (edge clients send none), trusting anything from an uploaded
+//! schema but its models (the database is pdp's), re-sending a request to an engine, caching.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use pdp_config::prisma::{PrismaVersion, WireProtocol};
+use pdp_config::{DatabaseUrl, Provider, QueryEngine};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::engine::{self, EngineKey, Engines, Flags, NativeSource, Protocol, Schemas};
+use crate::metrics::Metrics;
+use crate::server::{self, App, Body, ForwardError, read_body};
+use crate::supervisor::{StartError, Supervisor, Timing};
+
+/// What `[serve]` says about 4.x–6.x engines.
+#[derive(Clone, Debug)]
+pub struct Dp1Options {
+    /// Native or WASM.
+    pub engine: QueryEngine,
+    /// Engine flags.
+    pub flags: Flags,
+    /// Where native engines come from.
+    pub native: NativeSource,
+    /// The project's schema, accepted without an upload.
+    pub project_schema: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+struct TxOwner {
+    key: EngineKey,
+    generation: u64,
+}
+
+/// The 4.x–6.x side of the proxy.
+pub struct Dp1 {
+    pub(crate) engines: Arc<Supervisor<Engines>>,
+    schemas: Arc<Schemas>,
+    kind: QueryEngine,
+    provider: Provider,
+    project_version: String,
+    public_url: url::Url,
+    txs: Mutex<HashMap<String, TxOwner>>,
+    started: Mutex<HashSet<EngineKey>>,
+}
+
+/// What the supervisor of engines needs besides `[serve]`.
+pub struct Context {
+    /// The database.
+    pub database: DatabaseUrl,
+    /// `[serve.limits]`.
+    pub limits: pdp_config::Limits,
+    /// Supervision limits.
+    pub timing: Timing,
+    /// pdp's metrics.
+    pub metrics: Arc<Metrics>,
+    /// pdp's cache root.
+    pub cache_root: PathBuf,
+    /// `node`.
+    pub node: Option<PathBuf>,
+    /// npm.
+    pub npm: Option<pdp_toolchain::npm::Npm>,
+    /// The engines' log level.
+    pub log_level: String,
+    /// The project's Prisma version (`0.0.0` clients mean it).
+    pub project_version: String,
+    /// The URL clients reach pdp at (interactive-transaction endpoints are built from it).
+    pub public_url: url::Url,
+}
+
+impl Dp1 {
+    /// Sets up the engines' supervisor and accepts the project's own schema.
+    pub fn new(options: Dp1Options, cx: Context) -> std::io::Result<Dp1> {
+        let schemas: Arc<Schemas> = Arc::default();
+        let provider = cx.database.provider();
+        if let Some(path) = &options.project_schema {
+            match fs_err::read_to_string(path) {
+                Ok(text) => {
+                    let encoded = engine::base64_encode(text.as_bytes());
+                    match engine::check_schema(&text, provider) {
+                        Ok(schema) => {
+                            let hash = hex::encode(Sha256::digest(encoded.as_bytes()));
+                            schemas
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .insert(hash, Arc::new(schema));
+                        }
+                        Err(why) => {
+                            tracing::debug!(target: "pdp::dp1", "the project's schema is not served without an upload: {why}")
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(target: "pdp::dp1", "the project's schema is not served without an upload: {e}")
+                }
+            }
+        }
+        let dir = tempfile::Builder::new().prefix("pdp-engines-").tempdir()?;
+        let engines = Supervisor::new(
+            Engines {
+                kind: options.engine,
+                schemas: schemas.clone(),
+                dir,
+                database: cx.database,
+                connection_limit: cx.limits.connection_limit,
+                pool_timeout: cx.limits.pool_timeout,
+                flags: options.flags,
+                cache_root: cx.cache_root,
+                node: cx.node,
+                npm: cx.npm,
+                native: options.native,
+                lookup_timeout: cx.timing.start_timeout,
+                log_level: cx.log_level,
+            },
+            cx.timing,
+            cx.metrics,
+        );
+        Ok(Dp1 {
+            engines,
+            schemas,
+            kind: options.engine,
+            provider,
+            project_version: cx.project_version,
+            public_url: cx.public_url,
+            txs: Mutex::new(HashMap::new()),
+            started: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn txs(&self) -> std::sync::MutexGuard<'_, HashMap<String, TxOwner>> {
+        self.txs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets transactions the proxy no longer tracks (expired) and stops idle engines. Call periodically.
+    pub fn sweep(&self, open: &HashSet<String>) {
+        self.txs().retain(|id, _| open.contains(id));
+        self.engines.reap_idle();
+    }
+
+    /// Stops every engine.
+    pub async fn shutdown(&self) {
+        self.engines.shutdown().await;
+    }
+}
+
+/// A 4.x–6.x request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The `{clientVersion}` segment as sent.
+    pub version: String,
+    /// The `{schemaHash}` segment.
+    pub hash: String,
+    /// What is asked.
+    pub action: Action,
+}
+
+/// The endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `POST …/graphql`.
+    Query,
+    /// `PUT …/schema`.
+    Schema,
+    /// `POST …/transaction/start`.
+    TxStart,
+    /// `POST …/itx/{id}/graphql`.
+    TxQuery(String),
+    /// `POST …/itx/{id}/commit`.
+    TxCommit(String),
+    /// `POST …/itx/{id}/rollback`.
+    TxRollback(String),
+}
+
+fn token(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+impl Route {
+    /// Recognises a Data Proxy request.
+    pub fn parse(method: &Method, path: &str) -> Option<Route> {
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        let (version, hash, rest) = match parts.as_slice() {
+            [v, h, rest @ ..] if !rest.is_empty() => (*v, *h, rest),
+            _ => return None,
+        };
+        if !token(version, 64)
+            || !version.starts_with(|c: char| c.is_ascii_digit())
+            || hash.len() != 64
+            || !hash.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return None;
+        }
+        let action = match (method, rest) {
+            (&Method::POST, ["graphql"]) => Action::Query,
+            (&Method::PUT, ["schema"]) => Action::Schema,
+            (&Method::POST, ["transaction", "start"]) => Action::TxStart,
+            (&Method::POST, ["itx", id, op]) if token(id, 128) => match *op {
+                "graphql" => Action::TxQuery((*id).to_owned()),
+                "commit" => Action::TxCommit((*id).to_owned()),
+                "rollback" => Action::TxRollback((*id).to_owned()),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(Route { version: version.to_owned(), hash: hash.to_ascii_lowercase(), action })
+    }
+
+    /// The metrics/log name.
+    pub fn name(&self) -> &'static str {
+        match self.action {
+            Action::Query => "dp1_query",
+            Action::Schema => "dp1_schema",
+            Action::TxStart => "dp1_tx_start",
+            Action::TxQuery(_) => "dp1_tx_query",
+            Action::TxCommit(_) => "dp1_tx_commit",
+            Action::TxRollback(_) => "dp1_tx_rollback",
+        }
+    }
+
+    fn tx_id(&self) -> Option<&str> {
+        match &self.action {
+            Action::TxQuery(id) | Action::TxCommit(id) | Action::TxRollback(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+fn body(status: StatusCode, value: &Value) -> Response<Body> {
+    server::json(status, value)
+}
+
+/// `{"EngineNotStarted":{"reason":"SchemaMissing"}}`: the client uploads the schema and retries.
+fn schema_missing() -> Response<Body> {
+    body(StatusCode::NOT_FOUND, &json!({"EngineNotStarted": {"reason": "SchemaMissing"}}))
+}
+
+/// The client raises `PrismaClientInitializationError(msg, error_code)` and does not retry.
+fn known_startup_error(msg: &str, code: &str) -> Response<Body> {
+    body(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({"EngineNotStarted": {"reason": {"KnownEngineStartupError": {"msg": msg, "error_code": code}}}}),
+    )
+}
+
+/// An engine's user-facing error shape: the client raises `PrismaClientKnownRequestError(code)`, no retry.
+fn user_facing(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    body(status, &json!({"is_panic": false, "message": message, "meta": {}, "error_code": code}))
+}
+
+/// How a failed start reaches the client: a database error from the engine (`P1xxx` in its output) as
+/// `KnownEngineStartupError`; anything else as the retryable `EngineStartupError` with the output as logs.
+fn start_error(e: &StartError) -> Response<Body> {
+    let text = pdp_config::redact_text(&e.message);
+    let engine_error = text.lines().find_map(|l| {
+        let v: Value = serde_json::from_str(l.trim()).ok()?;
+        let code = v.get("error_code")?.as_str()?.to_owned();
+        Some((v.get("message").and_then(Value::as_str).unwrap_or("").to_owned(), code))
+    });
+    if let Some((msg, code)) = engine_error
+        && code.starts_with("P1")
+    {
+        return known_startup_error(&msg, &code);
+    }
+    if e.permanent {
+        return known_startup_error(&text, "P5014");
+    }
+    let mut lines = text.lines();
+    let msg = lines.next().unwrap_or("the query engine did not start").to_owned();
+    let logs: Vec<&str> = lines.filter(|l| !l.starts_with("──")).collect();
+    body(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({"EngineNotStarted": {"reason": {"EngineStartupError": {"msg": msg, "logs": logs}}}}),
+    )
+}
+
+impl Dp1 {
+    /// The engine for `version` and a known schema, or the answer to give instead.
+    fn key_for(&self, version: &str, hash: &str, schema: &engine::Schema) -> Result<EngineKey, Box<Response<Body>>> {
+        let version = if version == "0.0.0" { self.project_version.as_str() } else { version };
+        let unsupported = || {
+            tracing::warn!(target: "pdp::dp1", version, "refused: no Data Proxy engine for this client version");
+            Box::new(body(
+                StatusCode::BAD_REQUEST,
+                &json!({"EngineNotStarted": {"reason": "EngineVersionNotSupported"}}),
+            ))
+        };
+        let Ok(v) = version.parse::<PrismaVersion>() else {
+            return Err(unsupported());
+        };
+        let protocol = match v.generation().wire {
+            WireProtocol::Qpe => return Err(unsupported()),
+            WireProtocol::Dp1GraphQl if !schema.json_protocol => Protocol::GraphQl,
+            _ => Protocol::Json,
+        };
+        let engine = match self.kind {
+            QueryEngine::Native => v.to_string(),
+            QueryEngine::Wasm if protocol == Protocol::GraphQl => {
+                return Err(Box::new(known_startup_error(
+                    &format!(
+                        "Prisma {v} clients speak the GraphQL protocol, and pdp's `[serve] engine = \"wasm\"` speaks only \
+                         JSON: use `engine = \"native\"`, or add `previewFeatures = [\"jsonProtocol\"]` to the generator and \
+                         rebuild the client"
+                    ),
+                    "P5012",
+                )));
+            }
+            QueryEngine::Wasm => "wasm".to_owned(),
+        };
+        Ok(EngineKey { engine, schema: hash.to_owned(), protocol })
+    }
+}
+
+/// Handles one Data Proxy request.
+pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
+    let dp1 = &app.dp1;
+    let owner = route.tx_id().and_then(|id| dp1.txs().get(id).cloned());
+    if app.draining() && owner.is_none() {
+        return server::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "P6000",
+            "pdp is shutting down and takes no new work (open transactions may still finish); retry on another instance",
+        );
+    }
+    let (parts, incoming) = req.into_parts();
+    let bytes = match read_body(&parts.headers, incoming, app.limits.max_body_size).await {
+        Ok(b) => b,
+        Err(e) => return e.response(app.limits.max_body_size),
+    };
+    if route.action == Action::Schema {
+        return upload(dp1, &route, &bytes);
+    }
+    let (key, generation_then) = match route.tx_id() {
+        Some(id) => match owner {
+            Some(o) => (o.key, Some(o.generation)),
+            None => {
+                return user_facing(
+                    StatusCode::NOT_FOUND,
+                    "P2028",
+                    &format!(
+                        "Transaction API error: Transaction not found. pdp knows no open interactive transaction {id}: \
+                         it ended (committed, rolled back or timed out) or was started on another pdp"
+                    ),
+                );
+            }
+        },
+        None => {
+            let schema =
+                dp1.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&route.hash).cloned();
+            let Some(schema) = schema else {
+                return schema_missing();
+            };
+            match dp1.key_for(&route.version, &route.hash, &schema) {
+                Ok(k) => (k, None),
+                Err(resp) => return *resp,
+            }
+        }
+    };
+    let endpoint = match generation_then {
+        // A transaction lives in one engine incarnation: never start or wait for another one for it.
+        Some(generation) => match dp1.engines.ready_now(&key) {
+            Some(ep) if ep.generation == generation => ep,
+            _ => {
+                let id = route.tx_id().unwrap_or_default();
+                app.tx_closed(id);
+                dp1.txs().remove(id);
+                return user_facing(
+                    StatusCode::GONE,
+                    "P2028",
+                    &format!(
+                        "Transaction API error: the query engine that held transaction {id} stopped (it is being \
+                         restarted); the database rolled the transaction back. Run the whole transaction again."
+                    ),
+                );
+            }
+        },
+        None => {
+            dp1.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.clone());
+            match dp1.engines.get(&key).await {
+                Ok(ep) => ep,
+                Err(e) => return start_error(&e),
+            }
+        }
+    };
+    let mut headers = HeaderMap::new();
+    for name in ["traceparent", "x-capture-telemetry"] {
+        if let Some(v) = parts.headers.get(name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let limits = &app.limits;
+    let (path, send, limit) = match &route.action {
+        Action::Query => ("/".to_owned(), bytes, limits.query_timeout),
+        Action::TxQuery(id) => {
+            if let Ok(v) = HeaderValue::from_str(id) {
+                headers.insert("x-transaction-id", v);
+            }
+            ("/".to_owned(), bytes, limits.query_timeout)
+        }
+        Action::TxStart => match tx_options(&bytes, limits) {
+            Ok(b) => ("/transaction/start".to_owned(), b, limits.transaction_max_wait),
+            Err(why) => {
+                return user_facing(StatusCode::BAD_REQUEST, "P2028", &format!("Transaction API error: {why}"));
+            }
+        },
+        Action::TxCommit(id) => (format!("/transaction/{id}/commit"), Bytes::new(), limits.query_timeout),
+        Action::TxRollback(id) => (format!("/transaction/{id}/rollback"), Bytes::new(), limits.query_timeout),
+        Action::Schema => unreachable!("handled above"),
+    };
+    let resp =
+        match app.forward(endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5)).await {
+            Ok(r) => r,
+            Err(ForwardError::Timeout(d)) => {
+                return server::error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "P6004",
+                    &format!("the query engine for {key} did not answer within {}s", d.as_secs()),
+                );
+            }
+            Err(ForwardError::Unreachable(why)) => {
+                if let Some(id) = route.tx_id() {
+                    app.tx_closed(id);
+                    dp1.txs().remove(id);
+                }
+                return user_facing(
+                    StatusCode::BAD_GATEWAY,
+                    "P1017",
+                    &format!(
+                        "the query engine for {key} failed while handling this request ({why}); it is being restarted. \
+                     pdp does not re-send requests, so check whether a write took effect before retrying"
+                    ),
+                );
+            }
+        };
+    match &route.action {
+        Action::TxStart if resp.status().is_success() => {
+            let (head, incoming) = resp.into_parts();
+            let bytes = match incoming.collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) => {
+                    return server::error(
+                        StatusCode::BAD_GATEWAY,
+                        "P6000",
+                        &format!("the engine's answer broke off: {e}"),
+                    );
+                }
+            };
+            let mut value: Value = match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                Err(_) => {
+                    return server::error(
+                        StatusCode::BAD_GATEWAY,
+                        "P6000",
+                        "the engine's transaction start was not JSON",
+                    );
+                }
+            };
+            let Some(id) = value.get("id").and_then(Value::as_str).map(str::to_owned) else {
+                return server::error(StatusCode::BAD_GATEWAY, "P6000", "the engine's transaction start had no `id`");
+            };
+            let endpoint_url =
+                format!("{}/{}/{}/itx/{id}", dp1.public_url.as_str().trim_end_matches('/'), route.version, route.hash);
+            value["data-proxy"] = json!({ "endpoint": endpoint_url });
+            app.tx_opened(id.clone(), key.to_string(), endpoint.generation);
+            dp1.txs().insert(id, TxOwner { key, generation: endpoint.generation });
+            let mut out = body(head.status, &value);
+            for (name, v) in &head.headers {
+                if name.as_str().starts_with("x-") {
+                    out.headers_mut().insert(name.clone(), v.clone());
+                }
+            }
+            out
+        }
+        Action::TxCommit(id) | Action::TxRollback(id) => {
+            app.tx_closed(id);
+            dp1.txs().remove(id);
+            App::pass_through(resp)
+        }
+        _ => App::pass_through(resp),
+    }
+}
+
+/// `PUT …/schema`: the body is the base64 schema; its SHA-256 must be the hash in the path.
+fn upload(dp1: &Dp1, route: &Route, bytes: &Bytes) -> Response<Body> {
+    let text = String::from_utf8_lossy(bytes);
+    let encoded = text.trim();
+    let actual = hex::encode(Sha256::digest(encoded.as_bytes()));
+    if actual != route.hash {
+        return server::error(
+            StatusCode::BAD_REQUEST,
+            "P6005",
+            &format!("schema hash mismatch: the uploaded schema's SHA-256 is {actual}, the path says {}", route.hash),
+        );
+    }
+    let Some(schema) = engine::base64_decode(encoded).and_then(|b| String::from_utf8(b).ok()) else {
+        return server::error(StatusCode::BAD_REQUEST, "P6005", "the uploaded schema is not base64-encoded UTF-8 text");
+    };
+    match engine::check_schema(&schema, dp1.provider) {
+        Ok(s) => {
+            tracing::info!(target: "pdp::dp1", hash = %route.hash, version = %route.version, "schema uploaded");
+            dp1.schemas
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(route.hash.clone(), Arc::new(s));
+            body(StatusCode::OK, &json!({}))
+        }
+        Err(why) => {
+            tracing::warn!(target: "pdp::dp1", hash = %route.hash, "schema refused: {why}");
+            known_startup_error(&format!("pdp cannot serve this schema: {why}"), "P1012")
+        }
+    }
+}
+
+/// The engine's transaction options from the client's: `max_wait` and `timeout` non-negative integers (ms),
+/// capped by `[serve.limits]`; `isolation_level` kept; nothing else passed on.
+fn tx_options(bytes: &[u8], limits: &pdp_config::Limits) -> Result<Bytes, String> {
+    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| format!("the transaction options are not JSON: {e}"))?
+    };
+    let Some(obj) = value.as_object() else {
+        return Err("the transaction options must be a JSON object".into());
+    };
+    let ms = |key: &str, default: u64, cap: Duration| -> Result<u64, String> {
+        let cap = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(default.min(cap)),
+            Some(v) => v
+                .as_u64()
+                .map(|n| n.min(cap))
+                .ok_or_else(|| format!("`{key}` must be a non-negative whole number of milliseconds, not {v}")),
+        }
+    };
+    let mut out = json!({
+        "max_wait": ms("max_wait", 2000, limits.transaction_max_wait)?,
+        "timeout": ms("timeout", 5000, limits.transaction_max_timeout)?,
+    });
+    match obj.get("isolation_level") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => out["isolation_level"] = json!(s),
+        Some(other) => return Err(format!("`isolation_level` must be a string, not {other}")),
+    }
+    Ok(Bytes::from(out.to_string()))
+}
+
+/// Every running engine's `/metrics` (a short timeout each), labelled `engine="<key>"`, HELP/TYPE once per
+/// family, ready to insert before pdp's `# EOF`.
+pub async fn scrape(app: &App) -> String {
+    let keys: Vec<EngineKey> =
+        app.dp1.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
+    let mut seen_meta: HashSet<String> = HashSet::new();
+    let mut out = String::new();
+    for key in keys {
+        let Some(ep) = app.dp1.engines.ready_now(&key) else { continue };
+        let Ok(resp) = app
+            .forward(ep.addr, Method::GET, "/metrics", &HeaderMap::new(), Bytes::new(), Duration::from_millis(500))
+            .await
+        else {
+            continue;
+        };
+        if !resp.status().is_success() {
+            continue;
+        }
+        let Ok(Ok(collected)) = tokio::time::timeout(Duration::from_millis(500), resp.into_body().collect()).await
+        else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+        out.push_str(&relabel(&text, &key.to_string(), &mut seen_meta));
+    }
+    out
+}
+
+/// One engine's Prometheus text with `engine="<label>"` on every sample; OpenMetrics counter families
+/// are named without `_total`; HELP/TYPE lines already in `seen` are dropped.
+fn relabel(text: &str, label: &str, seen: &mut HashSet<String>) -> String {
+    let label = label.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut out = String::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() || line == "# EOF" {
+            continue;
+        }
+        if let Some(meta) = line.strip_prefix("# ") {
+            let mut words = meta.splitn(3, ' ');
+            let (Some(kind @ ("HELP" | "TYPE")), Some(name)) = (words.next(), words.next()) else { continue };
+            let rest = words.next().unwrap_or("");
+            let family = name.strip_suffix("_total").unwrap_or(name);
+            if seen.insert(format!("{kind} {family}")) {
+                out.push_str(&format!("# {kind} {family} {rest}\n"));
+            }
+            continue;
+        }
+        match line.find(['{', ' ']) {
+            Some(i) if line.as_bytes()[i] == b'{' => {
+                let sep = if line[i + 1..].starts_with('}') { "" } else { "," };
+                out.push_str(&format!("{}{{engine=\"{label}\"{sep}{}\n", &line[..i], &line[i + 1..]));
+            }
+            Some(i) => out.push_str(&format!("{}{{engine=\"{label}\"}}{}\n", &line[..i], &line[i..])),
+            None => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "274521ba0c2cc85d4b8d2a4f5f3a0d44cd6ea7cd8fcd0b3d33ba9b5b1c8bab54";
+
+    #[test]
+    fn routes_are_recognised_exactly() {
+        let r = |m: &Method, p: &str| Route::parse(m, p).map(|r| (r.version, r.action));
+        assert_eq!(r(&Method::POST, &format!("/4.16.2/{H}/graphql")), Some(("4.16.2".into(), Action::Query)));
+        assert_eq!(r(&Method::PUT, &format!("/6.19.3/{H}/schema")), Some(("6.19.3".into(), Action::Schema)));
+        assert_eq!(
+            r(&Method::POST, &format!("/6.19.3/{H}/transaction/start")),
+            Some(("6.19.3".into(), Action::TxStart))
+        );
+        assert_eq!(
+            r(&Method::POST, &format!("/6.19.3/{H}/itx/abc-1/commit")),
+            Some(("6.19.3".into(), Action::TxCommit("abc-1".into())))
+        );
+        assert_eq!(r(&Method::GET, &format!("/4.16.2/{H}/graphql")), None);
+        assert_eq!(r(&Method::POST, &format!("/4.16.2/{H}/schema")), None);
+        assert_eq!(r(&Method::POST, "/4.16.2/abc/graphql"), None);
+        assert_eq!(r(&Method::POST, &format!("/../{H}/graphql")), None);
+        assert_eq!(r(&Method::POST, &format!("/6.19.3/{H}/itx/a/b/commit")), None);
+        assert_eq!(r(&Method::POST, "/query"), None);
+        assert_eq!(r(&Method::POST, "/transaction/abc/commit"), None);
+    }
+
+    fn limits() -> pdp_config::Limits {
+        pdp_config::Limits {
+            max_body_size: 1,
+            max_response_size: 1,
+            query_timeout: Duration::from_secs(30),
+            transaction_max_timeout: Duration::from_secs(60),
+            transaction_max_wait: Duration::from_secs(10),
+            connection_limit: None,
+            pool_timeout: Duration::from_secs(10),
+            engine_start_timeout: Duration::from_secs(30),
+            engine_idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn transaction_options_are_validated_and_capped() {
+        let check = |body: &str| match tx_options(body.as_bytes(), &limits()) {
+            Ok(b) => String::from_utf8(b.to_vec()).unwrap(),
+            Err(e) => format!("error: {e}"),
+        };
+        assert_eq!(check(r#"{"max_wait":2000,"timeout":5000}"#), r#"{"max_wait":2000,"timeout":5000}"#);
+        assert_eq!(
+            check(r#"{"max_wait":99999,"timeout":999999,"isolation_level":"Serializable","new_tx_id":"x"}"#),
+            r#"{"isolation_level":"Serializable","max_wait":10000,"timeout":60000}"#
+        );
+        assert_eq!(check(""), r#"{"max_wait":2000,"timeout":5000}"#);
+        assert!(check(r#"{"max_wait":-1}"#).contains("non-negative whole number"));
+        assert!(check(r#"{"timeout":1.5}"#).contains("`timeout`"));
+        assert!(check("[1]").contains("JSON object"));
+    }
+
+    #[test]
+    fn engine_metrics_are_labelled_and_families_named_once() {
+        let text = "# HELP prisma_client_queries_total The total\n# TYPE prisma_client_queries_total counter\nprisma_client_queries_total 3\nprisma_pool{a=\"b\"} 1\nx{} 2\n";
+        let mut seen = HashSet::new();
+        let one = relabel(text, "wasm/abc", &mut seen);
+        assert_eq!(
+            one,
+            "# HELP prisma_client_queries The total\n# TYPE prisma_client_queries counter\nprisma_client_queries_total{engine=\"wasm/abc\"} 3\nprisma_pool{engine=\"wasm/abc\",a=\"b\"} 1\nx{engine=\"wasm/abc\"} 2\n"
+        );
+        let two = relabel(text, "wasm/def", &mut seen);
+        assert!(!two.contains("# "), "{two}");
+    }
+
+    #[test]
+    fn start_failures_map_to_the_client_shapes() {
+        let read = |message: &str, permanent: bool| {
+            let r = start_error(&StartError { message: message.into(), permanent });
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let bytes = rt.block_on(r.into_body().collect()).expect("body").to_bytes();
+            serde_json::from_slice::<Value>(&bytes).expect("json")["EngineNotStarted"]["reason"].clone()
+        };
+        let db = "could not start the query engine: it exited (exit code 1) before it was ready\n──── stderr ────\n{\"is_panic\":false,\"message\":\"Can't reach database server\",\"error_code\":\"P1001\"}\n────";
+        assert_eq!(
+            read(db, false),
+            json!({"KnownEngineStartupError": {"msg": "Can't reach database server", "error_code": "P1001"}})
+        );
+        let other =
+            "could not start the query engine: not ready within 30s\n──── stderr ────\nthread main panicked\n────";
+        assert_eq!(
+            read(other, false),
+            json!({"EngineStartupError": {"msg": "could not start the query engine: not ready within 30s", "logs": ["thread main panicked"]}})
+        );
+        assert_eq!(read("no query engine for Prisma 4.16.2", true)["KnownEngineStartupError"]["error_code"], "P5014");
+    }
+}

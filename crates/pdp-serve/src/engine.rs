@@ -1,0 +1,573 @@
+//! Prisma 4.x–6.x query engines as supervised children: one per (client version or WASM build, schema
+//! hash, engine protocol). A native engine is the `query-engine` binary of the client version's engine
+//! commit (`PRISMA_QUERY_ENGINE_BINARY` first, else the engines cache that `pdp engines fetch` fills); the
+//! WASM engine is Prisma 6.19.3's, provisioned from npm and hosted by pdp's launcher under Node. Either gets
+//! the schema as a file, pdp's database URL through the environment (never argv, never the schema's own
+//! `url`), the engine protocol explicitly, a free loopback port, and the flags `[serve]` chooses.
+//!
+//! Deliberately not here: HTTP routing and error bodies (`dp1`), restarts and waiting (`supervisor`),
+//! downloading native engines (only `pdp engines fetch` downloads them; a missing one is an error with a hint).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pdp_config::prisma::PrismaVersion;
+use pdp_config::{DatabaseUrl, Provider, QueryEngine};
+use pdp_toolchain::cache::Cache;
+use pdp_toolchain::engines::{EngineHash, EngineKind, file_name, resolve_hash};
+use pdp_toolchain::fetch::Http;
+use pdp_toolchain::npm::{self, Npm, NpmError, ToolSpec};
+use pdp_toolchain::overrides::{self, Pin, Probe};
+use pdp_toolchain::process::Cmd;
+
+use crate::supervisor::{Launch, StartError};
+
+/// The WASM engine's Prisma version (its engine commit is 2ba551f3…).
+pub const WASM_VERSION: &str = "6.19.3";
+/// The packages the WASM launcher imports, pinned.
+const WASM_PACKAGES: [&str; 8] = [
+    "@prisma/client@6.19.3",
+    "@prisma/driver-adapter-utils@6.19.3",
+    "@prisma/adapter-pg@6.19.3",
+    "pg@8.16.3",
+    "@prisma/adapter-mariadb@6.19.3",
+    "mariadb@3.4.5",
+    "@prisma/adapter-libsql@6.19.3",
+    "@libsql/client@0.8.1",
+];
+const WASM_LAUNCHER: &str = include_str!("../launchers/wasm-engine.mjs");
+const WASM_LAUNCHER_FILE: &str = "pdp-wasm-engine.mjs";
+
+/// The npm packages of the WASM engine.
+pub fn wasm_tool_spec() -> ToolSpec {
+    ToolSpec {
+        name: "wasm-query-engine".into(),
+        version: WASM_VERSION.into(),
+        packages: WASM_PACKAGES.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// The body format an engine is started with (`--engine-protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Prisma 4.x without the `jsonProtocol` preview.
+    GraphQl,
+    /// Prisma 4.x with `jsonProtocol`, and every 5.x/6.x client.
+    Json,
+}
+
+impl Protocol {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::GraphQl => "graphql",
+            Protocol::Json => "json",
+        }
+    }
+}
+
+/// What tells engines apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EngineKey {
+    /// The client's Prisma version (native engines), or `wasm`.
+    pub engine: String,
+    /// The schema hash (hex SHA-256 of the base64 schema text).
+    pub schema: String,
+    /// The protocol it is started with.
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for EngineKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let short = self.schema.get(..12).unwrap_or(&self.schema);
+        write!(f, "{}/{short}", self.engine)?;
+        if self.protocol == Protocol::GraphQl { f.write_str("/graphql") } else { Ok(()) }
+    }
+}
+
+/// An accepted schema.
+#[derive(Clone, Debug)]
+pub struct Schema {
+    /// The schema text.
+    pub text: String,
+    /// The datasource block's name (`db`), for `--overwrite-datasources`.
+    pub datasource: String,
+    /// Whether a generator lists the `jsonProtocol` preview feature (4.x clients then speak JSON).
+    pub json_protocol: bool,
+}
+
+/// Schemas by hash, shared by the router (uploads) and the launcher (engine starts).
+pub type Schemas = Mutex<HashMap<String, Arc<Schema>>>;
+
+/// Engine flags from `[serve]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Flags {
+    /// `--enable-raw-queries`.
+    pub raw_queries: bool,
+    /// `--enable-metrics`.
+    pub metrics: bool,
+    /// `--enable-telemetry-in-response`.
+    pub telemetry_in_response: bool,
+    /// `--log-queries`.
+    pub log_queries: bool,
+}
+
+/// Where native engines come from.
+#[derive(Clone, Debug)]
+pub struct NativeSource {
+    /// The value of `PRISMA_QUERY_ENGINE_BINARY`, if set (read by the binary).
+    pub override_value: Option<String>,
+    /// The directory a relative override path is taken from.
+    pub cwd: PathBuf,
+    /// For looking up an engine commit not recorded in the cache yet.
+    pub http: Option<Http>,
+    /// The npm registry that lookup asks.
+    pub registry: url::Url,
+}
+
+/// How engines are started.
+pub struct Engines {
+    /// Native or WASM.
+    pub kind: QueryEngine,
+    /// The schemas engines are started with.
+    pub schemas: Arc<Schemas>,
+    /// Where datamodel files are written (removed with pdp).
+    pub dir: tempfile::TempDir,
+    /// The database every engine connects to.
+    pub database: DatabaseUrl,
+    /// `[serve.limits] connection-limit`.
+    pub connection_limit: Option<u32>,
+    /// `[serve.limits] pool-timeout`.
+    pub pool_timeout: Duration,
+    /// Engine flags.
+    pub flags: Flags,
+    /// pdp's cache root.
+    pub cache_root: PathBuf,
+    /// `node` (WASM engine).
+    pub node: Option<PathBuf>,
+    /// npm, to provision the WASM engine on first use.
+    pub npm: Option<Npm>,
+    /// Native engine lookup.
+    pub native: NativeSource,
+    /// How long an engine commit lookup may take.
+    pub lookup_timeout: Duration,
+    /// The engine's log level (`RUST_LOG`).
+    pub log_level: String,
+}
+
+impl Engines {
+    /// pdp's database URL with `[serve.limits]` pool settings appended, as engines read them.
+    pub fn datasource_url(&self) -> String {
+        with_pool_params(self.database.expose(), self.connection_limit, self.pool_timeout)
+    }
+
+    fn native_binary(&self, version: &str) -> Result<PathBuf, StartError> {
+        let permanent = |message: String| StartError { message, permanent: true };
+        let v: PrismaVersion = version.parse().map_err(|e| permanent(format!("Prisma {version}: {e}")))?;
+        let generation = v.generation();
+        if EngineKind::Query.stem(generation).is_none() {
+            return Err(permanent(format!("Prisma {version} has no query engine (7.x clients use `accelerateUrl`)")));
+        }
+        let cache = Cache::new(&self.cache_root);
+        let hash = self.engine_hash(&v, &cache)?;
+        let var = generation.query_engine_env.unwrap_or("PRISMA_QUERY_ENGINE_BINARY");
+        let pinned = self.native.override_value.as_deref().filter(|v| !v.trim().is_empty());
+        let target = match pinned.map(|value| overrides::classify(value, &self.native.cwd)) {
+            Some(Pin::Path(path)) => {
+                if !path.is_file() {
+                    return Err(permanent(format!(
+                        "{var} points at {}, which does not exist; set it to a query-engine binary or unset it",
+                        path.display()
+                    )));
+                }
+                return match overrides::probe(&path) {
+                    Probe::Runs { commit: Some(c), .. } if c == hash.as_str() => Ok(path),
+                    Probe::Runs { commit, line } => Err(permanent(format!(
+                        "{var} = {} is the engine of commit {}, but Prisma {version} needs {hash} (`{line}`); point it at the engine of Prisma {version}",
+                        path.display(),
+                        commit.as_deref().unwrap_or("unknown"),
+                    ))),
+                    Probe::DoesNotRun(e) => {
+                        Err(permanent(format!("{var} = {} does not run here: {e}", path.display())))
+                    }
+                };
+            }
+            Some(Pin::Target(t)) => t.to_owned(),
+            None => pdp_toolchain::target::detect(&pdp_toolchain::target::HostFacts::probe()).target.to_owned(),
+        };
+        let file = file_name(generation, EngineKind::Query, &target).unwrap_or_else(|| "query-engine".into());
+        let path = cache.engine_path(&hash, &target, &file);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(permanent(format!(
+                "no query engine for Prisma {version} (engine commit {hash}, target {target}) in the engines cache {}; \
+                 fetch it where binaries.prisma.sh is reachable (`pdp engines fetch` with `[prisma] version = \"{version}\"`), \
+                 set {var} to a query-engine binary, or use `[serve] engine = \"wasm\"` for 5.x/6.x clients",
+                self.cache_root.display()
+            )))
+        }
+    }
+
+    fn engine_hash(&self, v: &PrismaVersion, cache: &Cache) -> Result<EngineHash, StartError> {
+        if let Ok(text) = fs_err::read_to_string(cache.hash_record(v))
+            && let Ok(hash) = text.parse()
+        {
+            return Ok(hash);
+        }
+        let Some(http) = &self.native.http else {
+            return Err(StartError {
+                message: format!("the engine commit of Prisma {v} is not cached and no HTTP client is configured"),
+                permanent: true,
+            });
+        };
+        let handle = tokio::runtime::Handle::current();
+        let looked_up = handle.block_on(tokio::time::timeout(
+            self.lookup_timeout,
+            resolve_hash(v, None, cache, http, &self.native.registry, false),
+        ));
+        match looked_up {
+            Ok(Ok(r)) => Ok(r.hash),
+            Ok(Err(e)) => Err(StartError {
+                message: format!("cannot find the engine commit of Prisma {v}: {e}"),
+                permanent: e.is_user_error(),
+            }),
+            Err(_) => Err(StartError {
+                message: format!("looking up the engine commit of Prisma {v} on the npm registry timed out"),
+                permanent: false,
+            }),
+        }
+    }
+
+    fn wasm_command(&self, datamodel: &Path) -> Result<Cmd, StartError> {
+        let node = self.node.clone().ok_or_else(|| StartError {
+            message: "the WASM query engine runs on Node.js, and `node` is not on PATH".into(),
+            permanent: true,
+        })?;
+        let npm = self.npm.clone();
+        let spec = wasm_tool_spec();
+        let label = spec.label();
+        let installed =
+            npm::ensure(&self.cache_root, &spec, move || npm.ok_or(NpmError::NotFound { program: "npm", tool: label }))
+                .map_err(|e| StartError {
+                    message: format!(
+                        "cannot provision the WASM query engine: {e}{}",
+                        e.hint().map(|h| format!(" ({h})")).unwrap_or_default()
+                    ),
+                    permanent: false,
+                })?;
+        let launcher = installed.dir.join(WASM_LAUNCHER_FILE);
+        pdp_toolchain::embedded::write_if_changed(&launcher, WASM_LAUNCHER).map_err(|e| StartError {
+            message: format!("cannot write {}: {e}", launcher.display()),
+            permanent: false,
+        })?;
+        let mut cmd = Cmd::new(node, "start the WASM query engine", &installed.dir)
+            .arg(&launcher)
+            .arg("--datamodel-path")
+            .arg(datamodel)
+            .args(["--port", "0", "--engine-protocol", "json"])
+            .env("PDP_DATABASE_URL", self.datasource_url())
+            .env("PDP_QE_MODULES_DIR", &installed.dir)
+            .env("RUST_LOG", &self.log_level);
+        if let Some(n) = self.connection_limit {
+            cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", n.to_string());
+        }
+        Ok(self.common_flags(cmd))
+    }
+
+    fn common_flags(&self, mut cmd: Cmd) -> Cmd {
+        if self.flags.raw_queries {
+            cmd = cmd.arg("--enable-raw-queries");
+        }
+        if self.flags.metrics {
+            cmd = cmd.arg("--enable-metrics");
+        }
+        if self.flags.telemetry_in_response {
+            cmd = cmd.arg("--enable-telemetry-in-response");
+        }
+        if self.flags.log_queries {
+            cmd = cmd.arg("--log-queries");
+        }
+        cmd
+    }
+}
+
+/// Appends `connection_limit` and `pool_timeout` (seconds) to a datasource URL, replacing any already there.
+pub fn with_pool_params(url: &str, connection_limit: Option<u32>, pool_timeout: Duration) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("connection_limit=") && !p.starts_with("pool_timeout="))
+        .map(str::to_owned)
+        .collect();
+    if let Some(n) = connection_limit {
+        params.push(format!("connection_limit={n}"));
+    }
+    params.push(format!("pool_timeout={}", pool_timeout.as_secs().max(1)));
+    format!("{base}?{}", params.join("&"))
+}
+
+/// Reads the native engine's ready line:
+/// `{"fields":{"message":"Started query engine http server on http://127.0.0.1:PORT","ip":"127.0.0.1","port":"PORT"}}`.
+pub fn native_ready(line: &str) -> Option<SocketAddr> {
+    let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+    let fields = value.get("fields")?;
+    if !fields.get("message")?.as_str()?.starts_with("Started query engine http server") {
+        return None;
+    }
+    let ip = fields.get("ip")?.as_str()?;
+    let port = match fields.get("port")? {
+        serde_json::Value::String(s) => s.parse::<u16>().ok()?,
+        serde_json::Value::Number(n) => u16::try_from(n.as_u64()?).ok()?,
+        _ => return None,
+    };
+    format!("{ip}:{port}").parse().ok()
+}
+
+impl Launch for Engines {
+    type Key = EngineKey;
+
+    fn kind(&self) -> &'static str {
+        "engine"
+    }
+
+    fn prepare(&self, key: &EngineKey) -> Result<Cmd, StartError> {
+        let schema = self
+            .schemas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key.schema)
+            .cloned()
+            .ok_or_else(|| StartError {
+            message: format!("no schema with hash {}", key.schema),
+            permanent: true,
+        })?;
+        let datamodel = self.dir.path().join(format!("{}.prisma", key.schema));
+        pdp_toolchain::embedded::write_if_changed(&datamodel, &schema.text).map_err(|e| StartError {
+            message: format!("cannot write {}: {e}", datamodel.display()),
+            permanent: false,
+        })?;
+        match self.kind {
+            QueryEngine::Wasm => self.wasm_command(&datamodel),
+            QueryEngine::Native => {
+                let binary = self.native_binary(&key.engine)?;
+                let overwrite = serde_json::json!([{ "name": schema.datasource, "url": self.datasource_url() }]);
+                let encoded = base64_encode(overwrite.to_string().as_bytes());
+                let cmd =
+                    Cmd::new(&binary, format!("start the query engine for Prisma {}", key.engine), self.dir.path())
+                        .arg("--datamodel-path")
+                        .arg(&datamodel)
+                        .args(["--port", "0", "--engine-protocol", key.protocol.as_str()])
+                        .env("OVERWRITE_DATASOURCES", encoded)
+                        .env("RUST_LOG", &self.log_level)
+                        .env("RUST_LOG_FORMAT", "json");
+                Ok(self.common_flags(cmd))
+            }
+        }
+    }
+
+    fn ready(&self, line: &str) -> Option<SocketAddr> {
+        native_ready(line)
+    }
+}
+
+/// Standard base64 with padding.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Standard base64 (padding optional, whitespace ignored); `None` if it is not base64.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Checks an uploaded schema enough to start an engine on pdp's database: one `datasource` block whose
+/// provider matches the database and which has a `url` (its value is never used), and reads the
+/// datasource name and whether a generator enables `jsonProtocol`.
+pub fn check_schema(text: &str, database: Provider) -> Result<Schema, String> {
+    let mut datasources: Vec<(String, String)> = Vec::new();
+    let mut generators: Vec<String> = Vec::new();
+    let mut current: Option<(String, String, String)> = None;
+    for raw in text.lines() {
+        let line = strip_comment(raw).trim().to_owned();
+        if let Some((kind, name, body)) = current.as_mut() {
+            if line.starts_with('}') {
+                match kind.as_str() {
+                    "datasource" => datasources.push((name.clone(), body.clone())),
+                    "generator" => generators.push(body.clone()),
+                    _ => {}
+                }
+                current = None;
+            } else {
+                body.push_str(&line);
+                body.push('\n');
+            }
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        if let (Some(kind @ ("datasource" | "generator" | "model" | "enum" | "view" | "type")), Some(name)) =
+            (words.next(), words.next())
+            && line.ends_with('{')
+        {
+            current = Some((kind.to_owned(), name.trim_end_matches('{').to_owned(), String::new()));
+        }
+    }
+    let (name, body) = match datasources.as_slice() {
+        [one] => one.clone(),
+        [] => return Err("the schema has no `datasource` block".into()),
+        _ => return Err("the schema has more than one `datasource` block".into()),
+    };
+    let setting = |key: &str| {
+        body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
+        })
+    };
+    let provider_text = setting("provider").ok_or_else(|| format!("datasource `{name}` has no `provider`"))?;
+    let provider_name = provider_text.trim_matches('"');
+    let provider = Provider::from_schema_name(provider_name)
+        .ok_or_else(|| format!("datasource `{name}` has an unknown provider `{provider_name}`"))?;
+    if provider != database {
+        return Err(format!(
+            "datasource `{name}` uses provider `{provider_name}`, but this pdp serves a {} database",
+            database.as_str()
+        ));
+    }
+    if setting("url").is_none() {
+        return Err(format!(
+            "datasource `{name}` has no `url` (pdp replaces it with its own database, but Prisma requires one)"
+        ));
+    }
+    let json_protocol = generators.iter().any(|g| {
+        g.find("previewFeatures").is_some_and(|i| {
+            let rest = &g[i..];
+            let end = rest.find(']').unwrap_or(rest.len());
+            rest[..end].contains("\"jsonProtocol\"")
+        })
+    });
+    Ok(Schema { text: text.to_owned(), datasource: name, json_protocol })
+}
+
+/// `line` without a `//` comment (a `//` inside a string stays).
+fn strip_comment(line: &str) -> &str {
+    let mut in_string = false;
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => i += 1,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return &line[..i],
+            _ => {}
+        }
+        i += 1;
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_lines_of_the_native_engine() {
+        let line = r#"{"timestamp":"x","level":"INFO","fields":{"message":"Started query engine http server on http://127.0.0.1:40123","ip":"127.0.0.1","port":"40123"},"target":"query_engine::server"}"#;
+        assert_eq!(native_ready(line), Some("127.0.0.1:40123".parse().unwrap()));
+        assert_eq!(native_ready(r#"{"fields":{"message":"Starting","ip":"127.0.0.1","port":"1"}}"#), None);
+        assert_eq!(native_ready("Started query engine http server"), None);
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for s in ["", "a", "ab", "abc", "abcd", "datasource db {\n  provider = \"postgresql\"\n}\n"] {
+            let e = base64_encode(s.as_bytes());
+            assert_eq!(base64_decode(&e).as_deref(), Some(s.as_bytes()), "{s}");
+        }
+        assert_eq!(base64_encode(b"abcd"), "YWJjZA==");
+        assert_eq!(base64_decode("not base64!"), None);
+    }
+
+    #[test]
+    fn pool_parameters_are_appended_once() {
+        let d = Duration::from_secs(10);
+        assert_eq!(
+            with_pool_params("postgresql://u@h/db", Some(5), d),
+            "postgresql://u@h/db?connection_limit=5&pool_timeout=10"
+        );
+        assert_eq!(
+            with_pool_params("postgresql://u@h/db?schema=x&connection_limit=99", None, d),
+            "postgresql://u@h/db?schema=x&pool_timeout=10"
+        );
+    }
+
+    fn check(schema: &str) -> String {
+        match check_schema(schema, Provider::Postgresql) {
+            Ok(s) => format!("ok {} json={}", s.datasource, s.json_protocol),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn uploaded_schemas_are_checked() {
+        let ds = "datasource db {\n  provider = \"postgresql\" // pg\n  url = env(\"DATABASE_URL\")\n}\n";
+        assert_eq!(check(ds), "ok db json=false");
+        let gen_json = "generator client {\n  provider = \"prisma-client-js\"\n  previewFeatures = [\"deno\",\n  \"jsonProtocol\"]\n}\n";
+        assert_eq!(check(&format!("{gen_json}{ds}")), "ok db json=true");
+        let commented =
+            "generator client {\n  provider = \"prisma-client-js\"\n  // previewFeatures = [\"jsonProtocol\"]\n}\n";
+        assert_eq!(check(&format!("{commented}{ds}")), "ok db json=false");
+        assert_eq!(check("model A {\n id Int @id\n}\n"), "the schema has no `datasource` block");
+        assert_eq!(
+            check("datasource db {\n provider = \"mysql\"\n url = \"mysql://x\"\n}\n"),
+            "datasource `db` uses provider `mysql`, but this pdp serves a postgresql database"
+        );
+        assert!(check("datasource db {\n provider = \"postgresql\"\n}\n").contains("has no `url`"));
+        assert!(check(&format!("{ds}{ds}")).contains("more than one"));
+    }
+
+    #[test]
+    fn the_wasm_spec_pins_every_package() {
+        assert!(
+            wasm_tool_spec()
+                .packages
+                .iter()
+                .all(|p| p.rsplit_once('@').is_some_and(|(_, v)| { semver::Version::parse(v).is_ok() }))
+        );
+    }
+}

@@ -1,0 +1,565 @@
+//! `pdp serve` for Prisma 4.x–6.x clients (the Data Proxy protocol), driving the built binary over HTTPS
+//! with curl, the way the clients' requests look on the wire (no Content-Type, base64 schema uploads).
+//!
+//! Two engines stand behind it here. Prisma's native `query-engine` cannot be downloaded on these
+//! machines, so the 4.x GraphQL tests and the fault injection (start failure, crash, killed engine) use
+//! `tests/support/engine-double.mjs`, a TEST DOUBLE of the native binary pointed at through
+//! `PRISMA_QUERY_ENGINE_BINARY` exactly as a user would point pdp at a custom engine. The 5.x/6.x JSON
+//! protocol tests use the real query engine: Prisma 6.19.3's WASM build (`[serve] engine = "wasm"`) on the
+//! machine's PostgreSQL.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::{Project, postgres_url};
+
+const KEY: &str = "k-dp1-test-key";
+/// Prisma 4.16.2's engine commit (what the double's `--version` prints).
+const HASH_4_16_2: &str = "4bc8b6e1b66cb932731fb1bdbbc550d1e010de81";
+
+/// The tool cache shared with the build-client tests (npm packages downloaded once per machine).
+fn tool_cache() -> PathBuf {
+    std::env::temp_dir().join("pdp-test-tool-cache")
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() { char::from(A[((n >> (18 - 6 * i)) & 63) as usize]) } else { '=' });
+        }
+    }
+    out
+}
+
+/// A schema as a client carries it: base64 text and the hash of that text.
+struct Inline {
+    b64: String,
+    hash: String,
+}
+
+fn inline(schema: &str) -> Inline {
+    let b64 = base64(schema.as_bytes());
+    let hash = hex::encode(Sha256::digest(b64.as_bytes()));
+    Inline { b64, hash }
+}
+
+fn schema(provider: &str, preview: &str, model: &str) -> String {
+    format!(
+        "generator client {{\n  provider = \"prisma-client-js\"\n  previewFeatures = [\"deno\"{preview}]\n}}\n\n\
+         datasource db {{\n  provider = \"{provider}\"\n  url      = env(\"DATABASE_URL\")\n}}\n\n\
+         model {model} {{\n  id    Int    @id @default(autoincrement())\n  email String @unique\n  name  String?\n}}\n"
+    )
+}
+
+/// A running `pdp serve`, stopped (SIGTERM) when dropped.
+struct Serve {
+    child: Child,
+    port: u16,
+    ca: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    fn start(p: &Project, env: &[(&str, String)]) -> Serve {
+        let mut cmd = p.std_pdp();
+        cmd.arg("serve").env("PDP_CACHE_DIR", tool_cache()).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("pdp serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("on https://127.0.0.1:").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = tx.send(port.parse::<u16>().unwrap_or(0));
+                }
+                sink.lock().expect("log").push_str(&format!("{line}\n"));
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("pdp serve did not start:\n{}", log.lock().expect("log")));
+        Serve { child, port, ca: p.path(".pdp/tls/ca.pem"), log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// One request like a DP1 edge client sends it: Bearer key, no Content-Type. Returns status and body.
+    fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+        let url = if path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("https://localhost:{}{path}", self.port)
+        };
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "60", "--cacert"]).arg(&self.ca).args([
+            "-X",
+            method,
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ]);
+        cmd.args(["-H", &format!("Authorization: Bearer {KEY}"), "-H", "Content-Type:"]);
+        for (k, v) in headers {
+            cmd.args(["-H", &format!("{k}: {v}")]);
+        }
+        if body.is_some() {
+            cmd.args(["--data-binary", "@-"]).stdin(Stdio::piped());
+        }
+        cmd.arg(&url).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("curl runs");
+        if let Some(b) = body {
+            child.stdin.take().expect("stdin").write_all(b.as_bytes()).expect("write body");
+        }
+        let out = child.wait_with_output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let status = status
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl failed: {}\n{}", String::from_utf8_lossy(&out.stderr), self.log()));
+        (status, body.to_owned())
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let (status, text) = self.request(method, path, body, headers);
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{method} {path}: not JSON ({status}): {text}\n{}", self.log()));
+        (status, value)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// A project for `version` whose database is `url`, serving on a free port with one key.
+fn project(version: &str, url: &str, serve_extra: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "pdp.toml",
+        &format!(
+            "[prisma]\nversion = \"{version}\"\n\n[database]\nurl = \"env:DATABASE_URL\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\
+             api-keys = [\"env:PDP_API_KEY\"]\n{serve_extra}\n[serve.limits]\nengine-start-timeout = \"60s\"\n"
+        ),
+    );
+    p.write(".env", &format!("DATABASE_URL={url}\nPDP_API_KEY={KEY}\n"));
+    p
+}
+
+/// The engine double behind `PRISMA_QUERY_ENGINE_BINARY`: a wrapper script (the variable names one
+/// program), and the 4.16.2 engine commit recorded in the cache as `pdp engines` records it.
+fn double(p: &Project) -> (String, PathBuf) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/engine-double.mjs");
+    let wrapper = p.path("bin/query-engine");
+    p.write(
+        "bin/query-engine",
+        &format!("#!/bin/sh\nexec node {} \"$@\"\n", script.canonicalize().expect("double").display()),
+    );
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let record = tool_cache().join("engines/versions/4.16.2");
+    std::fs::create_dir_all(record.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&record, format!("{HASH_4_16_2}\n")).expect("hash record");
+    (wrapper.display().to_string(), p.path("double-record.json"))
+}
+
+const CREATE_GQL: &str = r#"{"query":"mutation {\n  createOneUser(data: {email: \"a@x.io\", name: \"Ada\"}) {\n    id\n    email\n  }\n}","variables":{}}"#;
+const FIND_GQL: &str = r#"{"query":"query {\n  findManyUser {\n    id\n    email\n    name\n  }\n}","variables":{}}"#;
+
+#[test]
+fn prisma_4_graphql_through_the_engine_double() {
+    let db = format!("{}?schema=dp1", postgres_url());
+    let p = project("4.16.2", &db, "");
+    let (wrapper, record) = double(&p);
+    let s = Serve::start(
+        &p,
+        &[("PRISMA_QUERY_ENGINE_BINARY", wrapper), ("PDP_DOUBLE_RECORD", record.display().to_string())],
+    );
+    let sc = inline(&schema("postgresql", "", "User"));
+    let base = format!("/4.16.2/{}", sc.hash);
+
+    // Unknown schema: the exact body that makes the client upload, then the upload (hash checked).
+    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
+    assert_eq!((status, body), (404, json!({"EngineNotStarted": {"reason": "SchemaMissing"}})));
+    let (status, body) = s.json("PUT", &format!("{base}/schema"), Some(&base64(b"something else")), &[]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("schema hash mismatch"), "{body}");
+    let (status, _) = s.json("PUT", &format!("{base}/schema"), Some(&sc.b64), &[]);
+    assert_eq!(status, 200);
+
+    // Queries in GraphQL, no Content-Type; a unique violation passes through as the engine's P2002.
+    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(CREATE_GQL), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["createOneUser"]["email"], "a@x.io", "{body}");
+    let (_, body) = s.json("POST", &format!("{base}/graphql"), Some(CREATE_GQL), &[]);
+    assert_eq!(body["errors"][0]["user_facing_error"]["error_code"], "P2002", "{body}");
+    let batch = format!(r#"{{"batch":[{FIND_GQL},{FIND_GQL}],"transaction":true}}"#);
+    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(&batch), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["batchResult"].as_array().map(Vec::len), Some(2), "{body}");
+
+    // Interactive transaction: options validated, endpoint on the bound port, commit once.
+    let (status, body) =
+        s.json("POST", &format!("{base}/transaction/start"), Some(r#"{"max_wait":-5,"timeout":5000}"#), &[]);
+    assert_eq!(status, 400);
+    assert_eq!(body["error_code"], "P2028", "{body}");
+    let (status, tx) =
+        s.json("POST", &format!("{base}/transaction/start"), Some(r#"{"max_wait":2000,"timeout":5000}"#), &[]);
+    assert_eq!(status, 200, "{tx}");
+    let id = tx["id"].as_str().expect("id").to_owned();
+    let endpoint = tx["data-proxy"]["endpoint"].as_str().expect("endpoint").to_owned();
+    assert_eq!(endpoint, format!("https://localhost:{}{base}/itx/{id}", s.port));
+    let (status, body) = s.json("POST", &format!("{endpoint}/graphql"), Some(FIND_GQL), &[("X-transaction-id", &id)]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.json("POST", &format!("{endpoint}/commit"), None, &[]), (200, json!({})));
+    let (status, body) = s.json("POST", &format!("{endpoint}/commit"), None, &[]);
+    assert_eq!((status, body["error_code"].as_str()), (404, Some("P2028")), "{body}");
+
+    // What the engine was given: the protocol explicitly, no playground, the URL only through the environment.
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(&record).expect("record")).expect("json");
+    let argv: Vec<&str> = rec["argv"].as_array().expect("argv").iter().filter_map(Value::as_str).collect();
+    assert!(argv.windows(2).any(|w| w == ["--engine-protocol", "graphql"]), "{argv:?}");
+    assert!(argv.contains(&"--enable-raw-queries") && !argv.contains(&"--enable-playground"), "{argv:?}");
+    assert!(!argv.iter().any(|a| a.contains("postgres")), "the URL must not be on the command line: {argv:?}");
+    assert_eq!(rec["protocol"], "graphql");
+    let ds = rec["datasource"].to_string();
+    assert!(ds.contains("schema=dp1") && ds.contains("pool_timeout=10"), "{ds}");
+
+    // Engine metrics merged into /metrics; a wrong key is a plain 401 (P5007 in the client).
+    let (status, metrics) = s.request("GET", "/metrics", None, &[]);
+    assert_eq!(status, 200);
+    assert!(metrics.contains("engine=\"4.16.2/"), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&s.ca)
+        .args(["-H", "Authorization: Bearer wrong", "-X", "POST", "-w", "\n%{http_code}"])
+        .arg(format!("https://localhost:{}{base}/graphql", s.port))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("401") && !text.contains("is_panic"), "{text}");
+}
+
+#[test]
+fn prisma_4_json_protocol_is_chosen_from_the_schema() {
+    let p = project("4.16.2", &postgres_url(), "");
+    let (wrapper, record) = double(&p);
+    let s = Serve::start(
+        &p,
+        &[("PRISMA_QUERY_ENGINE_BINARY", wrapper), ("PDP_DOUBLE_RECORD", record.display().to_string())],
+    );
+    let sc = inline(&schema("postgresql", ", \"jsonProtocol\"", "User"));
+    let base = format!("/4.16.2/{}", sc.hash);
+    assert_eq!(s.json("PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
+    let find = r#"{"modelName":"User","action":"findMany","query":{"arguments":{},"selection":{"$scalars":true}}}"#;
+    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(find), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["findManyUser"].is_array(), "{body}");
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(&record).expect("record")).expect("json");
+    assert_eq!(rec["protocol"], "json");
+}
+
+#[test]
+fn engine_faults_reach_clients_as_clear_errors() {
+    // The double again (a real engine cannot be made to fail on demand): a database it cannot reach.
+    let p = project("4.16.2", &postgres_url(), "");
+    let (wrapper, record) = double(&p);
+    let s =
+        Serve::start(&p, &[("PRISMA_QUERY_ENGINE_BINARY", wrapper.clone()), ("PDP_DOUBLE_FAIL_START", "P1001".into())]);
+    let sc = inline(&schema("postgresql", "", "User"));
+    let base = format!("/4.16.2/{}", sc.hash);
+    assert_eq!(s.json("PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
+    let (_, body) = s.json("POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
+    let known = &body["EngineNotStarted"]["reason"]["KnownEngineStartupError"];
+    assert_eq!(known["error_code"], "P1001", "{body}");
+    assert!(known["msg"].as_str().unwrap_or("").contains("Can't reach database server"), "{body}");
+    drop(s);
+
+    // A slow start is waited for (clients retry only ~0.5 s); then the engine is killed under an open
+    // transaction: the transaction gets a clear P2028 at once, the next plain query reaches the restarted engine.
+    let s = Serve::start(
+        &p,
+        &[
+            ("PRISMA_QUERY_ENGINE_BINARY", wrapper),
+            ("PDP_DOUBLE_START_DELAY_MS", "1500".into()),
+            ("PDP_DOUBLE_RECORD", record.display().to_string()),
+        ],
+    );
+    assert_eq!(s.json("PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
+    let started = Instant::now();
+    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    let (_, tx) =
+        s.json("POST", &format!("{base}/transaction/start"), Some(r#"{"max_wait":2000,"timeout":20000}"#), &[]);
+    let endpoint = tx["data-proxy"]["endpoint"].as_str().expect("endpoint").to_owned();
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(&record).expect("record")).expect("json");
+    let pid = rec["pid"].as_u64().expect("pid").to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().expect("kill").success());
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    let (status, body) = s.json("POST", &format!("{endpoint}/graphql"), Some(FIND_GQL), &[]);
+    assert!(asked.elapsed() < Duration::from_secs(2), "no hang");
+    assert_eq!((status, body["error_code"].as_str()), (410, Some("P2028")), "{body}");
+    assert!(body["message"].as_str().unwrap_or("").contains("stopped"), "{body}");
+    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A PostgreSQL database of its own for one test.
+fn fresh_database(name: &str) -> String {
+    let admin = postgres_url();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    let psql = |sql: &str| {
+        Command::new("psql").arg(format!("{base}/postgres")).args(["-qc", sql]).output().expect("psql runs")
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    let out = psql(&format!("CREATE DATABASE {name}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = format!("{base}/{name}");
+    let ddl = "CREATE TABLE \"User\" (id SERIAL PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT); \
+               CREATE TABLE \"Post\" (id SERIAL PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT);";
+    let out = Command::new("psql").arg(&url).args(["-qc", ddl]).output().expect("psql");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    url
+}
+
+#[test]
+fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
+    let url = fresh_database("pdp_dp1_wasm");
+    let p = project("6.19.3", &url, "engine = \"wasm\"\n");
+    let s = Serve::start(&p, &[]);
+    let users = inline(&schema("postgresql", "", "User"));
+    let posts = inline(&schema("postgresql", "", "Post"));
+    assert_eq!(s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some("{}"), &[]).0, 404);
+    for sc in [&users, &posts] {
+        assert_eq!(s.json("PUT", &format!("/6.19.3/{}/schema", sc.hash), Some(&sc.b64), &[]).0, 200);
+    }
+    let create = |model: &str, email: &str| {
+        format!(
+            r#"{{"modelName":"{model}","action":"createOne","query":{{"arguments":{{"data":{{"email":"{email}"}}}},"selection":{{"$scalars":true}}}}}}"#
+        )
+    };
+    // Two schemas side by side, each on its own engine; cold start includes provisioning.
+    let started = Instant::now();
+    let (status, body) =
+        s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(&create("User", "u@x.io")), &[]);
+    assert_eq!(status, 200, "{body}\n{}", s.log());
+    eprintln!("cold start (first query of a new schema, WASM engine): {:?}", started.elapsed());
+    assert_eq!(body["data"]["createOneUser"]["email"], "u@x.io", "{body}");
+    let (status, body) =
+        s.json("POST", &format!("/6.19.3/{}/graphql", posts.hash), Some(&create("Post", "p@x.io")), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["createOnePost"]["email"], "p@x.io", "{body}");
+    // The engine's user-facing error passes through unchanged: P2002.
+    let (_, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(&create("User", "u@x.io")), &[]);
+    assert_eq!(body["errors"][0]["user_facing_error"]["error_code"], "P2002", "{body}");
+    // Raw query, then an interactive transaction rolled back.
+    let raw = r#"{"modelName":null,"action":"queryRaw","query":{"arguments":{"query":"SELECT count(*)::int AS n FROM \"User\"","parameters":"[]"},"selection":{}}}"#;
+    let (status, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(raw), &[]);
+    assert_eq!(status, 200, "{body}");
+    let (status, tx) = s.json(
+        "POST",
+        &format!("/6.19.3/{}/transaction/start", users.hash),
+        Some(r#"{"max_wait":2000,"timeout":5000}"#),
+        &[],
+    );
+    assert_eq!(status, 200, "{tx}");
+    let endpoint = tx["data-proxy"]["endpoint"].as_str().expect("endpoint").to_owned();
+    let id = tx["id"].as_str().expect("id").to_owned();
+    let (status, body) =
+        s.json("POST", &format!("{endpoint}/graphql"), Some(&create("User", "tx@x.io")), &[("X-transaction-id", &id)]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.json("POST", &format!("{endpoint}/rollback"), None, &[]).0, 200);
+    let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;
+    let (_, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(count), &[]);
+    assert_eq!(body["data"]["aggregateUser"]["_count"]["_all"], 1, "{body}");
+    // Telemetry: a traceparent and a capture header come back as `extensions`.
+    let (_, body) = s.json(
+        "POST",
+        &format!("/6.19.3/{}/graphql", users.hash),
+        Some(count),
+        &[
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ("X-capture-telemetry", "tracing"),
+        ],
+    );
+    assert!(body["extensions"]["traces"].as_array().is_some_and(|t| !t.is_empty()), "{body}");
+    // A schema for another database is refused at upload, with a P1012 the client raises.
+    let mysql = inline(&schema("mysql", "", "User"));
+    let (_, body) = s.json("PUT", &format!("/6.19.3/{}/schema", mysql.hash), Some(&mysql.b64), &[]);
+    assert_eq!(body["EngineNotStarted"]["reason"]["KnownEngineStartupError"]["error_code"], "P1012", "{body}");
+}
+
+/// The client script: the operations a user runs, each outcome printed as one JSON line.
+const NODE_CLIENT: &str = r#"
+const { PrismaClient } = require("./generated");
+const out = (k, v) => console.log(JSON.stringify({ [k]: v }));
+const code = (e) => e.code ?? e.errorCode ?? e.name;
+(async () => {
+  const prisma = new PrismaClient({ datasourceUrl: process.env.PDP_URL });
+  out("create", (await prisma.user.create({ data: { email: "n@x.io", name: "Node" } })).email);
+  try { await prisma.user.create({ data: { email: "n@x.io" } }); out("dup", "none"); } catch (e) { out("dup", code(e)); }
+  const [a, b] = await prisma.$transaction([prisma.user.count(), prisma.user.findMany()]);
+  out("batch", [a, b.length]);
+  const inTx = await prisma.$transaction(async (tx) => {
+    await tx.user.create({ data: { email: "itx@x.io" } });
+    return tx.user.count();
+  });
+  out("itx", inTx);
+  try {
+    await prisma.$transaction(async (tx) => { await tx.user.create({ data: { email: "gone@x.io" } }); throw new Error("undo"); });
+  } catch (e) { out("undo", e.message); }
+  out("raw", (await prisma.$queryRaw`SELECT count(*)::int AS n FROM "User"`)[0].n);
+  const unique = await Promise.all([1, 2, 3].map((i) => prisma.user.findUnique({ where: { email: "n@x.io" } })));
+  out("findUnique", unique.map((u) => u.email));
+  const wrong = new PrismaClient({ datasourceUrl: process.env.PDP_URL.replace(/api_key=[^&]*/, "api_key=wrong") });
+  try { await wrong.user.count(); out("wrongKey", "none"); } catch (e) { out("wrongKey", code(e)); }
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[test]
+fn prisma_6_node_client_through_pdp_and_the_wasm_engine() {
+    let url = fresh_database("pdp_dp1_node");
+    let p = project("6.19.3", &url, "engine = \"wasm\"\n");
+    let s = Serve::start(&p, &[]);
+    // A real 6.19.3 client generated with --no-engine (offline: the engine variables point at any file),
+    // its packages from the WASM engine's provisioned set (the same pinned @prisma/client).
+    // The first query of any schema provisions the WASM engine's packages in the tool cache.
+    let warm = inline(&schema("postgresql", "", "User"));
+    assert_eq!(s.json("PUT", &format!("/6.19.3/{}/schema", warm.hash), Some(&warm.b64), &[]).0, 200);
+    let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;
+    let (status, body) = s.json("POST", &format!("/6.19.3/{}/graphql", warm.hash), Some(count), &[]);
+    assert_eq!(status, 200, "{body}");
+    let modules = tool_cache().join("tools/wasm-query-engine@6.19.3/node_modules");
+    std::os::unix::fs::symlink(&modules, p.path("node_modules")).expect("symlink");
+    p.write(
+        "prisma/schema.prisma",
+        &schema("postgresql", "", "User").replace("previewFeatures = [\"deno\"]", "output = \"../generated\""),
+    );
+    let prisma = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node/node_modules/.bin/prisma");
+    let any_file = p.path("pdp.toml");
+    let out = Command::new(&prisma)
+        .args(["generate", "--no-engine", "--schema", "prisma/schema.prisma"])
+        .current_dir(p.root())
+        .env("PRISMA_SCHEMA_ENGINE_BINARY", &any_file)
+        .env("PRISMA_QUERY_ENGINE_LIBRARY", &any_file)
+        .env("PRISMA_HIDE_UPDATE_MESSAGE", "1")
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .expect("prisma runs");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    p.write("client.cjs", NODE_CLIENT);
+    let out = Command::new("node")
+        .arg("client.cjs")
+        .current_dir(p.root())
+        .env("PDP_URL", format!("prisma://localhost:{}/?api_key={KEY}", s.port))
+        .env("NODE_EXTRA_CA_CERTS", &s.ca)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}\n{}", String::from_utf8_lossy(&out.stderr), s.log());
+    let got: Value =
+        stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).fold(json!({}), |mut acc, v| {
+            if let (Some(a), Some(o)) = (acc.as_object_mut(), v.as_object()) {
+                a.extend(o.clone());
+            }
+            acc
+        });
+    assert_eq!(
+        got,
+        json!({
+            "create": "n@x.io", "dup": "P2002", "batch": [1, 1], "itx": 2, "undo": "undo", "raw": 2,
+            "findUnique": ["n@x.io", "n@x.io", "n@x.io"], "wrongKey": "P5007"
+        }),
+        "{}",
+        s.log()
+    );
+}
+
+/// The Deno script: a Prisma 4.16.2 client from `pdp build-client`, the operations a Windmill script runs.
+const DENO_CLIENT: &str = r#"
+import { PrismaClient } from "./dist/client/0.1.0/edge.ts";
+const out = (k: string, v: unknown) => console.log(JSON.stringify({ [k]: v }));
+const prisma = new PrismaClient({ datasources: { db: { url: Deno.env.get("PDP_URL")! } } });
+out("create", (await prisma.user.create({ data: { email: "d@x.io", name: "Deno" } })).email);
+try { await prisma.user.create({ data: { email: "d@x.io" } }); out("dup", "none"); } catch (e) { out("dup", (e as { code?: string }).code); }
+const [all, count] = await prisma.$transaction([prisma.user.findMany(), prisma.user.count()]);
+out("batch", [all.length, count]);
+out("itx", await prisma.$transaction(async (tx) => (await tx.user.findMany()).length));
+out("raw", await prisma.$queryRaw`SELECT 1`);
+"#;
+
+/// A 4.16.2 project whose schema the double can model, its Deno client built by pdp, run against pdp serve.
+fn deno_client_against_the_double(preview: &str, protocol: &str) {
+    let p = project("4.16.2", &postgres_url(), "");
+    p.write("prisma/schema.prisma", &schema("postgresql", preview, "User"));
+    p.write("pdp.toml", &format!("{}\n[client]\nout = \"dist/client\"\nversion = \"0.1.0\"\n", p.read("pdp.toml")));
+    let built = p.run_with(p.pdp().env("PDP_CACHE_DIR", tool_cache()).arg("build-client"));
+    assert_eq!(built.code, 0, "{}", built.all());
+    let (wrapper, record) = double(&p);
+    let s = Serve::start(
+        &p,
+        &[("PRISMA_QUERY_ENGINE_BINARY", wrapper), ("PDP_DOUBLE_RECORD", record.display().to_string())],
+    );
+    p.write("main.ts", DENO_CLIENT);
+    let deno = tool_cache().join("tools/deno@2.9.6/node_modules/@deno/linux-x64-glibc/deno");
+    let out = Command::new(&deno)
+        .args(["run", "-A", "--no-config", "main.ts"])
+        .current_dir(p.root())
+        .env("DENO_DIR", p.path(".deno-dir"))
+        .env("DENO_CERT", &s.ca)
+        .env("NO_COLOR", "1")
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .env("PDP_URL", format!("prisma://localhost:{}/?api_key={KEY}", s.port))
+        .output()
+        .expect("deno runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}\n{}", String::from_utf8_lossy(&out.stderr), s.log());
+    let lines: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(lines[0], json!({"create": "d@x.io"}), "{stdout}");
+    assert_eq!(lines[1], json!({"dup": "P2002"}), "{stdout}");
+    assert_eq!(lines[2], json!({"batch": [1, 1]}), "{stdout}");
+    assert_eq!(lines[3], json!({"itx": 1}), "{stdout}");
+    assert!(lines[4].get("raw").is_some(), "{stdout}");
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(&record).expect("record")).expect("json");
+    assert_eq!(rec["protocol"], protocol, "the engine protocol follows the uploaded schema");
+}
+
+#[test]
+fn prisma_4_16_deno_client_graphql_through_the_engine_double() {
+    deno_client_against_the_double("", "graphql");
+}
+
+#[test]
+fn prisma_4_16_deno_client_json_protocol_through_the_engine_double() {
+    deno_client_against_the_double(", \"jsonProtocol\"", "json");
+}
