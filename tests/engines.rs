@@ -256,9 +256,14 @@ fn unpublished_version_is_a_user_error() {
 fn prisma_7_has_no_query_engine() {
     let e = setup("7.10.1");
     let (gz, _) = e.publish("linux-static-x64", "schema-engine", "schema-engine-cli", 20_000);
-    let out = e.run(&["engines", "fetch", "-t", "linux-static-x64"]).expect_code(0);
+    let out = e.run(&["engines", "fetch", "-t", "linux-static-x64", "--engine", "schema"]).expect_code(0);
     assert_eq!(e.mirror.hits(&gz), 1);
     assert!(!out.stderr.contains("query-engine"), "{}", out.all());
+    // Without `--engine`, fetch also provisions what `pdp serve` runs for 7.x: the executor of this exact
+    // version, which npm (here the loopback registry) does not have.
+    let out = e.run(&["engines", "fetch", "-t", "linux-static-x64"]).expect_code(2);
+    assert_eq!(e.mirror.hits(&gz), 1, "the cached schema engine is not downloaded again");
+    assert!(out.stderr.contains("no query-plan executor for Prisma 7.10.1"), "{}", out.all());
     let out = e.run(&["engines", "fetch", "-t", "linux-static-x64", "--engine", "query"]).expect_code(2);
     assert!(out.stderr.contains("Prisma 7.10.1 has no query engine"), "{}", out.all());
 }

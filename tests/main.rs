@@ -17,6 +17,8 @@ mod doctor;
 // What `pdp init` writes for CI and deployment, through actionlint, hadolint, yamllint, the compose and
 // Kubernetes schemas; the image's build steps run outside Docker; the Windmill script under `deno check`.
 mod deploy;
+// `pdp serve` for Prisma 7: real Deno client, executor, PostgreSQL and PGlite; drain, restarts, limits.
+mod serve;
 // Interchangeability with the real Prisma CLI (6.19, JavaScript schema engine, SQLite).
 mod interop;
 // `pdp engines fetch/list/path` against a loopback mirror: verification, retries, locks, overrides.
@@ -27,3 +29,5 @@ mod build_client;
 mod init;
 // `pdp migrate`: deploy, status and resolve against PostgreSQL, MariaDB and SQLite.
 mod migrate;
+// `pdp serve` for Prisma 4.x–6.x (Data Proxy protocol): the engine double (4.x GraphQL, faults), the WASM engine.
+mod serve_dp1;

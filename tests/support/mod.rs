@@ -7,6 +7,8 @@ use assert_cmd::Command;
 
 // A loopback HTTP server standing in for Prisma's engine host and the npm registry.
 pub mod mirror;
+// `pdp serve` running in a test: projects, curl, Deno scripts, signals.
+pub mod serve;
 
 /// PostgreSQL on this machine (CI starts it through `cargo xtask test`); override with `PDP_TEST_POSTGRES_URL`.
 pub fn postgres_url() -> String {

@@ -7,7 +7,9 @@
 
 mod bench;
 mod bench_client;
+mod bench_dp1;
 mod bench_engines;
+mod bench_serve;
 mod services;
 mod tidy;
 
@@ -29,6 +31,9 @@ tasks:
   bench build-client   no-op rebuild, and a full build vs the same `prisma generate` by hand
   bench migrate   200 migrations: pdp vs `psql -1 -f` on PostgreSQL, pdp vs `prisma migrate deploy` on SQLite
   bench engines   4 × 20 MB engines from a loopback mirror: pdp vs `curl --parallel`, and a fully cached fetch
+  bench serve     findUnique at 32 concurrent from one Deno client: through pdp serve vs straight to the executor,
+                  and pdp serve's resident memory
+  bench serve-dp1   the same for Prisma 4.x–6.x (Data Proxy protocol) against the WASM query engine, and cold starts
   tidy       only the repository checks (also part of `cargo test`)";
 
 fn main() -> anyhow::Result<()> {
@@ -44,7 +49,9 @@ fn main() -> anyhow::Result<()> {
             Some("migrate") => bench::migrate(&root),
             Some("build-client") => bench_client::build_client(&root),
             Some("engines") => bench_engines::engines(&root),
-            _ => bail!("usage: cargo xtask bench migrate|engines|build-client"),
+            Some("serve") => bench_serve::serve(&root),
+            Some("serve-dp1") => bench_dp1::serve_dp1(&root),
+            _ => bail!("usage: cargo xtask bench migrate|engines|build-client|serve"),
         },
         Some("tidy") => tidy::run(&root).map(|()| println!("tidy: ok")),
         Some("help" | "--help" | "-h") | None => {

@@ -110,7 +110,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     move |source| TlsError::Io { path: path.to_path_buf(), source }
 }
 
-/// Builds a rustls server config (HTTP/2 and HTTP/1.1 over ALPN) from PEM files.
+/// Builds a rustls server config (HTTP/1.1 over ALPN) from PEM files.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let cert_pem = fs_err::read(cert).map_err(|e| TlsError::Io { path: cert.to_path_buf(), source: e })?;
     let key_pem = fs_err::read(key).map_err(|e| TlsError::Io { path: key.to_path_buf(), source: e })?;
@@ -128,7 +128,9 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .map_err(|source| TlsError::Pair { cert: cert.to_path_buf(), key: key.to_path_buf(), source })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only: Deno's fetch over HTTP/2 waits ~40 ms per request here (its frames go out as separate
+    // small writes and meet delayed ACKs; ARCHITECTURE.md, "Decisions"). Keep-alive HTTP/1.1 has no such stall.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -273,8 +275,16 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 /// Watches `cert` and `key` every `every`; when either changes, builds a new config and swaps it in.
 /// A bad pair is logged and the old config kept. Existing connections are never touched.
-pub async fn watch(current: Current, cert: PathBuf, key: PathBuf, every: Duration) {
-    let mut last = (stamp(&cert), stamp(&key));
+/// The files' state is read when this is called (not when the future first runs), so a change made right
+/// after the config was loaded is not missed.
+pub fn watch(current: Current, cert: PathBuf, key: PathBuf, every: Duration) -> impl Future<Output = ()> {
+    let last = (stamp(&cert), stamp(&key));
+    watch_from(current, cert, key, every, last)
+}
+
+type Stamps = (Option<(SystemTime, u64)>, Option<(SystemTime, u64)>);
+
+async fn watch_from(current: Current, cert: PathBuf, key: PathBuf, every: Duration, mut last: Stamps) {
     loop {
         tokio::time::sleep(every).await;
         let now = (stamp(&cert), stamp(&key));
@@ -321,6 +331,39 @@ mod tests {
             let mode = fs_err::metadata(&paths.ca_key).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    /// Reload builds the new config first and swaps only a good one; a bad pair leaves the old in place.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_changed_pair_is_swapped_in_and_a_bad_one_is_ignored() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (pa, _) = ensure_auto(a.path(), &[]).unwrap();
+        let (pb, _) = ensure_auto(b.path(), &[]).unwrap();
+        let live = tempfile::tempdir().unwrap();
+        let (cert, key) = (live.path().join("cert.pem"), live.path().join("key.pem"));
+        fs_err::copy(&pa.cert, &cert).unwrap();
+        fs_err::copy(&pa.key, &key).unwrap();
+        let current = Current::new(load(&cert, &key).unwrap());
+        let first = current.get();
+        let watcher = tokio::spawn(watch(current.clone(), cert.clone(), key.clone(), Duration::from_millis(50)));
+        // A renewed pair (another CA's, so the bytes surely differ): swapped in.
+        fs_err::copy(&pb.key, &key).unwrap();
+        fs_err::copy(&pb.cert, &cert).unwrap();
+        let mut swapped = false;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if !Arc::ptr_eq(&current.get(), &first) {
+                swapped = true;
+                break;
+            }
+        }
+        assert!(swapped, "the new pair was never swapped in");
+        let second = current.get();
+        // A half-written or mismatched pair: logged and ignored, the previous config stays.
+        fs_err::copy(&pa.key, &key).unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(Arc::ptr_eq(&current.get(), &second), "a mismatched pair must not replace a good config");
+        watcher.abort();
     }
 
     #[test]

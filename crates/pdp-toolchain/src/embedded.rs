@@ -158,7 +158,9 @@ impl Embedded {
     pub async fn stop(mut self) {
         if let Some(mut owned) = self.owned.take() {
             launch::stop(&mut owned.child, owned.stdin.take(), Duration::from_secs(10)).await;
-            let _ = fs_err::remove_file(dir(self.data_dir.parent().unwrap_or(&self.data_dir)).join("server.json"));
+            if let Some(base) = self.data_dir.parent() {
+                let _ = fs_err::remove_file(base.join("server.json"));
+            }
         }
     }
 }

@@ -207,7 +207,8 @@ async fn fetch(s: &Setup, a: &EnginesFetchArgs, printer: &Printer) -> anyhow::Re
     match errors.into_iter().next() {
         None => {
             printer.status("ready", &format!("{total} engine file(s) in {}", s.cache.root().display()));
-            if generation.server_engine == pdp_config::prisma::ServerEngine::QueryPlanExecutor {
+            // With `--engine`, only that engine; without, everything `pdp serve` needs, the executor included.
+            if a.engine.is_none() && generation.server_engine == pdp_config::prisma::ServerEngine::QueryPlanExecutor {
                 provision_executor(s, a.offline, printer).await?;
             }
             Ok(Status::Success)

@@ -1,0 +1,300 @@
+//! `pdp serve` for Prisma 7 clients, end to end with real parts: the Prisma 7.10.0 Deno client that
+//! `pdp build-client` generates, real Deno, the real `@prisma/query-plan-executor`, the machine's
+//! PostgreSQL and the embedded PGlite. No doubles here.
+
+use std::time::{Duration, Instant};
+
+use crate::support::serve::{self, Db, Serving, api_key, cached, children, db_name, drop_db, project, psql};
+
+fn demo_script() -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/deno/demo.ts"))
+        .expect("examples/deno/demo.ts")
+}
+
+/// The demo's five steps, checked by value.
+fn assert_demo_ran(out: &str) {
+    let lines: Vec<serde_json::Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let step = |name: &str| {
+        lines
+            .iter()
+            .find(|v| v["step"] == name)
+            .map(|v| v["value"].clone())
+            .unwrap_or_else(|| panic!("no `{name}` step in:\n{out}"))
+    };
+    assert_eq!(step("create")["posts"], serde_json::json!(["Notes on the Analytical Engine", "Sketch"]), "{out}");
+    assert_eq!(step("findMany")[0]["posts"], 2, "{out}");
+    assert_eq!(step("interactive transaction")["postsInside"], 3, "{out}");
+    assert_eq!(step("rolled back"), serde_json::json!({"rolledBack": true, "posts": 3}), "{out}");
+    assert_eq!(step("batch transaction"), serde_json::json!({"updated": 3, "published": 3}), "{out}");
+    assert!(lines.iter().any(|v| v["demo"] == "ok"), "{out}");
+}
+
+#[test]
+fn demo_on_postgresql_with_health_ready_and_metrics() {
+    let name = db_name("demo");
+    let p = project(&Db::Postgres(name.clone()));
+    let key = api_key(&p);
+    let s = Serving::start(&p, &[]);
+    p.write("demo.ts", &demo_script());
+    let (ok, out) = s.deno("demo.ts", &key, &[]);
+    assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
+    assert_demo_ran(&out);
+    assert_eq!(psql(&name, "SELECT count(*) FROM \"Post\" WHERE published"), "3");
+
+    // Liveness and readiness need no key.
+    let (code, body) = s.curl("GET", "/health", &[], None);
+    assert_eq!((code, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (code, body) = s.curl("GET", "/ready", &[], None);
+    assert_eq!(code, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(ready["executor"], serde_json::json!({"version": "7.10.0", "status": "ready"}));
+    assert_eq!(ready["database"]["status"], "reachable");
+    assert!(ready["database"]["server"].as_str().is_some_and(|v| v.starts_with("PostgreSQL")), "{body}");
+
+    // Metrics need the key here (no metrics-listen configured).
+    assert_eq!(s.curl("GET", "/metrics", &[], None).0, 401);
+    let auth = format!("Authorization: Bearer {key}");
+    let (code, metrics) = s.curl("GET", "/metrics", &[&auth], None);
+    assert_eq!(code, 200);
+    for expected in [
+        "pdp_requests_total{route=\"qpe_query\",status=\"200\"}",
+        "pdp_requests_total{route=\"qpe_tx_commit\",status=\"200\"} 2",
+        "pdp_requests_total{route=\"qpe_tx_rollback\",status=\"200\"} 1",
+        "pdp_request_duration_seconds_bucket{le=\"+Inf\",route=\"qpe_query\"}",
+        "pdp_child_starts_total{kind=\"executor\",version=\"7.10.0\"} 1",
+        "pdp_children_running{kind=\"executor\",version=\"7.10.0\"} 1",
+        "pdp_open_transactions 0",
+        "pdp_requests_in_flight 1",
+        "pdp_auth_failures_total 1",
+    ] {
+        assert!(metrics.contains(expected), "`{expected}` missing from:\n{metrics}");
+    }
+    // One access-log line per request, with its id and key id, never the key.
+    let log = s.log();
+    let access: Vec<&str> = log.lines().filter(|l| l.contains("pdp::access")).collect();
+    assert!(access.iter().any(|l| l.contains("route=\"qpe_tx_start\"") && l.contains("key=\"sha256:")), "{log}");
+    assert!(access.iter().all(|l| l.contains(" id=") && l.contains("status=") && l.contains("ms=")), "{log}");
+    assert!(!log.contains(&key), "the API key must never be logged:\n{log}");
+    s.signal("TERM");
+    let (code, log) = s.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{log}");
+    drop_db(&name);
+}
+
+#[test]
+fn demo_on_the_embedded_database_and_the_certificate_survives_a_restart() {
+    let p = project(&Db::Embedded);
+    assert!(p.path(".pdp/pglite/data").is_dir(), "migrate deploy created the embedded database");
+    let key = api_key(&p);
+    let s = Serving::start(&p, &[]);
+    assert!(s.log().contains("embedded PostgreSQL (PGlite) with data in .pdp/pglite/data"), "{}", s.log());
+    assert!(s.log().contains("created a local CA"), "{}", s.log());
+    let ca = std::fs::read(&s.ca).expect("ca.pem");
+    p.write("demo.ts", &demo_script());
+    let (ok, out) = s.deno("demo.ts", &key, &[]);
+    assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
+    assert_demo_ran(&out);
+    s.signal("INT");
+    let (code, log) = s.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{log}");
+    assert!(!p.path(".pdp/pglite/server.json").exists(), "the embedded database was stopped:\n{log}");
+
+    // Second start: the same CA (clients keep trusting it), the data still there.
+    let s = Serving::start(&p, &[]);
+    assert!(s.log().contains("reusing the local CA"), "{}", s.log());
+    assert_eq!(std::fs::read(&s.ca).expect("ca.pem"), ca, "the CA changed across restarts");
+    p.write(
+        "count.ts",
+        "const { PrismaClient } = await import(new URL(Deno.env.get('PDP_CLIENT')!, `file://${Deno.cwd()}/`).href);\n\
+         const prisma = new PrismaClient({ accelerateUrl: `prisma://${new URL(Deno.env.get('PDP_URL')!).host}/?api_key=${Deno.env.get('PDP_API_KEY')}` });\n\
+         console.log(JSON.stringify({ posts: await prisma.post.count() }));\n",
+    );
+    let (ok, out) = s.deno("count.ts", &key, &[]);
+    assert!(ok && out.contains(r#"{"posts":3}"#), "{out}\n{}", s.log());
+}
+
+#[test]
+fn a_wrong_or_missing_key_is_the_clients_unauthorized_error_and_is_never_logged() {
+    let name = db_name("auth");
+    let p = project(&Db::Postgres(name.clone()));
+    let s = Serving::start(&p, &[]);
+    p.write(
+        "wrong.ts",
+        "const { PrismaClient } = await import(new URL(Deno.env.get('PDP_CLIENT')!, `file://${Deno.cwd()}/`).href);\n\
+         const prisma = new PrismaClient({ accelerateUrl: `prisma://${new URL(Deno.env.get('PDP_URL')!).host}/?api_key=${Deno.env.get('PDP_API_KEY')}` });\n\
+         try { await prisma.user.findMany(); console.log('no error'); }\n\
+         catch (e) { console.log(JSON.stringify({ name: e.constructor.name, code: e.code, message: e.message })); }\n",
+    );
+    let wrong = "pdp_not-the-right-key-0123456789";
+    let (ok, out) = s.deno("wrong.ts", wrong, &[]);
+    assert!(ok, "{out}");
+    let err: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("name").is_some())
+        .unwrap_or_else(|| panic!("no error line in:\n{out}"));
+    assert_eq!(err["name"], "PrismaClientKnownRequestError", "{out}");
+    assert_eq!(err["code"], "P6002", "{out}");
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("API key is not accepted")), "{out}");
+    let (code, body) = s.curl("POST", "/query", &["Prisma-Engine-Hash: 7.10.0"], Some("{}"));
+    assert_eq!(code, 401);
+    assert!(body.contains("\"code\":\"P6002\"") && body.contains("no API key"), "{body}");
+    let log = s.log();
+    assert!(log.contains("pdp::auth") && log.contains("refused"), "{log}");
+    assert!(!log.contains(wrong), "a presented key must never be logged:\n{log}");
+    drop(s);
+    drop_db(&name);
+}
+
+#[test]
+fn a_killed_executor_restarts_and_the_next_request_succeeds() {
+    let name = db_name("restart");
+    let p = project(&Db::Postgres(name.clone()));
+    let key = api_key(&p);
+    let s = Serving::start(&p, &[]);
+    p.write("demo.ts", &demo_script());
+    assert!(s.deno("demo.ts", &key, &[]).0, "{}", s.log());
+    let executors = children(s.pid(), "pdp-qpe.mjs");
+    assert_eq!(executors.len(), 1, "one executor child: {executors:?}\n{}", s.log());
+    serve::signal(executors[0], "KILL");
+    // The next client run waits for the restarted executor instead of failing.
+    let (ok, out) = s.deno("demo.ts", &key, &[]);
+    assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
+    assert_demo_ran(&out);
+    let restarted = children(s.pid(), "pdp-qpe.mjs");
+    assert_eq!(restarted.len(), 1);
+    assert_ne!(restarted, executors, "a new executor process");
+    assert!(s.log().contains("exited unexpectedly"), "{}", s.log());
+    let (_, metrics) = s.curl("GET", "/metrics", &[&format!("Authorization: Bearer {key}")], None);
+    assert!(metrics.contains("pdp_child_restarts_total{kind=\"executor\",version=\"7.10.0\"} 1"), "{metrics}");
+    assert!(metrics.contains("pdp_child_starts_total{kind=\"executor\",version=\"7.10.0\"} 2"), "{metrics}");
+    drop(s);
+    drop_db(&name);
+}
+
+#[test]
+fn sigterm_lets_an_open_interactive_transaction_commit_and_refuses_new_work() {
+    let name = db_name("drain");
+    let p = project(&Db::Postgres(name.clone()));
+    let key = api_key(&p);
+    let s = Serving::start(&p, &[]);
+    p.write(
+        "slow_tx.ts",
+        "const { PrismaClient } = await import(new URL(Deno.env.get('PDP_CLIENT')!, `file://${Deno.cwd()}/`).href);\n\
+         const prisma = new PrismaClient({ accelerateUrl: `prisma://${new URL(Deno.env.get('PDP_URL')!).host}/?api_key=${Deno.env.get('PDP_API_KEY')}` });\n\
+         await prisma.$transaction(async (tx) => {\n\
+           await tx.user.create({ data: { email: 'first@drain.test' } });\n\
+           await Deno.writeTextFile('tx-open', 'yes');\n\
+           await new Promise((r) => setTimeout(r, 2500));\n\
+           await tx.user.create({ data: { email: 'second@drain.test' } });\n\
+         }, { timeout: 20000 });\n\
+         console.log('committed');\n",
+    );
+    let started = Instant::now();
+    let script = {
+        let root = p.root().to_path_buf();
+        let (url, ca, key) = (s.url(), s.ca.clone(), key.clone());
+        std::thread::spawn(move || {
+            std::process::Command::new(serve::deno())
+                .args(["run", "-A", "--no-config", "slow_tx.ts"])
+                .current_dir(root)
+                .env("DENO_CERT", ca)
+                .env("DENO_DIR", serve::tool_cache().join("deno-dir"))
+                .env("NO_COLOR", "1")
+                .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
+                .env("PDP_URL", url)
+                .env("PDP_API_KEY", key)
+                .output()
+                .expect("deno runs")
+        })
+    };
+    while !p.path("tx-open").exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "the transaction never opened:\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    // While draining: not ready, and work outside the open transaction is refused.
+    assert_eq!(s.curl("GET", "/ready", &[], None).0, 503);
+    let auth = format!("Authorization: Bearer {key}");
+    let (code, body) = s.curl("POST", "/transaction/start", &[&auth, "Prisma-Engine-Hash: 7.10.0"], Some("{}"));
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
+    let out = script.join().expect("script thread");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("committed"), "{text}\n--- pdp serve ---\n{}", s.log());
+    let (code, log) = s.wait(Duration::from_secs(40));
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("Stopped after draining"), "{log}");
+    assert_eq!(psql(&name, "SELECT count(*) FROM \"User\" WHERE email LIKE '%@drain.test'"), "2", "all or nothing");
+    drop_db(&name);
+}
+
+#[test]
+fn limits_body_size_and_unknown_versions_get_clear_errors() {
+    let name = db_name("limits");
+    let p = project(&Db::Postgres(name.clone()));
+    let key = api_key(&p);
+    let config = p.read("pdp.toml").replace("[serve]\n", "[serve]\nlimits = { max-body-size = \"1KiB\" }\n");
+    p.write("pdp.toml", &config);
+    let s = Serving::start(&p, &[]);
+    let auth = format!("Authorization: Bearer {key}");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(4096));
+    let (code, body) = s.curl("POST", "/query", &[&auth, "Prisma-Engine-Hash: 7.10.0"], Some(&big));
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("larger than this pdp accepts (1024 bytes, [serve.limits] max-body-size)"), "{body}");
+    // A client version with no executor release: the version is named.
+    let (code, body) = s.curl("GET", "/connection-info", &[&auth, "Prisma-Engine-Hash: 7.10.1"], None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("no query-plan executor for Prisma 7.10.1"), "{body}");
+    // Not a version at all: refused before anything reaches npm.
+    let (code, body) = s.curl("GET", "/connection-info", &[&auth, "Prisma-Engine-Hash: latest"], None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("is not a Prisma Client version"), "{body}");
+    // Client-supplied limit headers never reach the executor (the request still works).
+    let (code, body) = s.curl(
+        "GET",
+        "/connection-info",
+        &[&auth, "Prisma-Engine-Hash: 7.10.0", "x-query-timeout: 1", "x-max-response-size: 1"],
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"provider\":\"postgres\""), "{body}");
+    drop(s);
+    drop_db(&name);
+}
+
+#[test]
+fn a_project_version_without_an_executor_release_stops_serve_with_the_version_named() {
+    let p = crate::support::Project::new();
+    p.init(&["--prisma", "7.10.1", "--database-url", &crate::support::postgres_url()]);
+    let out = p.run_with(p.pdp().env("PDP_CACHE_DIR", serve::tool_cache()).args(["serve", "--listen", "127.0.0.1:0"]));
+    let out = out.expect_code(2);
+    assert!(out.stderr.contains("@prisma/query-plan-executor@7.10.1` is not published"), "{}", out.all());
+    assert!(out.stderr.contains("hint:"), "{}", out.all());
+}
+
+#[test]
+fn serve_refuses_to_start_without_keys_and_names_a_taken_port() {
+    let p = crate::support::Project::new();
+    p.init(&["--database-url", &crate::support::postgres_url()]);
+    let config = p.read("pdp.toml").replace("api-keys = [\"env:PDP_API_KEY\"]", "api-keys = []");
+    p.write("pdp.toml", &config);
+    let out = cached(&p, &["serve"]).expect_code(2);
+    assert!(
+        out.stderr.contains("refuses to run without API keys") && out.stderr.contains("pdp keys new"),
+        "{}",
+        out.all()
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let p = crate::support::Project::new();
+    p.init(&["--database-url", &crate::support::postgres_url()]);
+    let out = cached(&p, &["serve", "--listen", &addr]).expect_code(2);
+    assert!(
+        out.stderr.contains(&format!("cannot listen on {addr}")) && out.stderr.contains("another process"),
+        "{}",
+        out.all()
+    );
+}

@@ -1,0 +1,246 @@
+//! Running `pdp serve` in a test: a project migrated and with its Deno client built, the server started on
+//! a free port and its log collected, requests with curl (trusting the project's auto CA), Deno scripts
+//! with the generated client, and signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Outcome, Project};
+
+/// The tool cache the serve tests share (npm packages download once per machine).
+pub fn tool_cache() -> PathBuf {
+    std::env::temp_dir().join("pdp-test-tool-cache")
+}
+
+/// Deno from tests/node (installed by `cargo xtask test`).
+pub fn deno() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node/node_modules/@deno/linux-x64-glibc/deno");
+    assert!(path.is_file(), "{} is missing: run `cargo xtask test` (it runs npm ci in tests/node)", path.display());
+    path
+}
+
+/// Where the database of a test project lives.
+pub enum Db {
+    /// The machine's PostgreSQL, in a database of this name (migrate creates it).
+    Postgres(String),
+    /// pdp's embedded PostgreSQL.
+    Embedded,
+}
+
+/// A unique database name for one test.
+pub fn db_name(test: &str) -> String {
+    format!("pdp_serve_{test}_{}", std::process::id())
+}
+
+/// A Prisma 7.10.0 project with the sample schema, migrated, its Deno client built.
+pub fn project(db: &Db) -> Project {
+    let p = Project::new();
+    match db {
+        Db::Postgres(name) => {
+            let url = super::postgres_url();
+            let url = format!("{}/{name}", url.rsplit_once('/').expect("a URL with a database").0);
+            p.init(&["--database-url", &url]);
+        }
+        Db::Embedded => {
+            p.init(&[]);
+        }
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prisma/migrations");
+    p.write(
+        "prisma/migrations/migration_lock.toml",
+        &std::fs::read_to_string(repo.join("migration_lock.toml")).expect("lock"),
+    );
+    p.write(
+        "prisma/migrations/20260101000000_init/migration.sql",
+        &std::fs::read_to_string(repo.join("20260101000000_init/migration.sql")).expect("init migration"),
+    );
+    cached(&p, &["migrate", "deploy"]).expect_code(0);
+    cached(&p, &["build-client"]).expect_code(0);
+    p
+}
+
+/// `pdp ARGS` with the shared tool cache.
+pub fn cached(p: &Project, args: &[&str]) -> Outcome {
+    p.run_with(p.pdp().env("PDP_CACHE_DIR", tool_cache()).args(args))
+}
+
+/// The API key `pdp init` wrote to `.env`.
+pub fn api_key(p: &Project) -> String {
+    p.read(".env")
+        .lines()
+        .find_map(|l| l.strip_prefix("PDP_API_KEY="))
+        .map(|v| v.trim().trim_matches(['\'', '"']).to_owned())
+        .expect("PDP_API_KEY in .env")
+}
+
+/// A running `pdp serve`.
+pub struct Serving {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    /// The bound port.
+    pub port: u16,
+    /// The project's auto CA.
+    pub ca: PathBuf,
+    root: PathBuf,
+}
+
+impl Serving {
+    /// Starts `pdp serve --listen 127.0.0.1:0` in `p` and waits until it listens.
+    pub fn start(p: &Project, env: &[(&str, &str)]) -> Serving {
+        let mut cmd = p.std_pdp();
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]).env("PDP_CACHE_DIR", tool_cache());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("pdp serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = line.split("Listening on https://127.0.0.1:").nth(1) {
+                    let port: u16 = port.split(' ').next().and_then(|s| s.parse().ok()).expect("a port");
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+                let mut log = sink.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(240)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("pdp serve did not start listening:\n{}", log.lock().expect("log"));
+            }
+        };
+        Serving { child: Some(child), log, port, ca: p.path(".pdp/tls/ca.pem"), root: p.root().to_path_buf() }
+    }
+
+    /// Everything pdp serve logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// pdp serve's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `https://localhost:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, …) to pdp serve.
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    /// Waits for pdp serve to exit; its exit code and full log.
+    pub fn wait(mut self, limit: Duration) -> (i32, String) {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("pdp serve did not exit within {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        (status.code().unwrap_or(-1), self.log())
+    }
+
+    /// `curl` against the server (trusting the project's CA): status and body.
+    pub fn curl(&self, method: &str, path: &str, headers: &[&str], body: Option<&str>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-S", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--cacert")
+            .arg(&self.ca);
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        if let Some(b) = body {
+            cmd.args(["--data-binary", b]);
+        }
+        cmd.arg(format!("{}{path}", self.url()));
+        let out = cmd.output().expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// Runs a Deno script (path relative to the project) with the project's client, this server's URL and
+    /// `key`; returns exit success and stdout + stderr.
+    pub fn deno(&self, script: &str, key: &str, env: &[(&str, &str)]) -> (bool, String) {
+        let mut cmd = Command::new(deno());
+        cmd.args(["run", "-A", "--no-config", script])
+            .current_dir(&self.root)
+            .env("DENO_CERT", &self.ca)
+            .env("DENO_DIR", tool_cache().join("deno-dir"))
+            .env("NO_COLOR", "1")
+            .env("DENO_NO_UPDATE_CHECK", "1")
+            .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
+            .env("PDP_URL", self.url())
+            .env("PDP_API_KEY", key);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("deno runs");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `sig` to `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill runs").success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// The pids of `parent`'s children whose command line contains `needle`.
+pub fn children(parent: u32, needle: &str) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-P", &parent.to_string(), "-f", needle]).output().expect("pgrep runs");
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// Runs SQL on the machine's PostgreSQL database `db` with psql; the unaligned output.
+pub fn psql(db: &str, sql: &str) -> String {
+    let url = super::postgres_url();
+    let url = format!("{}/{db}", url.rsplit_once('/').expect("a URL").0);
+    let out = Command::new("psql").args([url.as_str(), "-At", "-c", sql]).output().expect("psql runs");
+    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Drops a test database (best effort).
+pub fn drop_db(name: &str) {
+    let url = super::postgres_url();
+    let _ = Command::new("psql")
+        .args([url.as_str(), "-c", &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")])
+        .output();
+}

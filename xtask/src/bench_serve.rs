@@ -1,0 +1,216 @@
+//! `cargo xtask bench serve`: a findUnique-by-id workload at 32 concurrent requests from one client
+//! process (the generated Prisma 7.10.0 Deno client), through `pdp serve` (https, API key, release build)
+//! versus straight to a query-plan executor over http (the same launcher and options pdp uses, started
+//! by hand). After a warm-up of each path, rounds alternate direct / pdp; medians are compared. Also samples `pdp serve`'s own resident
+//! memory (its children are separate processes and excluded) while the load runs.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+
+const ROUNDS: usize = 5;
+const USERS: usize = 1000;
+
+struct Load {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+/// `cargo xtask bench serve`.
+pub fn serve(root: &Path) -> anyhow::Result<()> {
+    crate::step("build pdp (release)", crate::cargo().args(["build", "--release", "--locked", "-p", "pdp"]))?;
+    crate::node_tools(root)?;
+    crate::services::ensure()?;
+    let pdp = root.join("target/release/pdp");
+    let deno = crate::deno_binary(root)?;
+    let work = std::env::temp_dir().join(format!("pdp-bench-serve-{}", std::process::id()));
+    let cache = root.join("target/bench-cache");
+    let db = format!("pdp_bench_serve_{}", std::process::id());
+    let url = format!("postgresql://postgres@127.0.0.1:5432/{db}");
+    std::fs::create_dir_all(&work)?;
+    let pdp_in = |args: &[&str]| {
+        let mut c = Command::new(&pdp);
+        c.args(args).current_dir(&work).env("PDP_CACHE_DIR", &cache).env("PDP_LOG", "warn");
+        c
+    };
+    crate::step("pdp init", &mut pdp_in(&["init", "--yes", "--no-ci", "--no-deploy", "--database-url", &url]))?;
+    let migrations = work.join("prisma/migrations/20260101000000_init");
+    std::fs::create_dir_all(&migrations)?;
+    std::fs::copy(root.join("prisma/migrations/20260101000000_init/migration.sql"), migrations.join("migration.sql"))?;
+    std::fs::copy(
+        root.join("prisma/migrations/migration_lock.toml"),
+        work.join("prisma/migrations/migration_lock.toml"),
+    )?;
+    crate::step("pdp migrate deploy", &mut pdp_in(&["-q", "migrate", "deploy"]))?;
+    crate::step("pdp build-client", &mut pdp_in(&["-q", "build-client"]))?;
+    let seed = format!(
+        "INSERT INTO \"User\" (email, name) SELECT 'u' || i || '@bench.test', 'user ' || i FROM generate_series(1, {USERS}) i"
+    );
+    crate::step("seed users", Command::new("psql").args([url.as_str(), "-q", "-c", &seed]))?;
+    let key = std::fs::read_to_string(work.join(".env"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("PDP_API_KEY=").map(|v| v.trim().trim_matches(['\'', '"']).to_owned()))
+        .context("no PDP_API_KEY in .env")?;
+
+    // pdp serve, and its port from its log.
+    let mut serve = pdp_in(&["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?;
+    let port = read_port(&mut serve, "Listening on https://127.0.0.1:")?;
+    // The executor, started by hand exactly as pdp starts it.
+    let launcher = cache.join("tools/query-plan-executor@7.10.0/pdp-qpe.mjs");
+    let mut direct = Command::new("node")
+        .arg(&launcher)
+        .current_dir(launcher.parent().context("launcher dir")?)
+        .env("PDP_QPE_DATABASE_URL", &url)
+        .env("PDP_QPE_PORT", "0")
+        .env("PDP_QPE_QUERY_TIMEOUT_MS", "30000")
+        .env("PDP_QPE_MAX_TX_TIMEOUT_MS", "60000")
+        .env("PDP_QPE_MAX_TX_WAIT_MS", "10000")
+        .env("PDP_QPE_MAX_RESPONSE_SIZE", "134217728")
+        .env("PDP_QPE_LOG_LEVEL", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let direct_port = read_ready(&mut direct)?;
+
+    let run_load = |accel: &str, cert: Option<&Path>| -> anyhow::Result<Load> {
+        let mut c = Command::new(&deno);
+        c.args(["run", "-A", "--no-config"])
+            .arg(root.join("xtask/bench/serve_load.ts"))
+            .current_dir(&work)
+            .env("DENO_DIR", cache.join("deno-dir"))
+            .env("NO_COLOR", "1")
+            .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
+            .env("ACCEL_URL", accel)
+            .env("MAX_ID", USERS.to_string());
+        if let Some(cert) = cert {
+            c.env("DENO_CERT", cert);
+        }
+        let out = c.output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!("load run failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+        }
+        let last = text.lines().last().unwrap_or("").to_owned();
+        let f = |k: &str| {
+            last.split(' ')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(Load { rps: f("rps"), p50: f("p50"), p99: f("p99") })
+    };
+    let via_pdp = format!("prisma://localhost:{port}/?api_key={key}");
+    let straight = format!("prisma+postgres://localhost:{direct_port}/?api_key=unused");
+    let ca = work.join(".pdp/tls/ca.pem");
+    let pid = serve.id();
+    let (mut d, mut p) = (Vec::new(), Vec::new());
+    let mut peak_rss_kb = 0u64;
+    // The executor (Node's JIT) and the client get faster for a while: warm both paths before measuring.
+    let _ = run_load(&straight, None)?;
+    let _ = run_load(&via_pdp, Some(&ca))?;
+    for round in 1..=ROUNDS {
+        let a = run_load(&straight, None)?;
+        eprintln!("round {round} direct: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", a.rps, a.p50, a.p99);
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            for _ in 0..120 {
+                peak = peak.max(rss_kb(pid).unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            peak
+        });
+        let b = run_load(&via_pdp, Some(&ca))?;
+        peak_rss_kb = peak_rss_kb.max(sampler.join().unwrap_or(0));
+        eprintln!("round {round} pdp:    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", b.rps, b.p50, b.p99);
+        d.push(a);
+        p.push(b);
+    }
+    let hwm = hwm_kb(pid).unwrap_or(0);
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = serve.wait();
+    drop(direct.stdin.take());
+    let _ = direct.kill();
+    let _ = direct.wait();
+    let _ = Command::new("psql")
+        .args([
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+        ])
+        .status();
+
+    let med = |v: &[Load], f: fn(&Load) -> f64| {
+        let mut xs: Vec<f64> = v.iter().map(f).collect();
+        xs.sort_by(f64::total_cmp);
+        let n = xs.len();
+        if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+    };
+    let (d50, p50) = (med(&d, |l| l.p50), med(&p, |l| l.p50));
+    let (drps, prps) = (med(&d, |l| l.rps), med(&p, |l| l.rps));
+    let (d99, p99) = (med(&d, |l| l.p99), med(&p, |l| l.p99));
+    println!(
+        "\nfindUnique by id, 32 concurrent, one Deno client process, medians of {ROUNDS} rounds (10 s each, after a warm-up of each path):"
+    );
+    println!("  direct to the executor (http):  {drps:>8.0} req/s   p50 {d50:>6.2} ms   p99 {d99:>6.2} ms");
+    println!("  through pdp serve (https+key):  {prps:>8.0} req/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms");
+    println!(
+        "  p50 overhead {:+.1}% (target ≤ +10%), throughput {:.1}% of direct (target ≥ 90%)",
+        (p50 / d50 - 1.0) * 100.0,
+        prps / drps * 100.0
+    );
+    println!(
+        "  pdp serve resident memory during the load: peak sampled {:.1} MB, VmHWM {:.1} MB (target < 30 MB; children excluded)",
+        peak_rss_kb as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn read_port(child: &mut Child, marker: &str) -> anyhow::Result<u16> {
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.split(marker).nth(1) {
+            let port = rest.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse()?;
+            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+            return Ok(port);
+        }
+    }
+    bail!("pdp serve exited before listening")
+}
+
+fn read_ready(child: &mut Child) -> anyhow::Result<u16> {
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if line.contains("\"pdp_ready\"")
+            && let Some(port) =
+                line.split("\"port\":").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        {
+            let port = port.parse()?;
+            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+            return Ok(port);
+        }
+    }
+    bail!("the executor exited before it was ready")
+}
+
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS:")
+}
+
+fn hwm_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM:")
+}
