@@ -94,6 +94,21 @@ fn demo_on_the_embedded_database_and_the_certificate_survives_a_restart() {
     let (ok, out) = s.deno("demo.ts", &key, &[]);
     assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
     assert_demo_ran(&out);
+    // The Windmill script `pdp init` wrote, as Windmill would call it (its client import pointed at the build).
+    let script = p.read("examples/windmill/query_users.ts");
+    let import = script.lines().find(|l| l.starts_with("import { PrismaClient }")).expect("an import line").to_owned();
+    p.write(
+        "examples/windmill/query_users.ts",
+        &script.replace(&import, "import { PrismaClient } from \"../../dist/client/0.1.0/client.ts\";"),
+    );
+    p.write(
+        "windmill_run.ts",
+        "import { main } from './examples/windmill/query_users.ts';\n\
+         const users = await main({ url: Deno.env.get('PDP_URL')!, api_key: Deno.env.get('PDP_API_KEY')! }, 5);\n\
+         console.log(JSON.stringify({ users: users.length, posts: users[0].posts.length }));\n",
+    );
+    let (ok, out) = s.deno("windmill_run.ts", &key, &[]);
+    assert!(ok && out.contains(r#"{"users":1,"posts":3}"#), "{out}\n{}", s.log());
     s.signal("INT");
     let (code, log) = s.wait(Duration::from_secs(30));
     assert_eq!(code, 0, "{log}");

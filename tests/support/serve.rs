@@ -102,16 +102,22 @@ impl Serving {
         let sink = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut port: Option<u16> = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(port) = line.split("Listening on https://127.0.0.1:").nth(1) {
-                    let port: u16 = port.split(' ').next().and_then(|s| s.parse().ok()).expect("a port");
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(port);
-                    }
+                if let Some(p) = line.split("Listening on https://127.0.0.1:").nth(1) {
+                    port = p.split(' ').next().and_then(|s| s.parse().ok());
                 }
-                let mut log = sink.lock().expect("log");
-                log.push_str(&line);
-                log.push('\n');
+                {
+                    let mut log = sink.lock().expect("log");
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                // The `Clients` line ends the start-up report: everything above it is in the log now.
+                if line.contains("Clients prisma://")
+                    && let (Some(tx), Some(port)) = (tx.take(), port)
+                {
+                    let _ = tx.send(port);
+                }
             }
         });
         let port = match rx.recv_timeout(Duration::from_secs(240)) {
