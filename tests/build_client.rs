@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Outcome, Project};
 
-const DENO_VERSION: &str = "2.9.6";
-
 /// The tool cache every test here shares, so each npm package is downloaded once per machine.
 fn tool_cache() -> PathBuf {
     std::env::temp_dir().join("pdp-test-tool-cache")
@@ -31,24 +29,9 @@ fn project(prisma: &str) -> Project {
     p
 }
 
-/// The Deno pdp provisions (provisioned through pdp itself, by a 4.16.2 build, when not cached yet).
-fn deno() -> PathBuf {
-    let dir = tool_cache().join("tools").join(format!("deno@{DENO_VERSION}"));
-    if !dir.join("pdp-tool.json").is_file() {
-        build(&project("4.16.2"), &[]).expect_code(0);
-    }
-    let scope = dir.join("node_modules/@deno");
-    std::fs::read_dir(&scope)
-        .unwrap_or_else(|e| panic!("{}: {e}", scope.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("deno"))
-        .find(|p| p.is_file())
-        .expect("a deno binary in the tool cache")
-}
-
 /// Runs deno with its own cache under `dir`; asserts success and returns stdout + stderr.
 fn run_deno(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(deno())
+    let out = Command::new(crate::support::serve::deno())
         .args(args)
         .current_dir(dir)
         .env("DENO_DIR", dir.join(".deno-dir"))

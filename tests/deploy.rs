@@ -468,21 +468,9 @@ fn opt_outs_drift_and_the_publish_choice_survive_a_rerun() {
     q.run(&["init", "--check"]).expect_code(0);
 }
 
-/// The Deno pdp provisions for 4.16 builds, in the tool cache the build-client tests share.
-fn deno(cache: &Path) -> PathBuf {
-    let scope = cache.join("tools/deno@2.9.6/node_modules/@deno");
-    std::fs::read_dir(&scope)
-        .unwrap_or_else(|e| panic!("{}: {e}", scope.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("deno"))
-        .find(|p| p.is_file())
-        .expect("a deno binary in the tool cache")
-}
-
 #[test]
 fn the_windmill_script_type_checks_against_the_client_of_each_generation() {
     let cache = std::env::temp_dir().join("pdp-test-tool-cache");
-    // 4.16.2 first: its build provisions Deno.
     for (prisma, entry) in [("4.16.2", "edge.ts"), ("7.10.1", "client.ts")] {
         let p = Project::new();
         p.init(&["--prisma", prisma, "--no-ci", "--no-deploy"]);
@@ -491,7 +479,7 @@ fn the_windmill_script_type_checks_against_the_client_of_each_generation() {
         let script = p.read("examples/windmill/query_users.ts");
         let url = script.split('"').find(|s| s.ends_with(&format!("/0.1.0/{entry}"))).expect("the import URL");
         p.write("check.ts", &script.replace(url, &format!("./dist/client/0.1.0/{entry}")));
-        let out = Command::new(deno(&cache))
+        let out = Command::new(crate::support::serve::deno())
             .args(["check", "--no-config", "check.ts"])
             .current_dir(p.root())
             .env("DENO_DIR", p.path(".deno-dir"))
@@ -503,7 +491,7 @@ fn the_windmill_script_type_checks_against_the_client_of_each_generation() {
         assert!(out.status.success(), "{prisma}: deno check failed:\n{text}");
         // A wrong field is caught, so the check really uses the client's types.
         p.write("check.ts", &p.read("check.ts").replace("include: { posts: true }", "include: { postz: true }"));
-        let bad = Command::new(deno(&cache))
+        let bad = Command::new(crate::support::serve::deno())
             .args(["check", "--no-config", "check.ts"])
             .current_dir(p.root())
             .env("DENO_DIR", p.path(".deno-dir"))

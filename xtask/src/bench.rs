@@ -168,3 +168,49 @@ pub fn migrate(root: &Path) -> anyhow::Result<()> {
     println!("{sqlite_line}");
     Ok(())
 }
+
+/// One load run of the proxy benchmarks: throughput and latency percentiles (ms).
+pub(crate) struct Load {
+    pub rps: f64,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// Median of plain numbers (the mean of the middle two for an even count).
+fn median_f64(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+}
+
+/// Prints the direct-vs-pdp table of the proxy benchmarks from alternating rounds, with the targets.
+pub(crate) fn print_proxy_comparison(title: &str, direct_label: &str, d: &[Load], p: &[Load]) {
+    let med = |v: &[Load], f: fn(&Load) -> f64| median_f64(v.iter().map(f).collect());
+    let (d50, p50) = (med(d, |l| l.p50), med(p, |l| l.p50));
+    let (drps, prps) = (med(d, |l| l.rps), med(p, |l| l.rps));
+    let (d99, p99) = (med(d, |l| l.p99), med(p, |l| l.p99));
+    println!("\n{title}, medians of {} rounds:", d.len());
+    println!("  {direct_label:<31} {drps:>8.0} req/s   p50 {d50:>6.2} ms   p99 {d99:>6.2} ms");
+    println!("  {:<31} {prps:>8.0} req/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms", "through pdp serve (https+key):");
+    println!(
+        "  p50 overhead {:+.1}% (target ≤ +10%), throughput {:.1}% of direct (target ≥ 90%)",
+        (p50 / d50 - 1.0) * 100.0,
+        prps / drps * 100.0
+    );
+}
+
+/// Reads `pdp serve`'s stderr up to its `Listening on https://127.0.0.1:PORT` line; the rest is drained.
+pub(crate) fn read_listen_port(child: &mut std::process::Child) -> anyhow::Result<u16> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().ok_or_else(|| anyhow::format_err!("pdp serve's stderr is not piped"))?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.split("Listening on https://127.0.0.1:").nth(1) {
+            let port = rest.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse()?;
+            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("pdp serve exited before listening")
+}

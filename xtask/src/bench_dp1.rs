@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
 
+use crate::bench::Load;
+
 const ROUNDS: usize = 5;
 const USERS: usize = 1000;
 const KEY: &str = "bench-dp1-key";
@@ -60,12 +62,6 @@ if (!j.data) throw new Error(JSON.stringify(j));
 console.log(`cold_ms=${(performance.now() - t).toFixed(1)} hash=${hash}`);
 "#;
 
-struct Load {
-    rps: f64,
-    p50: f64,
-    p99: f64,
-}
-
 fn word<'a>(text: &'a str, k: &str) -> &'a str {
     text.split_whitespace().find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('='))).unwrap_or("")
 }
@@ -110,7 +106,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         .env("PDP_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()?;
-    let port = read_port(&mut serve)?;
+    let port = crate::bench::read_listen_port(&mut serve)?;
     let ca = work.join(".pdp/tls/ca.pem");
     let node = |script: &str, env: &[(&str, String)]| -> anyhow::Result<String> {
         let mut c = Command::new("node");
@@ -191,24 +187,11 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         .status();
     let _ = std::fs::remove_dir_all(&work);
 
-    let med = |v: &[Load], f: fn(&Load) -> f64| {
-        let mut xs: Vec<f64> = v.iter().map(f).collect();
-        xs.sort_by(f64::total_cmp);
-        let n = xs.len();
-        if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
-    };
-    let (d50, p50) = (med(&d, |l| l.p50), med(&p, |l| l.p50));
-    let (drps, prps) = (med(&d, |l| l.rps), med(&p, |l| l.rps));
-    let (d99, p99) = (med(&d, |l| l.p99), med(&p, |l| l.p99));
-    println!(
-        "\nDP1 findUnique by id, 32 concurrent, one Node process, WASM engine on PostgreSQL, medians of {ROUNDS} rounds (10 s each):"
-    );
-    println!("  direct to the engine (http):    {drps:>8.0} req/s   p50 {d50:>6.2} ms   p99 {d99:>6.2} ms");
-    println!("  through pdp serve (https+key):  {prps:>8.0} req/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms");
-    println!(
-        "  p50 overhead {:+.1}% (target ≤ +10%), throughput {:.1}% of direct (target ≥ 90%)",
-        (p50 / d50 - 1.0) * 100.0,
-        prps / drps * 100.0
+    crate::bench::print_proxy_comparison(
+        "DP1 findUnique by id, 32 concurrent, one Node process, WASM engine on PostgreSQL, 10 s rounds after a warm-up",
+        "direct to the engine (http):",
+        &d,
+        &p,
     );
     let rest = &colds[1..];
     println!(
@@ -217,20 +200,6 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         rest.iter().map(|c| format!("{c:.0}")).collect::<Vec<_>>().join(" / ")
     );
     Ok(())
-}
-
-fn read_port(child: &mut Child) -> anyhow::Result<u16> {
-    let stderr = child.stderr.take().context("stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        let line = line?;
-        if let Some(rest) = line.split("Listening on https://127.0.0.1:").nth(1) {
-            let port = rest.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse()?;
-            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-            return Ok(port);
-        }
-    }
-    bail!("pdp serve exited before listening")
 }
 
 fn read_ready(child: &mut Child) -> anyhow::Result<u16> {

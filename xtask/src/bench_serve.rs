@@ -10,14 +10,10 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
 
+use crate::bench::Load;
+
 const ROUNDS: usize = 5;
 const USERS: usize = 1000;
-
-struct Load {
-    rps: f64,
-    p50: f64,
-    p99: f64,
-}
 
 /// `cargo xtask bench serve`.
 pub fn serve(root: &Path) -> anyhow::Result<()> {
@@ -57,7 +53,7 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
 
     // pdp serve, and its port from its log.
     let mut serve = pdp_in(&["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?;
-    let port = read_port(&mut serve, "Listening on https://127.0.0.1:")?;
+    let port = crate::bench::read_listen_port(&mut serve)?;
     // The executor, started by hand exactly as pdp starts it.
     let launcher = cache.join("tools/query-plan-executor@7.10.0/pdp-qpe.mjs");
     let mut direct = Command::new("node")
@@ -143,24 +139,11 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         ])
         .status();
 
-    let med = |v: &[Load], f: fn(&Load) -> f64| {
-        let mut xs: Vec<f64> = v.iter().map(f).collect();
-        xs.sort_by(f64::total_cmp);
-        let n = xs.len();
-        if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
-    };
-    let (d50, p50) = (med(&d, |l| l.p50), med(&p, |l| l.p50));
-    let (drps, prps) = (med(&d, |l| l.rps), med(&p, |l| l.rps));
-    let (d99, p99) = (med(&d, |l| l.p99), med(&p, |l| l.p99));
-    println!(
-        "\nfindUnique by id, 32 concurrent, one Deno client process, medians of {ROUNDS} rounds (10 s each, after a warm-up of each path):"
-    );
-    println!("  direct to the executor (http):  {drps:>8.0} req/s   p50 {d50:>6.2} ms   p99 {d99:>6.2} ms");
-    println!("  through pdp serve (https+key):  {prps:>8.0} req/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms");
-    println!(
-        "  p50 overhead {:+.1}% (target ≤ +10%), throughput {:.1}% of direct (target ≥ 90%)",
-        (p50 / d50 - 1.0) * 100.0,
-        prps / drps * 100.0
+    crate::bench::print_proxy_comparison(
+        "findUnique by id, 32 concurrent, one Deno client process, 10 s rounds after a warm-up of each path",
+        "direct to the executor (http):",
+        &d,
+        &p,
     );
     println!(
         "  pdp serve resident memory during the load: peak sampled {:.1} MB, VmHWM {:.1} MB (target < 30 MB; children excluded)",
@@ -169,20 +152,6 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
-}
-
-fn read_port(child: &mut Child, marker: &str) -> anyhow::Result<u16> {
-    let stderr = child.stderr.take().context("stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        let line = line?;
-        if let Some(rest) = line.split(marker).nth(1) {
-            let port = rest.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse()?;
-            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-            return Ok(port);
-        }
-    }
-    bail!("pdp serve exited before listening")
 }
 
 fn read_ready(child: &mut Child) -> anyhow::Result<u16> {
