@@ -158,6 +158,22 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         .spawn()?;
     let direct_port = read_ready(&mut direct)?;
 
+    // The same proxy without TLS (a second pdp serve, `tls = "off"`), to split pdp's overhead into what
+    // TLS costs (client and server side) and what the proxying itself costs.
+    std::fs::write(
+        work.join("pdp-plain.toml"),
+        "[prisma]\nversion = \"6.19.3\"\n\n[database]\nurl = \"env:DATABASE_URL\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\ntls = \"off\"\napi-keys = [\"env:PDP_API_KEY\"]\nengine = \"wasm\"\n",
+    )?;
+    let mut plain = Command::new(&pdp)
+        .args(["serve", "--config", "pdp-plain.toml"])
+        .current_dir(&work)
+        .env("PDP_CACHE_DIR", &cache)
+        .env("PDP_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let plain_port = read_plain_port(&mut plain)?;
+    // It finds the schema the first one stored under the project's state dir: no upload needed.
+
     let run = |u: String, key: &str| -> anyhow::Result<Load> {
         let out = node(
             "load.mjs",
@@ -168,15 +184,25 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     // The engine (WASM, JIT-compiled by Node) gets faster for a while: warm both paths before measuring.
     let _ = run(format!("http://127.0.0.1:{direct_port}/"), "")?;
     let _ = run(format!("https://localhost:{port}/6.19.3/{hash}/graphql"), KEY)?;
-    let (mut d, mut p) = (Vec::new(), Vec::new());
+    let _ = run(format!("http://127.0.0.1:{plain_port}/6.19.3/{hash}/graphql"), KEY)?;
+    let (mut d, mut p, mut h) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_ticks, mut served) = (0u64, 0.0f64);
     for round in 1..=ROUNDS {
         let a = run(format!("http://127.0.0.1:{direct_port}/"), "")?;
-        eprintln!("round {round} direct: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", a.rps, a.p50, a.p99);
+        eprintln!("round {round} direct:      {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", a.rps, a.p50, a.p99);
+        let before = cpu(serve.id());
         let b = run(format!("https://localhost:{port}/6.19.3/{hash}/graphql"), KEY)?;
-        eprintln!("round {round} pdp:    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", b.rps, b.p50, b.p99);
+        cpu_ticks += cpu(serve.id()).saturating_sub(before);
+        served += b.rps * 10.0;
+        eprintln!("round {round} pdp:         {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", b.rps, b.p50, b.p99);
+        let c = run(format!("http://127.0.0.1:{plain_port}/6.19.3/{hash}/graphql"), KEY)?;
+        eprintln!("round {round} pdp tls off: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", c.rps, c.p50, c.p99);
         d.push(a);
         p.push(b);
+        h.push(c);
     }
+    let _ = Command::new("kill").args(["-TERM", &plain.id().to_string()]).status();
+    let _ = plain.wait();
     let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
     let _ = serve.wait();
     drop(direct.stdin.take());
@@ -192,6 +218,17 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         "direct to the engine (http):",
         &d,
         &p,
+    );
+    crate::bench::print_proxy_comparison(
+        "The same through a pdp serve with `tls = \"off\"` (http + key), to separate TLS from proxying",
+        "direct to the engine (http):",
+        &d,
+        &h,
+    );
+    // utime + stime are in clock ticks (100 per second on Linux).
+    println!(
+        "  pdp serve's own CPU (https rounds): {:.0} µs per request",
+        cpu_ticks as f64 * 10_000.0 / served.max(1.0)
     );
     let rest = &colds[1..];
     println!(
@@ -216,4 +253,29 @@ fn read_ready(child: &mut Child) -> anyhow::Result<u16> {
         }
     }
     bail!("the WASM engine exited before it was ready")
+}
+
+/// pdp serve's `Listening on http://127.0.0.1:PORT` (tls off).
+fn read_plain_port(child: &mut Child) -> anyhow::Result<u16> {
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.split("Listening on http://127.0.0.1:").nth(1) {
+            let port = rest.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse()?;
+            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+            return Ok(port);
+        }
+    }
+    bail!("the plain pdp serve exited before listening")
+}
+
+/// A process's utime + stime, in clock ticks.
+fn cpu(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let n = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // After the command name: state is field 0, utime 11, stime 12.
+    n(11) + n(12)
 }
