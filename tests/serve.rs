@@ -11,6 +11,14 @@ fn demo_script() -> String {
         .expect("examples/deno/demo.ts")
 }
 
+/// A Deno script that makes `prisma` (the project's client, through the server under test) and runs `body`.
+fn client_script(body: &str) -> String {
+    format!(
+        "const {{ PrismaClient }} = await import(new URL(Deno.env.get('PDP_CLIENT')!, `file://${{Deno.cwd()}}/`).href);\n\
+         const prisma = new PrismaClient({{ accelerateUrl: `prisma://${{new URL(Deno.env.get('PDP_URL')!).host}}/?api_key=${{Deno.env.get('PDP_API_KEY')}}` }});\n{body}"
+    )
+}
+
 /// The demo's five steps, checked by value.
 fn assert_demo_ran(out: &str) {
     let lines: Vec<serde_json::Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
@@ -118,12 +126,7 @@ fn demo_on_the_embedded_database_and_the_certificate_survives_a_restart() {
     let s = Serving::start(&p, &[]);
     assert!(s.log().contains("reusing the local CA"), "{}", s.log());
     assert_eq!(std::fs::read(&s.ca).expect("ca.pem"), ca, "the CA changed across restarts");
-    p.write(
-        "count.ts",
-        "const { PrismaClient } = await import(new URL(Deno.env.get('PDP_CLIENT')!, `file://${Deno.cwd()}/`).href);\n\
-         const prisma = new PrismaClient({ accelerateUrl: `prisma://${new URL(Deno.env.get('PDP_URL')!).host}/?api_key=${Deno.env.get('PDP_API_KEY')}` });\n\
-         console.log(JSON.stringify({ posts: await prisma.post.count() }));\n",
-    );
+    p.write("count.ts", &client_script("console.log(JSON.stringify({ posts: await prisma.post.count() }));\n"));
     let (ok, out) = s.deno("count.ts", &key, &[]);
     assert!(ok && out.contains(r#"{"posts":3}"#), "{out}\n{}", s.log());
 }
@@ -135,10 +138,10 @@ fn a_wrong_or_missing_key_is_the_clients_unauthorized_error_and_is_never_logged(
     let s = Serving::start(&p, &[]);
     p.write(
         "wrong.ts",
-        "const { PrismaClient } = await import(new URL(Deno.env.get('PDP_CLIENT')!, `file://${Deno.cwd()}/`).href);\n\
-         const prisma = new PrismaClient({ accelerateUrl: `prisma://${new URL(Deno.env.get('PDP_URL')!).host}/?api_key=${Deno.env.get('PDP_API_KEY')}` });\n\
-         try { await prisma.user.findMany(); console.log('no error'); }\n\
+        &client_script(
+            "try { await prisma.user.findMany(); console.log('no error'); }\n\
          catch (e) { console.log(JSON.stringify({ name: e.constructor.name, code: e.code, message: e.message })); }\n",
+        ),
     );
     let wrong = "pdp_not-the-right-key-0123456789";
     let (ok, out) = s.deno("wrong.ts", wrong, &[]);
@@ -195,15 +198,15 @@ fn sigterm_lets_an_open_interactive_transaction_commit_and_refuses_new_work() {
     let s = Serving::start(&p, &[]);
     p.write(
         "slow_tx.ts",
-        "const { PrismaClient } = await import(new URL(Deno.env.get('PDP_CLIENT')!, `file://${Deno.cwd()}/`).href);\n\
-         const prisma = new PrismaClient({ accelerateUrl: `prisma://${new URL(Deno.env.get('PDP_URL')!).host}/?api_key=${Deno.env.get('PDP_API_KEY')}` });\n\
-         await prisma.$transaction(async (tx) => {\n\
+        &client_script(
+            "await prisma.$transaction(async (tx) => {\n\
            await tx.user.create({ data: { email: 'first@drain.test' } });\n\
            await Deno.writeTextFile('tx-open', 'yes');\n\
            await new Promise((r) => setTimeout(r, 2500));\n\
            await tx.user.create({ data: { email: 'second@drain.test' } });\n\
          }, { timeout: 20000 });\n\
          console.log('committed');\n",
+        ),
     );
     let started = Instant::now();
     let script = {

@@ -199,18 +199,32 @@ pub(crate) fn print_proxy_comparison(title: &str, direct_label: &str, d: &[Load]
     );
 }
 
-/// Reads `pdp serve`'s stderr up to its `Listening on https://127.0.0.1:PORT` line; the rest is drained.
-pub(crate) fn read_listen_port(child: &mut std::process::Child) -> anyhow::Result<u16> {
+/// Reads a child's output (`stream`, taken from it) until `port_of` finds a port in a line; the rest is
+/// drained in the background so the child never blocks on a full pipe.
+pub(crate) fn port_from(
+    stream: Option<impl std::io::Read + Send + 'static>,
+    what: &str,
+    port_of: impl Fn(&str) -> Option<u16>,
+) -> anyhow::Result<u16> {
     use std::io::BufRead;
-    let stderr = child.stderr.take().ok_or_else(|| anyhow::format_err!("pdp serve's stderr is not piped"))?;
-    let mut lines = std::io::BufReader::new(stderr).lines();
+    let stream = stream.ok_or_else(|| anyhow::format_err!("{what}: output is not piped"))?;
+    let mut lines = std::io::BufReader::new(stream).lines();
     for line in lines.by_ref() {
-        let line = line?;
-        if let Some(rest) = line.split("Listening on https://127.0.0.1:").nth(1) {
-            let port = rest.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse()?;
+        if let Some(port) = port_of(&line?) {
             std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
             return Ok(port);
         }
     }
-    anyhow::bail!("pdp serve exited before listening")
+    anyhow::bail!("{what} exited before it was ready")
+}
+
+/// The first run of digits after `marker` in `line`.
+pub(crate) fn number_after(line: &str, marker: &str) -> Option<u16> {
+    line.split(marker).nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// `pdp serve`'s port from its `Listening on <scheme>://127.0.0.1:PORT` line on stderr.
+pub(crate) fn read_listen_port(child: &mut std::process::Child, scheme: &str) -> anyhow::Result<u16> {
+    let marker = format!("Listening on {scheme}://127.0.0.1:");
+    port_from(child.stderr.take(), "pdp serve", |l| number_after(l, &marker))
 }

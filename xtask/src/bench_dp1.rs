@@ -9,11 +9,10 @@
 //! measures what pdp adds — TLS, the key check, routing, the forward — and nothing else. Also the cold start:
 //! a new schema's first query including its upload and the engine's start (packages already provisioned).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::bench::Load;
 
@@ -106,7 +105,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         .env("PDP_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()?;
-    let port = crate::bench::read_listen_port(&mut serve)?;
+    let port = crate::bench::read_listen_port(&mut serve, "https")?;
     let ca = work.join(".pdp/tls/ca.pem");
     let node = |script: &str, env: &[(&str, String)]| -> anyhow::Result<String> {
         let mut c = Command::new("node");
@@ -156,7 +155,9 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
-    let direct_port = read_ready(&mut direct)?;
+    let direct_port = crate::bench::port_from(direct.stdout.take(), "the query engine", |l| {
+        l.contains("Started query engine http server").then(|| crate::bench::number_after(l, "\"port\":\"")).flatten()
+    })?;
 
     // The same proxy without TLS (a second pdp serve, `tls = "off"`), to split pdp's overhead into what
     // TLS costs (client and server side) and what the proxying itself costs.
@@ -171,7 +172,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         .env("PDP_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()?;
-    let plain_port = read_plain_port(&mut plain)?;
+    let plain_port = crate::bench::read_listen_port(&mut plain, "http")?;
     // It finds the schema the first one stored under the project's state dir: no upload needed.
 
     let run = |u: String, key: &str| -> anyhow::Result<Load> {
@@ -237,37 +238,6 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         rest.iter().map(|c| format!("{c:.0}")).collect::<Vec<_>>().join(" / ")
     );
     Ok(())
-}
-
-fn read_ready(child: &mut Child) -> anyhow::Result<u16> {
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line?;
-        if line.contains("Started query engine http server")
-            && let Some(port) = line.split("\"port\":\"").nth(1).and_then(|r| r.split('"').next())
-        {
-            let port = port.parse()?;
-            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-            return Ok(port);
-        }
-    }
-    bail!("the WASM engine exited before it was ready")
-}
-
-/// pdp serve's `Listening on http://127.0.0.1:PORT` (tls off).
-fn read_plain_port(child: &mut Child) -> anyhow::Result<u16> {
-    let stderr = child.stderr.take().context("stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        let line = line?;
-        if let Some(rest) = line.split("Listening on http://127.0.0.1:").nth(1) {
-            let port = rest.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse()?;
-            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-            return Ok(port);
-        }
-    }
-    bail!("the plain pdp serve exited before listening")
 }
 
 /// A process's utime + stime, in clock ticks.

@@ -4,9 +4,8 @@
 //! by hand). After a warm-up of each path, rounds alternate direct / pdp; medians are compared. Also samples `pdp serve`'s own resident
 //! memory (its children are separate processes and excluded) while the load runs.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
@@ -53,7 +52,7 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
 
     // pdp serve, and its port from its log.
     let mut serve = pdp_in(&["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?;
-    let port = crate::bench::read_listen_port(&mut serve)?;
+    let port = crate::bench::read_listen_port(&mut serve, "https")?;
     // The executor, started by hand exactly as pdp starts it.
     let launcher = cache.join("tools/query-plan-executor@7.10.0/pdp-qpe.mjs");
     let mut direct = Command::new("node")
@@ -69,7 +68,9 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
-    let direct_port = read_ready(&mut direct)?;
+    let direct_port = crate::bench::port_from(direct.stdout.take(), "the executor", |l| {
+        l.contains("\"pdp_ready\"").then(|| crate::bench::number_after(l, "\"port\":")).flatten()
+    })?;
 
     let run_load = |accel: &str, cert: Option<&Path>| -> anyhow::Result<Load> {
         let mut c = Command::new(&deno);
@@ -152,23 +153,6 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
-}
-
-fn read_ready(child: &mut Child) -> anyhow::Result<u16> {
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line?;
-        if line.contains("\"pdp_ready\"")
-            && let Some(port) =
-                line.split("\"port\":").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        {
-            let port = port.parse()?;
-            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-            return Ok(port);
-        }
-    }
-    bail!("the executor exited before it was ready")
 }
 
 fn status_kb(pid: u32, field: &str) -> Option<u64> {
