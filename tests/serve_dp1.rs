@@ -356,6 +356,9 @@ fn fresh_database(name: &str) -> String {
 fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
     let url = fresh_database("pdp_dp1_wasm");
     let p = project("6.19.3", &url, "engine = \"wasm\"\n");
+    // [serve.limits] is the file's last table: this line lands in it.
+    let toml = std::fs::read_to_string(p.path("pdp.toml")).expect("pdp.toml");
+    p.write("pdp.toml", &format!("{toml}max-response-size = \"8KiB\"\n"));
     let s = Serve::start(&p, &[]);
     let users = inline(&schema("postgresql", "", "User"));
     let posts = inline(&schema("postgresql", "", "Post"));
@@ -386,6 +389,12 @@ fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
     let raw = r#"{"modelName":null,"action":"queryRaw","query":{"arguments":{"query":"SELECT count(*)::int AS n FROM \"User\"","parameters":"[]"},"selection":{}}}"#;
     let (status, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(raw), &[]);
     assert_eq!(status, 200, "{body}");
+    // A result over `max-response-size` is refused whole, as a P6009 the client raises (engines have no
+    // limit of their own).
+    let big = r#"{"modelName":null,"action":"queryRaw","query":{"arguments":{"query":"SELECT repeat('x', 20000) AS big","parameters":"[]"},"selection":{}}}"#;
+    let (status, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(big), &[]);
+    assert_eq!((status, body["error_code"].as_str()), (422, Some("P6009")), "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("max-response-size")), "{body}");
     let (status, tx) = s.json(
         "POST",
         &format!("/6.19.3/{}/transaction/start", users.hash),

@@ -490,7 +490,19 @@ pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response
             dp1.txs().remove(id);
             App::pass_through(resp)
         }
-        _ => App::pass_through(resp),
+        // Engines have no response limit of their own: pdp applies `max-response-size`.
+        _ => App::pass_through_within(resp, app.limits.max_response_size).unwrap_or_else(|size| {
+            tracing::warn!(target: "pdp::dp1", engine = %key, size, "refused: response over max-response-size");
+            user_facing(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "P6009",
+                &format!(
+                    "the query's result is {size} bytes, more than this pdp returns ({} bytes, [serve.limits] \
+                     max-response-size): select fewer rows or fields, or raise the limit",
+                    app.limits.max_response_size
+                ),
+            )
+        }),
     }
 }
 

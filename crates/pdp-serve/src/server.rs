@@ -190,6 +190,24 @@ impl App {
         Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
     }
 
+    /// Like [`App::pass_through`], for a child that has no response limit of its own: a response whose
+    /// Content-Length is over `limit` is not sent (`Err` with its size), and one without a length is cut
+    /// off at `limit` bytes (the client sees a broken response, never an unbounded one).
+    pub fn pass_through_within(resp: Response<Incoming>, limit: u64) -> Result<Response<Body>, u64> {
+        let declared = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = declared.filter(|n| *n > limit) {
+            return Err(n);
+        }
+        let (mut parts, body) = resp.into_parts();
+        parts.headers.retain_forwardable();
+        let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(Response::from_parts(parts, limited.boxed()))
+    }
+
     /// Records a transaction start.
     pub fn tx_opened(&self, id: String, owner: String, generation: u64) {
         let expires = Instant::now() + self.limits.transaction_max_timeout + Duration::from_secs(2);
