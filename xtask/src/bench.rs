@@ -177,21 +177,21 @@ pub(crate) struct Load {
 }
 
 /// Median of plain numbers (the mean of the middle two for an even count).
-fn median_f64(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median_f64(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
     if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
 }
 
 /// Prints the direct-vs-pdp table of the proxy benchmarks from alternating rounds, with the targets.
-pub(crate) fn print_proxy_comparison(title: &str, direct_label: &str, d: &[Load], p: &[Load]) {
+pub(crate) fn print_proxy_comparison(title: &str, direct_label: &str, proxy_label: &str, d: &[Load], p: &[Load]) {
     let med = |v: &[Load], f: fn(&Load) -> f64| median_f64(v.iter().map(f).collect());
     let (d50, p50) = (med(d, |l| l.p50), med(p, |l| l.p50));
     let (drps, prps) = (med(d, |l| l.rps), med(p, |l| l.rps));
     let (d99, p99) = (med(d, |l| l.p99), med(p, |l| l.p99));
     println!("\n{title}, medians of {} rounds:", d.len());
     println!("  {direct_label:<31} {drps:>8.0} req/s   p50 {d50:>6.2} ms   p99 {d99:>6.2} ms");
-    println!("  {:<31} {prps:>8.0} req/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms", "through pdp serve (https+key):");
+    println!("  {proxy_label:<31} {prps:>8.0} req/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms");
     println!(
         "  p50 overhead {:+.1}% (target ≤ +10%), throughput {:.1}% of direct (target ≥ 90%)",
         (p50 / d50 - 1.0) * 100.0,
@@ -227,4 +227,45 @@ pub(crate) fn number_after(line: &str, marker: &str) -> Option<u16> {
 pub(crate) fn read_listen_port(child: &mut std::process::Child, scheme: &str) -> anyhow::Result<u16> {
     let marker = format!("Listening on {scheme}://127.0.0.1:");
     port_from(child.stderr.take(), "pdp serve", |l| number_after(l, &marker))
+}
+
+/// The child of `pid` whose command line contains `marker`.
+pub(crate) fn child_with(pid: u32, marker: &str) -> Option<u32> {
+    children(pid).into_iter().find(|c| {
+        std::fs::read(format!("/proc/{c}/cmdline"))
+            .is_ok_and(|line| line.windows(marker.len()).any(|w| w == marker.as_bytes()))
+    })
+}
+
+/// The TCP port process `pid` listens on (from `ss`, iproute2).
+pub(crate) fn listening_port(pid: u32) -> anyhow::Result<u16> {
+    let out = Command::new("ss").args(["-tlnpH"]).output().context("cannot run ss")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let marker = format!("pid={pid},");
+    text.lines()
+        .filter(|l| l.contains(&marker))
+        .find_map(|l| l.split_whitespace().nth(3)?.rsplit(':').next()?.parse().ok())
+        .ok_or_else(|| anyhow::format_err!("process {pid} listens on no TCP port"))
+}
+
+/// The pids whose parent is `pid`.
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| stat_fields(*child).get(1).and_then(|f| f.parse::<u32>().ok()) == Some(pid))
+        .collect()
+}
+
+/// The fields of `/proc/PID/stat` after the command name (state is field 0, ppid 1, utime 11, stime 12).
+pub(crate) fn stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    after.split_whitespace().map(str::to_owned).collect()
+}
+
+/// A process's utime + stime, in clock ticks.
+pub(crate) fn cpu(pid: u32) -> u64 {
+    let fields = stat_fields(pid);
+    let n = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
 }

@@ -1,28 +1,69 @@
 //! `cargo xtask bench serve-dp1`: the Data Proxy protocol (Prisma 4.x–6.x clients) through `pdp serve`
 //! (release build, https, API key, `[serve] engine = "wasm"`) versus straight to the same WASM query engine
-//! (pdp's launcher started by hand with the flags pdp passes) on PostgreSQL.
+//! on PostgreSQL: the very process pdp started, on its loopback port. A second pdp with `tls = "off"`
+//! (and its own engine, reached the same two ways) separates what TLS costs from what proxying costs.
 //!
-//! Workload: findUnique by a random id, 32 requests in flight from one Node process, 10 s per round, rounds
-//! alternating direct / pdp, medians compared. Both sides get the identical JSON-protocol body from the
-//! identical load generator (Node's fetch, keep-alive): the 6.19.3 client would add the same client-side
-//! cost to both (and batch findUniques through its dataloader, hiding per-request cost), so the raw body
-//! measures what pdp adds — TLS, the key check, routing, the forward — and nothing else. Also the cold start:
-//! a new schema's first query including its upload and the engine's start (packages already provisioned).
+//! Workload: findUnique by a random id, 32 connections with a request each in flight, 10 s per round,
+//! rounds alternating direct / pdp https / direct / pdp tls-off, medians compared. The load comes from
+//! wrk (C, one thread, keep-alive, a Lua script building the JSON-protocol body) so that the measuring tool
+//! takes little of this 2-core machine: the single-threaded engine is what a Data Proxy deployment waits
+//! on, and the question is what pdp adds in front of it: TLS, the key check, routing, the forward.
+//! Every round also accounts CPU per request for each process on the path (load generator, pdp, engine,
+//! PostgreSQL).
+//!
+//! Then the same direct/https comparison with a Node fetch client, as a Prisma client process would load
+//! it, sharing the two cores with everything else: there pdp's CPU comes straight out of the engine's and
+//! the client's, which is reported beside the target, not instead of it.
+//! The raw body is used (not the 6.19.3 client) because the client adds the same cost to both sides and
+//! batches findUniques through its dataloader, hiding per-request cost.
+//! Also the cold start: a new schema's first query including its upload and the engine's start.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
-use crate::bench::Load;
+use crate::bench::{Load, child_with, cpu, listening_port, median_f64 as median};
 
 const ROUNDS: usize = 5;
+const NODE_ROUNDS: usize = 3;
 const USERS: usize = 1000;
 const KEY: &str = "bench-dp1-key";
 
 const SCHEMA: &str = "generator client {\n  provider = \"prisma-client-js\"\n}\n\ndatasource db {\n  provider = \"postgresql\"\n  url      = env(\"DATABASE_URL\")\n}\n\nmodel User {\n  id    Int     @id @default(autoincrement())\n  email String  @unique\n  name  String?\n}\n";
 
-const LOAD: &str = r#"
+/// The wrk script: a random id per request, the key from `KEY`, every response checked, and the summary
+/// plus wrk's own CPU (from /proc, in clock ticks) printed as `k=v` words.
+const LOAD_LUA: &str = r#"
+local key = os.getenv("KEY")
+local max_id = tonumber(os.getenv("MAX_ID"))
+wrk.method = "POST"
+if key ~= nil and key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
+request = function()
+  local body = '{"modelName":"User","action":"findUnique","query":{"arguments":{"where":{"id":' ..
+    math.random(1, max_id) .. '}},"selection":{"$scalars":true}}}'
+  return wrk.format(nil, nil, nil, body)
+end
+response = function(status, headers, body)
+  if status ~= 200 or not body:find("findUniqueUser", 1, true) then
+    io.stderr:write("unexpected response " .. status .. ": " .. body .. "\n")
+    os.exit(1)
+  end
+end
+done = function(summary, latency, requests)
+  local stat = io.open("/proc/self/stat"):read("*a")
+  local fields = {}
+  for f in stat:match("%) (.*)"):gmatch("%S+") do fields[#fields + 1] = f end
+  local e = summary.errors
+  io.write(string.format("rps=%.1f p50=%.3f p99=%.3f n=%d errors=%d cpu_ticks=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.requests, e.connect + e.read + e.write + e.status + e.timeout, fields[12] + fields[13]))
+end
+"#;
+
+/// The Node fetch client (one process, 32 requests in flight, keep-alive), printing the same words.
+const LOAD_NODE: &str = r#"
 const [url, key, seconds, maxId] = [process.env.URL, process.env.KEY, Number(process.env.SECONDS), Number(process.env.MAX_ID)];
 const headers = key ? { authorization: `Bearer ${key}` } : {};
 const body = (id) => JSON.stringify({ modelName: "User", action: "findUnique",
@@ -34,12 +75,14 @@ const one = async () => {
 };
 for (let i = 0; i < 64; i++) await one(); // warm connections and the engine
 const lat = [];
+const cpu0 = process.cpuUsage();
 const end = performance.now() + seconds * 1000;
 await Promise.all(Array.from({ length: 32 }, async () => {
   while (performance.now() < end) { const t = performance.now(); await one(); lat.push(performance.now() - t); }
 }));
+const cpu = process.cpuUsage(cpu0);
 lat.sort((a, b) => a - b);
-console.log(`rps=${(lat.length / seconds).toFixed(1)} p50=${lat[Math.floor(lat.length / 2)].toFixed(3)} p99=${lat[Math.floor(lat.length * 0.99)].toFixed(3)}`);
+console.log(`rps=${(lat.length / seconds).toFixed(1)} p50=${lat[Math.floor(lat.length / 2)].toFixed(3)} p99=${lat[Math.floor(lat.length * 0.99)].toFixed(3)} n=${lat.length} cpu_us=${cpu.user + cpu.system}`);
 "#;
 
 const COLD: &str = r#"
@@ -73,6 +116,7 @@ fn field(text: &str, k: &str) -> f64 {
 pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     crate::step("build pdp (release)", crate::cargo().args(["build", "--release", "--locked", "-p", "pdp"]))?;
     crate::services::ensure()?;
+    ensure_wrk()?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let pdp = target.join("release/pdp");
     let work = std::env::temp_dir().join(format!("pdp-bench-dp1-{}", std::process::id()));
@@ -85,7 +129,8 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         "[prisma]\nversion = \"6.19.3\"\n\n[database]\nurl = \"env:DATABASE_URL\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\napi-keys = [\"env:PDP_API_KEY\"]\nengine = \"wasm\"\n",
     )?;
     std::fs::write(work.join(".env"), format!("DATABASE_URL={url}\nPDP_API_KEY={KEY}\n"))?;
-    std::fs::write(work.join("load.mjs"), LOAD)?;
+    std::fs::write(work.join("load.mjs"), LOAD_NODE)?;
+    std::fs::write(work.join("load.lua"), LOAD_LUA)?;
     std::fs::write(work.join("cold.mjs"), COLD)?;
     let admin = "postgresql://postgres@127.0.0.1:5432/postgres";
     crate::step(
@@ -132,32 +177,8 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     let out = node("cold.mjs", &[("ORIGIN", origin.clone()), ("KEY", KEY.into()), ("SCHEMA", SCHEMA.into())])?;
     let hash = word(&out, "hash").to_owned();
 
-    // The same engine started by hand, as pdp starts it.
-    let tool = cache.join("tools/wasm-query-engine@6.19.3");
+    // The project's own schema: the second pdp (below) serves it without an upload.
     std::fs::write(work.join("prisma/schema.prisma"), SCHEMA)?;
-    let mut direct = Command::new("node")
-        .arg(tool.join("pdp-wasm-engine.mjs"))
-        .args(["--datamodel-path"])
-        .arg(work.join("prisma/schema.prisma"))
-        .args([
-            "--port",
-            "0",
-            "--engine-protocol",
-            "json",
-            "--enable-raw-queries",
-            "--enable-metrics",
-            "--enable-telemetry-in-response",
-        ])
-        .current_dir(&tool)
-        .env("PDP_DATABASE_URL", format!("{url}?pool_timeout=10"))
-        .env("PDP_QE_MODULES_DIR", &tool)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let direct_port = crate::bench::port_from(direct.stdout.take(), "the query engine", |l| {
-        l.contains("Started query engine http server").then(|| crate::bench::number_after(l, "\"port\":\"")).flatten()
-    })?;
 
     // The same proxy without TLS (a second pdp serve, `tls = "off"`), to split pdp's overhead into what
     // TLS costs (client and server side) and what the proxying itself costs.
@@ -175,62 +196,136 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     let plain_port = crate::bench::read_listen_port(&mut plain, "http")?;
     // It finds the schema the first one stored under the project's state dir: no upload needed.
 
-    let run = |u: String, key: &str| -> anyhow::Result<Load> {
-        let out = node(
-            "load.mjs",
-            &[("URL", u), ("KEY", key.into()), ("SECONDS", "10".into()), ("MAX_ID", USERS.to_string())],
-        )?;
-        Ok(Load { rps: field(&out, "rps"), p50: field(&out, "p50"), p99: field(&out, "p99") })
+    // One round on one path, with the CPU every process on the path spent per request (µs): the load
+    // generator, the proxy (when there is one), the engine, PostgreSQL.
+    let run = |tool: Tool, path: &Way, seconds: u32| -> anyhow::Result<(Load, Cpu)> {
+        let before = (path.proxy.map_or(0, cpu), cpu(path.engine), postgres_cpu());
+        let env = [
+            ("URL", path.url.clone()),
+            ("KEY", path.key.to_owned()),
+            ("SECONDS", seconds.to_string()),
+            ("MAX_ID", USERS.to_string()),
+        ];
+        let out = match tool {
+            Tool::Node => node("load.mjs", &env)?,
+            Tool::Wrk => {
+                let mut c = Command::new("wrk");
+                c.args(["-t1", "-c32", &format!("-d{seconds}s"), "-s", "load.lua", &path.url]).current_dir(&work);
+                for (k, v) in &env {
+                    c.env(k, v);
+                }
+                let out = c.output().context("cannot run wrk")?;
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                if !out.status.success() || field(&text, "errors") > 0.0 {
+                    bail!("wrk against {} failed: {text}{}", path.url, String::from_utf8_lossy(&out.stderr));
+                }
+                text
+            }
+        };
+        let after = (path.proxy.map_or(0, cpu), cpu(path.engine), postgres_cpu());
+        let n = field(&out, "n").max(1.0);
+        // Clock ticks are 10 ms (100 per second on Linux).
+        let per = |ticks: u64| ticks as f64 * 10_000.0 / n;
+        let load = match tool {
+            Tool::Node => field(&out, "cpu_us") / n,
+            Tool::Wrk => field(&out, "cpu_ticks") * 10_000.0 / n,
+        };
+        let usage = Cpu {
+            load,
+            proxy: per(after.0.saturating_sub(before.0)),
+            engine: per(after.1.saturating_sub(before.1)),
+            postgres: per(postgres_spent(&before.2, &after.2)),
+        };
+        Ok((Load { rps: field(&out, "rps"), p50: field(&out, "p50"), p99: field(&out, "p99") }, usage))
     };
-    // The engine (WASM, JIT-compiled by Node) gets faster for a while: warm both paths before measuring.
-    let _ = run(format!("http://127.0.0.1:{direct_port}/"), "")?;
-    let _ = run(format!("https://localhost:{port}/6.19.3/{hash}/graphql"), KEY)?;
-    let _ = run(format!("http://127.0.0.1:{plain_port}/6.19.3/{hash}/graphql"), KEY)?;
-    let (mut d, mut p, mut h) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut cpu_ticks, mut served) = (0u64, 0.0f64);
-    for round in 1..=ROUNDS {
-        let a = run(format!("http://127.0.0.1:{direct_port}/"), "")?;
-        eprintln!("round {round} direct:      {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", a.rps, a.p50, a.p99);
-        let before = cpu(serve.id());
-        let b = run(format!("https://localhost:{port}/6.19.3/{hash}/graphql"), KEY)?;
-        cpu_ticks += cpu(serve.id()).saturating_sub(before);
-        served += b.rps * 10.0;
-        eprintln!("round {round} pdp:         {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", b.rps, b.p50, b.p99);
-        let c = run(format!("http://127.0.0.1:{plain_port}/6.19.3/{hash}/graphql"), KEY)?;
-        eprintln!("round {round} pdp tls off: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", c.rps, c.p50, c.p99);
-        d.push(a);
-        p.push(b);
-        h.push(c);
+    // "Direct" is the very engine pdp started for the schema, reached on its loopback port: one process,
+    // so JIT warm-up, heap and pool are the same on both sides of every comparison.
+    let proxied = |name: &'static str, url: String, pdp: u32| -> anyhow::Result<[Way; 2]> {
+        let first = Way { name, url, key: KEY, proxy: Some(pdp), engine: 0 };
+        let _ = run(Tool::Wrk, &first, 2)?; // starts the engine if it is not running yet
+        let engine = child_with(pdp, &hash)
+            .ok_or_else(|| anyhow::format_err!("pdp serve {pdp} runs no engine for schema {hash}"))?;
+        let port = listening_port(engine)?;
+        let direct = Way {
+            name: if name == "pdp https" { "direct (1)" } else { "direct (2)" },
+            url: format!("http://127.0.0.1:{port}/"),
+            key: "",
+            proxy: None,
+            engine,
+        };
+        Ok([direct, Way { engine, ..first }])
+    };
+    let [direct_a, https] =
+        proxied("pdp https", format!("https://localhost:{port}/6.19.3/{hash}/graphql"), serve.id())?;
+    let [direct_b, tls_off] =
+        proxied("pdp tls off", format!("http://127.0.0.1:{plain_port}/6.19.3/{hash}/graphql"), plain.id())?;
+    let paths = [direct_a, https, direct_b, tls_off];
+    // The engine (WASM, JIT-compiled by Node) gets faster for a while: warm every path before measuring.
+    for path in &paths {
+        let _ = run(Tool::Node, path, 5)?;
+        let _ = run(Tool::Wrk, path, 5)?;
     }
+    let rounds = |tool: Tool, paths: &[&Way], rounds: usize| -> anyhow::Result<Vec<(Vec<Load>, Vec<Cpu>)>> {
+        let mut results: Vec<(Vec<Load>, Vec<Cpu>)> = paths.iter().map(|_| Default::default()).collect();
+        for round in 1..=rounds {
+            for (path, (loads, cpus)) in paths.iter().zip(results.iter_mut()) {
+                let (l, c) = run(tool, path, 10)?;
+                eprintln!(
+                    "{tool:?} round {round} {:<12} {:>5.0} req/s, p50 {:>6.2} ms, p99 {:>6.2} ms; CPU µs/request: load {:.0}, pdp {:.0}, engine {:.0}, postgres {:.0}",
+                    path.name, l.rps, l.p50, l.p99, c.load, c.proxy, c.engine, c.postgres
+                );
+                loads.push(l);
+                cpus.push(c);
+            }
+        }
+        Ok(results)
+    };
+    let with_wrk = rounds(Tool::Wrk, &[&paths[0], &paths[1], &paths[2], &paths[3]], ROUNDS)?;
+    let with_node = rounds(Tool::Node, &[&paths[0], &paths[1]], NODE_ROUNDS)?;
     let _ = Command::new("kill").args(["-TERM", &plain.id().to_string()]).status();
     let _ = plain.wait();
     let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
     let _ = serve.wait();
-    drop(direct.stdin.take());
-    let _ = direct.kill();
-    let _ = direct.wait();
     let _ = Command::new("psql")
         .args([admin, "-q", "-c", &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")])
         .status();
     let _ = std::fs::remove_dir_all(&work);
 
+    let [(d, dc), (p, pc), (d2, d2c), (h, hc)] = &with_wrk[..] else { unreachable!("four paths") };
     crate::bench::print_proxy_comparison(
-        "DP1 findUnique by id, 32 concurrent, one Node process, WASM engine on PostgreSQL, 10 s rounds after a warm-up",
+        "DP1 findUnique by id, 32 connections from wrk, WASM engine on PostgreSQL, 10 s rounds after a warm-up",
         "direct to the engine (http):",
-        &d,
-        &p,
+        "through pdp serve (https+key):",
+        d,
+        p,
     );
     crate::bench::print_proxy_comparison(
-        "The same through a pdp serve with `tls = \"off\"` (http + key), to separate TLS from proxying",
+        "The same through a pdp serve with `tls = \"off\"`, to separate TLS from proxying",
+        "direct to its engine (http):",
+        "through pdp serve (http+key):",
+        d2,
+        h,
+    );
+    println!("  CPU per request, medians (µs):   load generator   pdp   engine   PostgreSQL   total");
+    let cpu_line = |name: &str, c: &[Cpu]| {
+        let m = |f: fn(&Cpu) -> f64| median(c.iter().map(f).collect());
+        let (l, x, e, g) = (m(|c| c.load), m(|c| c.proxy), m(|c| c.engine), m(|c| c.postgres));
+        println!("  {name:<32} {l:>14.0} {x:>5.0} {e:>8.0} {g:>12.0} {:>7.0}", l + x + e + g);
+    };
+    cpu_line("direct to the engine", dc);
+    cpu_line("through pdp (https)", pc);
+    cpu_line("direct to the tls-off pdp's engine", d2c);
+    cpu_line("through pdp (tls off)", hc);
+    let [(nd, ndc), (np, npc)] = &with_node[..] else { unreachable!("two paths") };
+    crate::bench::print_proxy_comparison(
+        "With a Node fetch client instead (one process, 32 in flight) on the same two cores, where pdp's CPU is taken from the client's and the engine's",
         "direct to the engine (http):",
-        &d,
-        &h,
+        "through pdp serve (https+key):",
+        nd,
+        np,
     );
-    // utime + stime are in clock ticks (100 per second on Linux).
-    println!(
-        "  pdp serve's own CPU (https rounds): {:.0} µs per request",
-        cpu_ticks as f64 * 10_000.0 / served.max(1.0)
-    );
+    cpu_line("direct to the engine", ndc);
+    cpu_line("through pdp (https)", npc);
     let rest = &colds[1..];
     println!(
         "  cold start (SchemaMissing, upload, engine start, first query): first ever {:.0} ms (may include npm provisioning), then {} ms",
@@ -240,12 +335,61 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A process's utime + stime, in clock ticks.
-fn cpu(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let n = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    // After the command name: state is field 0, utime 11, stime 12.
-    n(11) + n(12)
+/// wrk is a Debian package: installed when missing and this is a root shell with apt (as on the CI and
+/// development machines of this project), otherwise asked for.
+fn ensure_wrk() -> anyhow::Result<()> {
+    let found = || Command::new("wrk").arg("--version").output().is_ok();
+    if found() {
+        return Ok(());
+    }
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root && Command::new("apt-get").arg("--version").output().is_ok() {
+        crate::step("install wrk (the load generator)", Command::new("apt-get").args(["install", "-y", "-q", "wrk"]))?;
+    }
+    if !found() {
+        bail!(
+            "wrk is not installed: the DP1 benchmark loads pdp with it\nhint: `apt-get install wrk` (or your system's package)"
+        );
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Tool {
+    Wrk,
+    Node,
+}
+
+/// One way to the engine.
+struct Way {
+    name: &'static str,
+    url: String,
+    key: &'static str,
+    /// The pdp in between, if any.
+    proxy: Option<u32>,
+    /// The engine's pid.
+    engine: u32,
+}
+
+/// CPU per request of each process on a path, µs.
+#[derive(Default)]
+struct Cpu {
+    load: f64,
+    proxy: f64,
+    engine: f64,
+    postgres: f64,
+}
+
+/// Every PostgreSQL process's utime + stime, in clock ticks, by pid (backends come and go).
+fn postgres_cpu() -> HashMap<u32, u64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return HashMap::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(|pid| (pid, cpu(pid)))
+        .collect()
+}
+
+/// What PostgreSQL spent between two readings: each process's growth (a new one counts from zero).
+fn postgres_spent(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
+    after.iter().map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0))).sum()
 }

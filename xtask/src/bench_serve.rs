@@ -1,7 +1,7 @@
 //! `cargo xtask bench serve`: a findUnique-by-id workload at 32 concurrent requests from one client
 //! process (the generated Prisma 7.10.0 Deno client), through `pdp serve` (https, API key, release build)
-//! versus straight to a query-plan executor over http (the same launcher and options pdp uses, started
-//! by hand). After a warm-up of each path, rounds alternate direct / pdp; medians are compared. Also samples `pdp serve`'s own resident
+//! versus straight to the same query-plan executor over http (the process pdp started, on its loopback
+//! port). After a warm-up of each path, rounds alternate direct / pdp; medians are compared. Also samples `pdp serve`'s own resident
 //! memory (its children are separate processes and excluded) while the load runs.
 
 use std::path::Path;
@@ -53,26 +53,13 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     // pdp serve, and its port from its log.
     let mut serve = pdp_in(&["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?;
     let port = crate::bench::read_listen_port(&mut serve, "https")?;
-    // The executor, started by hand exactly as pdp starts it.
-    let launcher = cache.join("tools/query-plan-executor@7.10.0/pdp-qpe.mjs");
-    let mut direct = Command::new("node")
-        .arg(&launcher)
-        .current_dir(launcher.parent().context("launcher dir")?)
-        .env("PDP_QPE_DATABASE_URL", &url)
-        .env("PDP_QPE_PORT", "0")
-        .env("PDP_QPE_QUERY_TIMEOUT_MS", "30000")
-        .env("PDP_QPE_MAX_TX_TIMEOUT_MS", "60000")
-        .env("PDP_QPE_MAX_TX_WAIT_MS", "10000")
-        .env("PDP_QPE_MAX_RESPONSE_SIZE", "134217728")
-        .env("PDP_QPE_LOG_LEVEL", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let direct_port = crate::bench::port_from(direct.stdout.take(), "the executor", |l| {
-        l.contains("\"pdp_ready\"").then(|| crate::bench::number_after(l, "\"port\":")).flatten()
-    })?;
+    // "Direct" is the very executor pdp started for the project (pinned at start), on its loopback port:
+    // one process, so JIT warm-up, heap and pool are the same on both sides of the comparison.
+    let executor = crate::bench::child_with(serve.id(), "pdp-qpe.mjs").context("pdp serve runs no executor")?;
+    let direct_port = crate::bench::listening_port(executor)?;
 
-    let run_load = |accel: &str, cert: Option<&Path>| -> anyhow::Result<Load> {
+    // A load run: its figures, and how many requests it sent in all (warm-up included).
+    let run_load = |accel: &str, cert: Option<&Path>| -> anyhow::Result<(Load, f64)> {
         let mut c = Command::new(&deno);
         c.args(["run", "-A", "--no-config"])
             .arg(root.join("xtask/bench/serve_load.ts"))
@@ -97,7 +84,7 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        Ok(Load { rps: f("rps"), p50: f("p50"), p99: f("p99") })
+        Ok((Load { rps: f("rps"), p50: f("p50"), p99: f("p99") }, f("requests") + f("warmup")))
     };
     let via_pdp = format!("prisma://localhost:{port}/?api_key={key}");
     let straight = format!("prisma+postgres://localhost:{direct_port}/?api_key=unused");
@@ -105,11 +92,12 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     let pid = serve.id();
     let (mut d, mut p) = (Vec::new(), Vec::new());
     let mut peak_rss_kb = 0u64;
+    let (mut pdp_us, mut executor_us) = (Vec::new(), Vec::new());
     // The executor (Node's JIT) and the client get faster for a while: warm both paths before measuring.
     let _ = run_load(&straight, None)?;
     let _ = run_load(&via_pdp, Some(&ca))?;
     for round in 1..=ROUNDS {
-        let a = run_load(&straight, None)?;
+        let (a, _) = run_load(&straight, None)?;
         eprintln!("round {round} direct: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", a.rps, a.p50, a.p99);
         let sampler = std::thread::spawn(move || {
             let mut peak = 0;
@@ -119,7 +107,12 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
             }
             peak
         });
-        let b = run_load(&via_pdp, Some(&ca))?;
+        let before = (crate::bench::cpu(pid), crate::bench::cpu(executor));
+        let (b, sent) = run_load(&via_pdp, Some(&ca))?;
+        let after = (crate::bench::cpu(pid), crate::bench::cpu(executor));
+        // Clock ticks are 10 ms.
+        pdp_us.push((after.0 - before.0) as f64 * 10_000.0 / sent.max(1.0));
+        executor_us.push((after.1 - before.1) as f64 * 10_000.0 / sent.max(1.0));
         peak_rss_kb = peak_rss_kb.max(sampler.join().unwrap_or(0));
         eprintln!("round {round} pdp:    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", b.rps, b.p50, b.p99);
         d.push(a);
@@ -128,9 +121,6 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     let hwm = hwm_kb(pid).unwrap_or(0);
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = serve.wait();
-    drop(direct.stdin.take());
-    let _ = direct.kill();
-    let _ = direct.wait();
     let _ = Command::new("psql")
         .args([
             "postgresql://postgres@127.0.0.1:5432/postgres",
@@ -143,8 +133,14 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     crate::bench::print_proxy_comparison(
         "findUnique by id, 32 concurrent, one Deno client process, 10 s rounds after a warm-up of each path",
         "direct to the executor (http):",
+        "through pdp serve (https+key):",
         &d,
         &p,
+    );
+    println!(
+        "  CPU per request through pdp, medians: pdp serve {:.0} µs, the executor {:.0} µs",
+        crate::bench::median_f64(pdp_us),
+        crate::bench::median_f64(executor_us)
     );
     println!(
         "  pdp serve resident memory during the load: peak sampled {:.1} MB, VmHWM {:.1} MB (target < 30 MB; children excluded)",
