@@ -232,6 +232,9 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// A separate plain-HTTP address serving `/metrics` without a key; `None`: `/metrics` needs a key.
     pub metrics_listen: Option<SocketAddr>,
+    /// The proxy's own worker threads; `None`: half the CPUs pdp may use, at least one
+    /// (`pdp_serve::worker_threads`).
+    pub threads: Option<u32>,
     /// Which query engine serves Prisma 4.x–6.x clients.
     pub engine: QueryEngine,
     /// Whether engines accept raw queries (`$queryRaw`, `$executeRaw`).

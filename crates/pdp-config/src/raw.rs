@@ -62,6 +62,7 @@ pub(crate) struct RawServe {
     pub api_keys: Option<Vec<S>>,
     pub shutdown_timeout: Option<S>,
     pub metrics_listen: Option<S>,
+    pub threads: Option<Spanned<u32>>,
     pub engine: Option<S>,
     pub raw_queries: Option<Spanned<bool>>,
     pub engine_metrics: Option<Spanned<bool>>,

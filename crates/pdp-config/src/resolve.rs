@@ -666,6 +666,20 @@ pub(crate) fn resolve(
             None
         }
     });
+    let threads = match &serve.threads {
+        Some(n) if *n.get_ref() == 0 => {
+            let origin = file_origin(file, source, Some(n.span()));
+            r.problem(
+                origin,
+                "serve.threads",
+                "`serve.threads` must be at least 1",
+                Some("leave it out for half the CPUs".into()),
+            );
+            None
+        }
+        Some(n) => Some(*n.get_ref()),
+        None => None,
+    };
     let connection_limit = match &limits_raw.connection_limit {
         Some(n) if *n.get_ref() == 0 => {
             let origin = file_origin(file, source, Some(n.span()));
@@ -736,6 +750,7 @@ pub(crate) fn resolve(
             api_keys,
             shutdown_timeout,
             metrics_listen,
+            threads,
             engine,
             raw_queries,
             engine_metrics,

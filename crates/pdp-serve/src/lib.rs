@@ -42,6 +42,18 @@ use crate::metrics::Metrics;
 use crate::server::{App, Transport};
 use crate::supervisor::{Supervisor, Timing};
 
+/// The proxy's worker threads: `[serve] threads`, else half the CPUs this process may use, at least one.
+///
+/// Every request's expensive part runs in a child (a single-threaded engine or executor) on the same
+/// machine; a proxy thread per core would compete with them for the cores and cost more throughput than it
+/// adds (measured in `cargo xtask bench serve-dp1`, ARCHITECTURE.md "Threads").
+pub fn worker_threads(configured: Option<u32>) -> usize {
+    match configured {
+        Some(n) => usize::try_from(n).unwrap_or(1).max(1),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get() / 2).max(1),
+    }
+}
+
 /// How clients' connections are secured.
 #[derive(Clone, Debug)]
 pub enum TlsMode {
@@ -444,5 +456,15 @@ impl Server {
             e.stop().await;
         }
         Summary { cut_transactions, cut_requests, took: started.elapsed() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn worker_threads_follow_the_config_else_half_the_cpus() {
+        assert_eq!(super::worker_threads(Some(3)), 3);
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(super::worker_threads(None), (cpus / 2).max(1));
     }
 }

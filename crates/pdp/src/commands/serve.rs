@@ -76,7 +76,9 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
     if options.project_uses_executor {
         printer.status("Starting", &format!("the query-plan executor for Prisma {version}"));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let threads = pdp_serve::worker_threads(serve.threads);
+    tracing::debug!(target: "pdp::serve", threads, "worker threads");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
     runtime.block_on(async {
         let server = Server::start(options).await?;
         render_started(printer, server.started(), &config.root);
