@@ -666,34 +666,18 @@ pub(crate) fn resolve(
             None
         }
     });
-    let threads = match &serve.threads {
+    // A count that must be at least 1, if given.
+    let mut at_least_one = |key: &str, n: &Option<toml::Spanned<u32>>, hint: Option<&str>| match n {
         Some(n) if *n.get_ref() == 0 => {
             let origin = file_origin(file, source, Some(n.span()));
-            r.problem(
-                origin,
-                "serve.threads",
-                "`serve.threads` must be at least 1",
-                Some("leave it out for half the CPUs".into()),
-            );
+            r.problem(origin, key, format!("`{key}` must be at least 1"), hint.map(str::to_owned));
             None
         }
         Some(n) => Some(*n.get_ref()),
         None => None,
     };
-    let connection_limit = match &limits_raw.connection_limit {
-        Some(n) if *n.get_ref() == 0 => {
-            let origin = file_origin(file, source, Some(n.span()));
-            r.problem(
-                origin,
-                "serve.limits.connection-limit",
-                "`serve.limits.connection-limit` must be at least 1",
-                None,
-            );
-            None
-        }
-        Some(n) => Some(*n.get_ref()),
-        None => None,
-    };
+    let threads = at_least_one("serve.threads", &serve.threads, Some("leave it out for half the CPUs"));
+    let connection_limit = at_least_one("serve.limits.connection-limit", &limits_raw.connection_limit, None);
 
     let engine = match serve.engine.as_ref().map(|s| (s, s.get_ref().trim())) {
         None | Some((_, "native")) => QueryEngine::Native,

@@ -114,6 +114,16 @@ fn reference_values_are_not_the_defaults() {
 }
 
 #[test]
+fn zero_counts_are_refused_with_their_key() {
+    check(
+        "[prisma]\nversion = \"6.19.0\"\n\n[serve]\nthreads = 0\n\n[serve.limits]\nconnection-limit = 0\n",
+        &[],
+        "/p/pdp.toml:5:11: `serve.threads` must be at least 1\nhint: leave it out for half the CPUs\n\
+         /p/pdp.toml:8:20: `serve.limits.connection-limit` must be at least 1",
+    );
+}
+
+#[test]
 fn unknown_key_suggests_the_close_one() {
     check(
         "[prisma]\nversion = \"7.10.1\"\n\n[serve]\npublc-url = \"https://x\"\n",
