@@ -50,6 +50,9 @@ await qpe.withActiveLogger(logger, async () => {
   const http = serve({ fetch: server.fetch, hostname: "127.0.0.1", port: Number(need("PDP_QPE_PORT")) }, (info) => {
     process.stdout.write(JSON.stringify({ pdp_ready: { host: "127.0.0.1", port: info.port, version } }) + "\n");
   });
+  // Keep idle connections longer than pdp's pool does (60 s): with Node's default of 5 s the executor
+  // would close connections pdp still counts as reusable, and a request could meet a closing socket.
+  http.keepAliveTimeout = 65_000;
   let stopping = false;
   const stop = async () => {
     if (stopping) return;

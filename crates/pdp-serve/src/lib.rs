@@ -359,6 +359,7 @@ impl Server {
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
+            // Below the launchers' keep-alive (65 s), so pdp drops an idle connection before its child does.
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build(connector);
