@@ -1,8 +1,9 @@
 //! `cargo xtask bench serve`: a findUnique-by-id workload at 32 concurrent requests from one client
 //! process (the generated Prisma 7.10.0 Deno client), through `pdp serve` (https, API key, release build)
 //! versus straight to the same query-plan executor over http (the process pdp started, on its loopback
-//! port). After a warm-up of each path, rounds alternate direct / pdp; medians are compared. Also samples `pdp serve`'s own resident
-//! memory (its children are separate processes and excluded) while the load runs.
+//! port), and the same again for a second pdp with `tls = "off"`. After a warm-up of each path, rounds
+//! alternate between the four; medians are compared. Also samples `pdp serve`'s own resident memory (its
+//! children are separate processes and excluded) and its CPU per query while the load runs.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -57,6 +58,20 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     // one process, so JIT warm-up, heap and pool are the same on both sides of the comparison.
     let executor = crate::bench::child_with(serve.id(), "pdp-qpe.mjs").context("pdp serve runs no executor")?;
     let direct_port = crate::bench::listening_port(executor)?;
+    // The same proxy without TLS (a second pdp serve with its own executor, reached the same two ways), to
+    // split pdp's overhead into what TLS costs (the client's side included) and what the hop costs.
+    let toml = std::fs::read_to_string(work.join("pdp.toml"))?;
+    let plain_toml = toml.replacen("tls = \"auto\"", "tls = \"off\"", 1);
+    if plain_toml == toml {
+        bail!("the generated pdp.toml has no `tls = \"auto\"` line to turn off");
+    }
+    std::fs::write(work.join("pdp-plain.toml"), plain_toml)?;
+    let mut plain =
+        pdp_in(&["serve", "--config", "pdp-plain.toml", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?;
+    let plain_port = crate::bench::read_listen_port(&mut plain, "http")?;
+    let plain_executor =
+        crate::bench::child_with(plain.id(), "pdp-qpe.mjs").context("the tls-off pdp serve runs no executor")?;
+    let plain_direct_port = crate::bench::listening_port(plain_executor)?;
 
     // A load run: its figures, and how many requests it sent in all (warm-up included).
     let run_load = |accel: &str, cert: Option<&Path>| -> anyhow::Result<(Load, f64)> {
@@ -88,14 +103,19 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     };
     let via_pdp = format!("prisma://localhost:{port}/?api_key={key}");
     let straight = format!("prisma+postgres://localhost:{direct_port}/?api_key=unused");
+    // `prisma+postgres://localhost` is plain http to Prisma 7 clients (the `prisma dev` convention).
+    let via_plain = format!("prisma+postgres://localhost:{plain_port}/?api_key={key}");
+    let plain_straight = format!("prisma+postgres://localhost:{plain_direct_port}/?api_key=unused");
     let ca = work.join(".pdp/tls/ca.pem");
     let pid = serve.id();
-    let (mut d, mut p) = (Vec::new(), Vec::new());
+    let (mut d, mut p, mut d2, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut peak_rss_kb = 0u64;
     let (mut pdp_us, mut executor_us) = (Vec::new(), Vec::new());
     // The executor (Node's JIT) and the client get faster for a while: warm both paths before measuring.
     let _ = run_load(&straight, None)?;
     let _ = run_load(&via_pdp, Some(&ca))?;
+    let _ = run_load(&plain_straight, None)?;
+    let _ = run_load(&via_plain, None)?;
     for round in 1..=ROUNDS {
         let (a, _) = run_load(&straight, None)?;
         eprintln!("round {round} direct: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", a.rps, a.p50, a.p99);
@@ -115,12 +135,20 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         executor_us.push((after.1 - before.1) as f64 * 10_000.0 / sent.max(1.0));
         peak_rss_kb = peak_rss_kb.max(sampler.join().unwrap_or(0));
         eprintln!("round {round} pdp:    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", b.rps, b.p50, b.p99);
+        let (c, _) = run_load(&plain_straight, None)?;
+        eprintln!("round {round} direct (2): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", c.rps, c.p50, c.p99);
+        let (e, _) = run_load(&via_plain, None)?;
+        eprintln!("round {round} pdp tls off: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", e.rps, e.p50, e.p99);
         d.push(a);
         p.push(b);
+        d2.push(c);
+        h.push(e);
     }
     let hwm = hwm_kb(pid).unwrap_or(0);
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    let _ = serve.wait();
+    for child in [&mut serve, &mut plain] {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+    }
     let _ = Command::new("psql")
         .args([
             "postgresql://postgres@127.0.0.1:5432/postgres",
@@ -136,6 +164,13 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         "through pdp serve (https+key):",
         &d,
         &p,
+    );
+    crate::bench::print_proxy_comparison(
+        "The same through a pdp serve with `tls = \"off\"`, to separate TLS from proxying",
+        "direct to its executor (http):",
+        "through pdp serve (http+key):",
+        &d2,
+        &h,
     );
     println!(
         "  CPU per request through pdp, medians: pdp serve {:.0} µs, the executor {:.0} µs",
