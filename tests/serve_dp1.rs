@@ -382,6 +382,19 @@ fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
         s.json("POST", &format!("/6.19.3/{}/graphql", posts.hash), Some(&create("Post", "p@x.io")), &[]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["createOnePost"]["email"], "p@x.io", "{body}");
+    // `/ready` lists both engines for operators; they do not decide readiness (they start on first use).
+    let (status, ready) = s.json("GET", "/ready", None, &[]);
+    assert_eq!(status, 200, "{ready}");
+    let listed: Vec<(String, String)> = ready["engines"]
+        .as_array()
+        .expect("engines")
+        .iter()
+        .map(|e| (e["engine"].as_str().unwrap_or("").to_owned(), e["status"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let mut expected: Vec<(String, String)> =
+        [&users, &posts].iter().map(|sc| (format!("wasm/{}", &sc.hash[..12]), "ready".to_owned())).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "{ready}");
     // The engine's user-facing error passes through unchanged: P2002.
     let (_, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(&create("User", "u@x.io")), &[]);
     assert_eq!(body["errors"][0]["user_facing_error"]["error_code"], "P2002", "{body}");

@@ -334,6 +334,15 @@ impl App {
             Ok(info) => serde_json::json!({"status": "reachable", "server": info.version}),
             Err(e) => serde_json::json!({"status": "unreachable", "error": pdp_config::redact_text(&e.to_string())}),
         };
+        // 4.x–6.x engines start on first use and stop when idle: listed for operators, never a reason to
+        // be unready (a failed one answers its own clients with the startup error).
+        let engines: Vec<serde_json::Value> = self
+            .dp1
+            .engines
+            .states()
+            .into_iter()
+            .map(|(engine, status, generation)| serde_json::json!({"engine": engine, "status": status, "generation": generation}))
+            .collect();
         let ok = db.is_ok() && executor != "starting";
         let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         json(
@@ -342,6 +351,7 @@ impl App {
                 "status": if ok { "ready" } else { "unavailable" },
                 "executor": { "version": self.project_version, "status": executor },
                 "database": database,
+                "engines": engines,
             }),
         )
     }

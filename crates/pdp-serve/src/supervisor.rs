@@ -194,6 +194,26 @@ impl<L: Launch> Supervisor<L> {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Every child this supervisor knows, with its state in a word (`starting`, `ready`, `failed`,
+    /// `stopped`) and its incarnation when ready, sorted by key.
+    pub fn states(&self) -> Vec<(String, &'static str, Option<u64>)> {
+        let mut all: Vec<_> = self
+            .slots()
+            .iter()
+            .map(|(key, slot)| {
+                let (word, generation) = match &*slot.state.borrow() {
+                    State::Starting => ("starting", None),
+                    State::Ready(ep) => ("ready", Some(ep.generation)),
+                    State::Failed(..) => ("failed", None),
+                    State::Stopped => ("stopped", None),
+                };
+                (key.to_string(), word, generation)
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
     /// Stops unpinned children nobody used for the idle timeout. Call periodically.
     pub fn reap_idle(&self) {
         let mut slots = self.slots();
