@@ -194,7 +194,6 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         .stderr(Stdio::piped())
         .spawn()?;
     let plain_port = crate::bench::read_listen_port(&mut plain, "http")?;
-    // It finds the schema the first one stored under the project's state dir: no upload needed.
 
     // One round on one path, with the CPU every process on the path spent per request (µs): the load
     // generator, the proxy (when there is one), the engine, PostgreSQL.
