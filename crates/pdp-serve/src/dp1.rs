@@ -8,9 +8,9 @@
 //! Deliberately not here: relying on Content-Type (edge clients send none), trusting anything from an uploaded
 //! schema but its models (the database is pdp's), re-sending a request to an engine, caching.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,12 +40,6 @@ pub struct Dp1Options {
     pub project_schema: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug)]
-struct TxOwner {
-    key: EngineKey,
-    generation: u64,
-}
-
 /// The 4.x–6.x side of the proxy.
 pub struct Dp1 {
     pub(crate) engines: Arc<Supervisor<Engines>>,
@@ -54,8 +48,6 @@ pub struct Dp1 {
     provider: Provider,
     project_version: String,
     public_url: url::Url,
-    txs: Mutex<HashMap<String, TxOwner>>,
-    started: Mutex<HashSet<EngineKey>>,
 }
 
 /// What the supervisor of engines needs besides `[serve]`.
@@ -136,18 +128,11 @@ impl Dp1 {
             provider,
             project_version: cx.project_version,
             public_url: cx.public_url,
-            txs: Mutex::new(HashMap::new()),
-            started: Mutex::new(HashSet::new()),
         })
     }
 
-    fn txs(&self) -> std::sync::MutexGuard<'_, HashMap<String, TxOwner>> {
-        self.txs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Forgets transactions the proxy no longer tracks (expired) and stops idle engines. Call periodically.
-    pub fn sweep(&self, open: &HashSet<String>) {
-        self.txs().retain(|id, _| open.contains(id));
+    /// Stops idle engines. Call periodically.
+    pub fn sweep(&self) {
         self.engines.reap_idle();
     }
 
@@ -327,13 +312,11 @@ impl Dp1 {
 /// Handles one Data Proxy request.
 pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
     let dp1 = &app.dp1;
-    let owner = route.tx_id().and_then(|id| dp1.txs().get(id).cloned());
-    if app.draining() && owner.is_none() {
-        return server::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "P6000",
-            "pdp is shutting down and takes no new work (open transactions may still finish); retry on another instance",
-        );
+    // An interactive transaction is pdp's (`App::tx`): its engine is the one the route names, in the
+    // incarnation that started it.
+    let open_tx = route.tx_id().and_then(|id| app.tx(id));
+    if app.draining() && open_tx.is_none() {
+        return server::shutting_down();
     }
     let (parts, incoming) = req.into_parts();
     let bytes = match read_body(&parts.headers, incoming, app.limits.max_body_size).await {
@@ -343,31 +326,31 @@ pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response
     if route.action == Action::Schema {
         return upload(dp1, &route, &bytes);
     }
-    let (key, generation_then) = match route.tx_id() {
-        Some(id) => match owner {
-            Some(o) => (o.key, Some(o.generation)),
-            None => {
-                return user_facing(
-                    StatusCode::NOT_FOUND,
-                    "P2028",
-                    &format!(
-                        "Transaction API error: Transaction not found. pdp knows no open interactive transaction {id}: \
-                         it ended (committed, rolled back or timed out) or was started on another pdp"
-                    ),
-                );
-            }
-        },
-        None => {
-            let schema =
-                dp1.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&route.hash).cloned();
-            let Some(schema) = schema else {
-                return schema_missing();
-            };
-            match dp1.key_for(&route.version, &route.hash, &schema) {
-                Ok(k) => (k, None),
-                Err(resp) => return *resp,
-            }
-        }
+    let tx_not_found = |id: &str| {
+        user_facing(
+            StatusCode::NOT_FOUND,
+            "P2028",
+            &format!(
+                "Transaction API error: Transaction not found. pdp knows no open interactive transaction {id}: \
+                 it ended (committed, rolled back or timed out) or was started on another pdp"
+            ),
+        )
+    };
+    if let (Some(id), None) = (route.tx_id(), &open_tx) {
+        return tx_not_found(id);
+    }
+    let schema = dp1.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&route.hash).cloned();
+    let Some(schema) = schema else {
+        return schema_missing();
+    };
+    let key = match dp1.key_for(&route.version, &route.hash, &schema) {
+        Ok(k) => k,
+        Err(resp) => return *resp,
+    };
+    let generation_then = match (route.tx_id(), &open_tx) {
+        // Started under another version or schema path: not a transaction of this engine.
+        (Some(id), Some(tx)) if tx.owner != key.to_string() => return tx_not_found(id),
+        (_, tx) => tx.as_ref().map(|tx| tx.generation),
     };
     let endpoint = match generation_then {
         // A transaction lives in one engine incarnation: never start or wait for another one for it.
@@ -376,7 +359,6 @@ pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response
             _ => {
                 let id = route.tx_id().unwrap_or_default();
                 app.tx_closed(id);
-                dp1.txs().remove(id);
                 return user_facing(
                     StatusCode::GONE,
                     "P2028",
@@ -387,13 +369,10 @@ pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response
                 );
             }
         },
-        None => {
-            dp1.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.clone());
-            match dp1.engines.get(&key).await {
-                Ok(ep) => ep,
-                Err(e) => return start_error(&e),
-            }
-        }
+        None => match dp1.engines.get(&key).await {
+            Ok(ep) => ep,
+            Err(e) => return start_error(&e),
+        },
     };
     let mut headers = HeaderMap::new();
     for name in ["traceparent", "x-capture-telemetry"] {
@@ -434,7 +413,6 @@ pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response
             Err(ForwardError::Unreachable(why)) => {
                 if let Some(id) = route.tx_id() {
                     app.tx_closed(id);
-                    dp1.txs().remove(id);
                 }
                 return user_facing(
                     StatusCode::BAD_GATEWAY,
@@ -475,8 +453,7 @@ pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response
             let endpoint_url =
                 format!("{}/{}/{}/itx/{id}", dp1.public_url.as_str().trim_end_matches('/'), route.version, route.hash);
             value["data-proxy"] = json!({ "endpoint": endpoint_url });
-            app.tx_opened(id.clone(), key.to_string(), endpoint.generation);
-            dp1.txs().insert(id, TxOwner { key, generation: endpoint.generation });
+            app.tx_opened(id, key.to_string(), endpoint.generation);
             let mut out = body(head.status, &value);
             for (name, v) in &head.headers {
                 if name.as_str().starts_with("x-") {
@@ -487,7 +464,6 @@ pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response
         }
         Action::TxCommit(id) | Action::TxRollback(id) => {
             app.tx_closed(id);
-            dp1.txs().remove(id);
             App::pass_through(resp)
         }
         // Engines have no response limit of their own: pdp applies `max-response-size`.
@@ -573,12 +549,9 @@ fn tx_options(bytes: &[u8], limits: &pdp_config::Limits) -> Result<Bytes, String
 /// Every running engine's `/metrics` (a short timeout each), labelled `engine="<key>"`, HELP/TYPE once per
 /// family, ready to insert before pdp's `# EOF`.
 pub async fn scrape(app: &App) -> String {
-    let keys: Vec<EngineKey> =
-        app.dp1.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
     let mut seen_meta: HashSet<String> = HashSet::new();
     let mut out = String::new();
-    for key in keys {
-        let Some(ep) = app.dp1.engines.ready_now(&key) else { continue };
+    for (key, ep) in app.dp1.engines.ready_all() {
         let Ok(resp) = app
             .forward(ep.addr, Method::GET, "/metrics", &HeaderMap::new(), Bytes::new(), Duration::from_millis(500))
             .await

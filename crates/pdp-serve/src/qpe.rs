@@ -110,11 +110,7 @@ pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response
     };
     let known_tx = route.tx_id().and_then(|id| app.tx(id));
     if app.draining() && known_tx.is_none() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "P6000",
-            "pdp is shutting down and takes no new work (open transactions may still finish); retry on another instance",
-        );
+        return crate::server::shutting_down();
     }
     let (parts, body) = req.into_parts();
     let body = match read_body(&parts.headers, body, app.limits.max_body_size).await {

@@ -85,6 +85,15 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "code": code, "error": message }))
 }
 
+/// The answer to new work during shutdown (work of a transaction that is still open goes on).
+pub fn shutting_down() -> Response<Body> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "P6000",
+        "pdp is shutting down and takes no new work (open transactions may still finish); retry on another instance",
+    )
+}
+
 /// Why a request body was not read.
 pub enum BodyError {
     /// Over `[serve.limits] max-body-size`.
@@ -495,8 +504,8 @@ pub async fn drain_transactions(app: &App, started: Instant, deadline: Duration)
 pub async fn sweep_loop(app: Arc<App>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let open: std::collections::HashSet<String> = app.sweep_transactions().into_iter().collect();
+        app.sweep_transactions();
         app.executors.reap_idle();
-        app.dp1.sweep(&open);
+        app.dp1.sweep();
     }
 }

@@ -194,6 +194,18 @@ impl<L: Launch> Supervisor<L> {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Every child serving right now, with its endpoint.
+    pub fn ready_all(&self) -> Vec<(L::Key, Endpoint)> {
+        let slots = self.slots();
+        slots
+            .iter()
+            .filter_map(|(key, slot)| match &*slot.state.borrow() {
+                State::Ready(ep) => Some((key.clone(), *ep)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every child this supervisor knows, with its state in a word (`starting`, `ready`, `failed`,
     /// `stopped`) and its incarnation when ready, sorted by key.
     pub fn states(&self) -> Vec<(String, &'static str, Option<u64>)> {
