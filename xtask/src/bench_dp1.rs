@@ -124,10 +124,11 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     let db = format!("pdp_bench_dp1_{}", std::process::id());
     let url = format!("postgresql://postgres@127.0.0.1:5432/{db}");
     std::fs::create_dir_all(work.join("prisma"))?;
-    std::fs::write(
-        work.join("pdp.toml"),
-        "[prisma]\nversion = \"6.19.3\"\n\n[database]\nurl = \"env:DATABASE_URL\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\napi-keys = [\"env:PDP_API_KEY\"]\nengine = \"wasm\"\n",
-    )?;
+    let toml = "[prisma]\nversion = \"6.19.3\"\n\n[database]\nurl = \"env:DATABASE_URL\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\napi-keys = [\"env:PDP_API_KEY\"]\nengine = \"wasm\"\n";
+    std::fs::write(work.join("pdp.toml"), toml)?;
+    // The same proxy without TLS (a second pdp serve), to split pdp's overhead into what TLS costs (client
+    // and server side) and what the proxying itself costs.
+    std::fs::write(work.join("pdp-plain.toml"), toml.replacen("[serve]\n", "[serve]\ntls = \"off\"\n", 1))?;
     std::fs::write(work.join(".env"), format!("DATABASE_URL={url}\nPDP_API_KEY={KEY}\n"))?;
     std::fs::write(work.join("load.mjs"), LOAD_NODE)?;
     std::fs::write(work.join("load.lua"), LOAD_LUA)?;
@@ -143,14 +144,18 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     );
     crate::step("seed users", Command::new("psql").args([url.as_str(), "-q", "-c", &seed]))?;
 
-    let mut serve = Command::new(&pdp)
-        .args(["serve"])
-        .current_dir(&work)
-        .env("PDP_CACHE_DIR", &cache)
-        .env("PDP_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let port = crate::bench::read_listen_port(&mut serve, "https")?;
+    let start_pdp = |config: &str, scheme: &str| -> anyhow::Result<(std::process::Child, u16)> {
+        let mut child = Command::new(&pdp)
+            .args(["serve", "--config", config])
+            .current_dir(&work)
+            .env("PDP_CACHE_DIR", &cache)
+            .env("PDP_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let port = crate::bench::read_listen_port(&mut child, scheme)?;
+        Ok((child, port))
+    };
+    let (mut serve, port) = start_pdp("pdp.toml", "https")?;
     let ca = work.join(".pdp/tls/ca.pem");
     let node = |script: &str, env: &[(&str, String)]| -> anyhow::Result<String> {
         let mut c = Command::new("node");
@@ -180,20 +185,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     // The project's own schema: the second pdp (below) serves it without an upload.
     std::fs::write(work.join("prisma/schema.prisma"), SCHEMA)?;
 
-    // The same proxy without TLS (a second pdp serve, `tls = "off"`), to split pdp's overhead into what
-    // TLS costs (client and server side) and what the proxying itself costs.
-    std::fs::write(
-        work.join("pdp-plain.toml"),
-        "[prisma]\nversion = \"6.19.3\"\n\n[database]\nurl = \"env:DATABASE_URL\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\ntls = \"off\"\napi-keys = [\"env:PDP_API_KEY\"]\nengine = \"wasm\"\n",
-    )?;
-    let mut plain = Command::new(&pdp)
-        .args(["serve", "--config", "pdp-plain.toml"])
-        .current_dir(&work)
-        .env("PDP_CACHE_DIR", &cache)
-        .env("PDP_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let plain_port = crate::bench::read_listen_port(&mut plain, "http")?;
+    let (mut plain, plain_port) = start_pdp("pdp-plain.toml", "http")?;
 
     // One round on one path, with the CPU every process on the path spent per request (µs): the load
     // generator, the proxy (when there is one), the engine, PostgreSQL.
