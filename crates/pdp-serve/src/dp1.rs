@@ -551,7 +551,8 @@ fn tx_options(bytes: &[u8], limits: &pdp_config::Limits) -> Result<Bytes, String
 pub async fn scrape(app: &App) -> String {
     let mut seen_meta: HashSet<String> = HashSet::new();
     let mut out = String::new();
-    for (key, ep) in app.dp1.engines.ready_all() {
+    for (key, _, ep) in app.dp1.engines.states() {
+        let Some(ep) = ep else { continue };
         let Ok(resp) = app
             .forward(ep.addr, Method::GET, "/metrics", &HeaderMap::new(), Bytes::new(), Duration::from_millis(500))
             .await

@@ -46,7 +46,7 @@ use crate::supervisor::{Supervisor, Timing};
 ///
 /// Every request's expensive part runs in a child (a single-threaded engine or executor) on the same
 /// machine; a proxy thread per core would compete with them for the cores and cost more throughput than it
-/// adds (measured in `cargo xtask bench serve-dp1`, ARCHITECTURE.md "Threads").
+/// adds (measured in `cargo xtask bench serve-dp1`; ARCHITECTURE.md, "Decisions and why").
 pub fn worker_threads(configured: Option<u32>) -> usize {
     match configured {
         Some(n) => usize::try_from(n).unwrap_or(1).max(1),

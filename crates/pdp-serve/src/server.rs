@@ -350,7 +350,9 @@ impl App {
             .engines
             .states()
             .into_iter()
-            .map(|(engine, status, generation)| serde_json::json!({"engine": engine, "status": status, "generation": generation}))
+            .map(|(engine, status, ep)| {
+                serde_json::json!({"engine": engine.to_string(), "status": status, "generation": ep.map(|e| e.generation)})
+            })
             .collect();
         let ok = db.is_ok() && executor != "starting";
         let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

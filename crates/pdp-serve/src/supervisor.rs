@@ -194,35 +194,23 @@ impl<L: Launch> Supervisor<L> {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Every child serving right now, with its endpoint.
-    pub fn ready_all(&self) -> Vec<(L::Key, Endpoint)> {
-        let slots = self.slots();
-        slots
-            .iter()
-            .filter_map(|(key, slot)| match &*slot.state.borrow() {
-                State::Ready(ep) => Some((key.clone(), *ep)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Every child this supervisor knows, with its state in a word (`starting`, `ready`, `failed`,
-    /// `stopped`) and its incarnation when ready, sorted by key.
-    pub fn states(&self) -> Vec<(String, &'static str, Option<u64>)> {
+    /// Every child this supervisor knows, sorted by key, with its state in a word (`starting`, `ready`,
+    /// `failed`, `stopped`) and its endpoint when ready.
+    pub fn states(&self) -> Vec<(L::Key, &'static str, Option<Endpoint>)> {
         let mut all: Vec<_> = self
             .slots()
             .iter()
             .map(|(key, slot)| {
-                let (word, generation) = match &*slot.state.borrow() {
+                let (word, endpoint) = match &*slot.state.borrow() {
                     State::Starting => ("starting", None),
-                    State::Ready(ep) => ("ready", Some(ep.generation)),
+                    State::Ready(ep) => ("ready", Some(*ep)),
                     State::Failed(..) => ("failed", None),
                     State::Stopped => ("stopped", None),
                 };
-                (key.to_string(), word, generation)
+                (key.clone(), word, endpoint)
             })
             .collect();
-        all.sort();
+        all.sort_by_cached_key(|(key, ..)| key.to_string());
         all
     }
 
