@@ -5,9 +5,10 @@
 //! one. Other generator blocks are dropped from the copy (their preview features are merged into the kept
 //! block, because Prisma validates the schema with the union of all generators' features).
 //!
-//! Deliberately not a Prisma schema parser: models, datasources and comments outside generator blocks are
-//! copied byte for byte; inside the kept block, comments inside a rewritten `previewFeatures` array are
-//! dropped (the rest of the block is kept line by line). Multi-file schemas are not handled.
+//! Deliberately not a Prisma schema parser: the blocks are found by the one scanner (`pdp_schema`);
+//! models, datasources and comments outside generator blocks are copied byte for byte; inside the kept
+//! block, comments inside a rewritten `previewFeatures` array are dropped (the rest of the block is kept
+//! line by line). Multi-file schemas are not handled.
 
 use std::path::Path;
 
@@ -63,7 +64,7 @@ pub const APPENDED: &str =
 /// Patches `source` (the text of `schema`, named in errors).
 pub fn patch(source: &str, schema: &Path, patch: &Patch<'_>) -> Result<Patched, ClientError> {
     let lines: Vec<&str> = source.lines().collect();
-    let blocks = generator_blocks(&lines, schema)?;
+    let blocks = generator_blocks(source, &lines, schema)?;
     let wanted = provider_of(patch.generator);
     let chosen = blocks.iter().position(|b| b.provider().as_deref() == Some(wanted)).or_else(|| {
         blocks.iter().position(|b| matches!(b.provider().as_deref(), Some("prisma-client-js" | "prisma-client")))
@@ -221,191 +222,49 @@ impl Block {
     }
 }
 
-/// Splits a line into code and `// comment` (a `//` inside a string is code).
-fn split_comment(line: &str) -> (&str, &str) {
-    let mut in_string = false;
-    let mut escaped = false;
-    let bytes = line.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if b == b'/' && bytes.get(i + 1) == Some(&b'/') {
-            return (&line[..i], &line[i..]);
+/// The generator blocks of `source` (split into `lines`), read with the schema scanner.
+fn generator_blocks(source: &str, lines: &[&str], schema: &Path) -> Result<Vec<Block>, ClientError> {
+    let scanned = pdp_schema::scan(source).map_err(|e| match e {
+        pdp_schema::ScanError::Unclosed { line, what } => {
+            ClientError::Unclosed { schema: schema.to_path_buf(), line, what }
         }
-    }
-    (line, "")
-}
-
-/// The string literals in `code` (no comments in it).
-fn strings_in(code: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current: Option<String> = None;
-    let mut escaped = false;
-    for c in code.chars() {
-        match &mut current {
-            Some(s) => match (escaped, c) {
-                (true, c) => {
-                    s.push(c);
-                    escaped = false;
-                }
-                (false, '\\') => escaped = true,
-                (false, '"') => out.push(current.take().unwrap_or_default()),
-                (false, c) => s.push(c),
-            },
-            None if c == '"' => current = Some(String::new()),
-            None => {}
-        }
-    }
-    out
-}
-
-fn is_ident(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-/// `generator NAME {` → NAME.
-fn generator_header(code: &str) -> Option<String> {
-    let rest = code.trim().strip_prefix("generator")?;
-    if !rest.starts_with(char::is_whitespace) {
-        return None;
-    }
-    let name = rest.trim().strip_suffix('{')?.trim();
-    is_ident(name).then(|| name.to_owned())
-}
-
-fn generator_blocks(lines: &[&str], schema: &Path) -> Result<Vec<Block>, ClientError> {
-    let mut blocks = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let (code, _) = split_comment(lines[i]);
-        let Some(name) = generator_header(code) else {
-            i += 1;
-            continue;
-        };
-        let start = i;
-        let unclosed = || ClientError::Unclosed {
-            schema: schema.to_path_buf(),
-            line: start + 1,
-            what: format!("generator block `{name}`"),
-        };
-        let mut items = Vec::new();
-        let mut j = i + 1;
-        let end = loop {
-            let Some(line) = lines.get(j) else { return Err(unclosed()) };
-            let (code, comment) = split_comment(line);
-            let trimmed = code.trim();
-            if trimmed == "}" {
-                break j;
-            }
-            if trimmed.is_empty() {
-                items.push(Item::Verbatim((*line).to_owned()));
-                j += 1;
-                continue;
-            }
-            let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
-            let Some((key, rest)) = code.split_once('=') else {
-                // Not `key = value`: keep it; Prisma will report it.
-                items.push(Item::Verbatim((*line).to_owned()));
-                j += 1;
-                continue;
-            };
-            let lead = key.to_owned();
-            let key = key.trim().to_owned();
-            let rest = rest.trim_start();
-            if rest.starts_with('[') {
-                let (value, trailing, last) =
-                    array_value(lines, j, code.len() - rest.len()).ok_or_else(|| ClientError::Unclosed {
-                        schema: schema.to_path_buf(),
-                        line: j + 1,
-                        what: format!("the `{key}` array"),
-                    })?;
-                let strings = strings_in(&strip_comments(&value));
-                items.push(Item::Entry { indent, lead, key, value, strings, trailing });
-                j = last + 1;
-            } else {
-                let value = rest.trim_end().to_owned();
-                let strings = strings_in(&value);
-                items.push(Item::Entry { indent, lead, key, value, strings, trailing: comment.trim().to_owned() });
-                j += 1;
-            }
-        };
-        blocks.push(Block {
-            name,
-            start,
-            end,
-            header: lines[start].trim_end().to_owned(),
-            closing: lines[end].trim_end().to_owned(),
-            items,
-        });
-        i = end + 1;
-    }
-    Ok(blocks)
-}
-
-/// The raw text of an array value starting at byte `col` of line `first` up to its `]`, the comment after
-/// it, and the index of the line where it ends. `None` if it never closes.
-fn array_value(lines: &[&str], first: usize, col: usize) -> Option<(String, String, usize)> {
-    let mut value = String::new();
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (k, line) in lines.iter().enumerate().skip(first) {
-        let text = if k == first { &line[col..] } else { line };
-        if k != first {
-            value.push('\n');
-        }
-        let mut chars = text.char_indices().peekable();
-        while let Some((pos, c)) = chars.next() {
-            if in_string {
-                value.push(c);
-                match (escaped, c) {
-                    (true, _) => escaped = false,
-                    (false, '\\') => escaped = true,
-                    (false, '"') => in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match c {
-                '"' => {
-                    in_string = true;
-                    value.push(c);
-                }
-                '/' if chars.peek().is_some_and(|(_, n)| *n == '/') => {
-                    value.push_str(&text[pos..]);
-                    break;
-                }
-                '[' => {
-                    depth += 1;
-                    value.push(c);
-                }
-                ']' => {
-                    value.push(c);
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        let after = text[pos + 1..].trim();
-                        return Some((value, after.to_owned(), k));
+    })?;
+    let line = |n: usize| lines.get(n).copied().unwrap_or("");
+    Ok(scanned
+        .blocks_of("generator")
+        .map(|b| {
+            let mut items = Vec::new();
+            let mut n = b.first_line + 1;
+            while n < b.last_line {
+                match b.entries.iter().find(|e| e.first_line == n) {
+                    Some(e) => {
+                        let indent: String = e.lead.chars().take_while(|c| c.is_whitespace()).collect();
+                        items.push(Item::Entry {
+                            indent,
+                            lead: e.lead.to_owned(),
+                            key: e.key.to_owned(),
+                            value: e.raw.to_owned(),
+                            strings: e.value.strings().into_iter().map(str::to_owned).collect(),
+                            trailing: e.comment.to_owned(),
+                        });
+                        n = e.last_line + 1;
+                    }
+                    None => {
+                        items.push(Item::Verbatim(line(n).to_owned()));
+                        n += 1;
                     }
                 }
-                _ => value.push(c),
             }
-        }
-        if split_comment(line).0.trim() == "}" && k != first {
-            return None;
-        }
-    }
-    None
-}
-
-fn strip_comments(value: &str) -> String {
-    value.lines().map(|l| split_comment(l).0).collect::<Vec<_>>().join("\n")
+            Block {
+                name: b.name.to_owned(),
+                start: b.first_line,
+                end: b.last_line,
+                header: line(b.first_line).trim_end().to_owned(),
+                closing: line(b.last_line).trim_end().to_owned(),
+                items,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -30,8 +30,8 @@
 //                              OVERWRITE_DATASOURCES / --overwrite-datasources `[{"name":"db","url":"…"}]`
 //                              (plain or base64 JSON, as the native engine accepts). The schema's own
 //                              `url`/`env()` is never used: the engine gets an empty env and the adapter.
-//   PDP_QE_PROVIDER            postgresql|cockroachdb|mysql|sqlite; default = the schema's datasource provider
-//                              (they must agree when both are given)
+//   PDP_QE_PROVIDER            postgresql|postgres|cockroachdb|mysql|sqlite: the schema's datasource provider,
+//                              as pdp read it (pdp's one schema scanner; this launcher never re-parses the schema)
 //   PDP_QE_CONNECTION_LIMIT    pool size; default = the URL's `connection_limit`, else cores*2+1 like Prisma
 //   RUST_LOG                   engine log level error|warn|info|debug|trace (default info)
 //   PDP_QE_IGNORE_STDIN=1      do not exit when stdin closes (for running it by hand in the background)
@@ -212,14 +212,6 @@ function databaseUrl(opts) {
   failStart("no database URL: set PDP_DATABASE_URL");
 }
 
-/** The first datasource block's provider, read with a small scanner (comments stripped). */
-function schemaProvider(schema) {
-  const noComments = schema.replace(/\/\/[^\n]*/g, "");
-  const block = /datasource\s+\w+\s*\{([^}]*)\}/m.exec(noComments);
-  const provider = block && /provider\s*=\s*"([^"]+)"/.exec(block[1]);
-  return provider ? provider[1] : undefined;
-}
-
 // ---------------------------------------------------------------- modules
 
 const require = createRequire(
@@ -313,13 +305,9 @@ async function createAdapter(provider, rawUrl, schemaDir) {
 const opts = parseArgs(process.argv.slice(2));
 const datamodel = readDatamodel(opts);
 const url = databaseUrl(opts);
-const fromSchema = schemaProvider(datamodel.text);
-const provider = (process.env.PDP_QE_PROVIDER || fromSchema || "").replace(/^postgres$/, "postgresql");
+const provider = (process.env.PDP_QE_PROVIDER || "").replace(/^postgres$/, "postgresql");
 if (!ENGINE_FILES[provider]) {
-  failStart(`unsupported or unknown provider ${JSON.stringify(provider)} (postgresql, cockroachdb, mysql or sqlite)`);
-}
-if (process.env.PDP_QE_PROVIDER && fromSchema && fromSchema.replace(/^postgres$/, "postgresql") !== provider) {
-  failStart(`PDP_QE_PROVIDER=${provider} but the schema's datasource says ${fromSchema}`);
+  failStart(`PDP_QE_PROVIDER must name the schema's provider (postgresql, cockroachdb, mysql or sqlite), not ${JSON.stringify(provider)}`);
 }
 const logLevel = ["error", "warn", "info", "debug", "trace"].includes(process.env.RUST_LOG) ? process.env.RUST_LOG : "info";
 

@@ -96,6 +96,9 @@ pub struct Schema {
     pub text: String,
     /// The datasource block's name (`db`), for `--overwrite-datasources`.
     pub datasource: String,
+    /// The datasource's provider as written (`postgresql`, `cockroachdb`, …): the WASM launcher loads
+    /// that engine build and driver adapter.
+    pub provider: String,
     /// Whether a generator lists the `jsonProtocol` preview feature (4.x clients then speak JSON).
     pub json_protocol: bool,
 }
@@ -243,7 +246,7 @@ impl Engines {
         }
     }
 
-    fn wasm_command(&self, datamodel: &Path) -> Result<Cmd, StartError> {
+    fn wasm_command(&self, datamodel: &Path, schema: &Schema) -> Result<Cmd, StartError> {
         let node = self.node.clone().ok_or_else(|| StartError {
             message: "the WASM query engine runs on Node.js, and `node` is not on PATH".into(),
             permanent: true,
@@ -272,6 +275,7 @@ impl Engines {
             .args(["--port", "0", "--engine-protocol", "json"])
             .env("PDP_DATABASE_URL", self.datasource_url())
             .env("PDP_QE_MODULES_DIR", &installed.dir)
+            .env("PDP_QE_PROVIDER", &schema.provider)
             .env("RUST_LOG", &self.log_level);
         if let Some(n) = self.connection_limit {
             cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", n.to_string());
@@ -352,7 +356,7 @@ impl Launch for Engines {
             permanent: false,
         })?;
         match self.kind {
-            QueryEngine::Wasm => self.wasm_command(&datamodel),
+            QueryEngine::Wasm => self.wasm_command(&datamodel, &schema),
             QueryEngine::Native => {
                 let binary = self.native_binary(&key.engine)?;
                 let overwrite = serde_json::json!([{ "name": schema.datasource, "url": self.datasource_url() }]);
@@ -391,48 +395,17 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// Checks an uploaded schema enough to start an engine on pdp's database: one `datasource` block whose
 /// provider matches the database and which has a `url` (its value is never used), and reads the
-/// datasource name and whether a generator enables `jsonProtocol`.
+/// datasource name and whether a generator enables `jsonProtocol` (matched exactly, as the client does).
 pub fn check_schema(text: &str, database: Provider) -> Result<Schema, String> {
-    let mut datasources: Vec<(String, String)> = Vec::new();
-    let mut generators: Vec<String> = Vec::new();
-    let mut current: Option<(String, String, String)> = None;
-    for raw in text.lines() {
-        let line = strip_comment(raw).trim().to_owned();
-        if let Some((kind, name, body)) = current.as_mut() {
-            if line.starts_with('}') {
-                match kind.as_str() {
-                    "datasource" => datasources.push((name.clone(), body.clone())),
-                    "generator" => generators.push(body.clone()),
-                    _ => {}
-                }
-                current = None;
-            } else {
-                body.push_str(&line);
-                body.push('\n');
-            }
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        if let (Some(kind @ ("datasource" | "generator" | "model" | "enum" | "view" | "type")), Some(name)) =
-            (words.next(), words.next())
-            && line.ends_with('{')
-        {
-            current = Some((kind.to_owned(), name.trim_end_matches('{').to_owned(), String::new()));
-        }
-    }
-    let (name, body) = match datasources.as_slice() {
-        [one] => one.clone(),
-        [] => return Err("the schema has no `datasource` block".into()),
-        _ => return Err("the schema has more than one `datasource` block".into()),
+    let scanned = pdp_schema::scan(text).map_err(|e| format!("the schema cannot be read: {e}"))?;
+    let mut datasources = scanned.blocks_of("datasource");
+    let ds = match (datasources.next(), datasources.next()) {
+        (Some(one), None) => one,
+        (None, _) => return Err("the schema has no `datasource` block".into()),
+        (Some(_), Some(_)) => return Err("the schema has more than one `datasource` block".into()),
     };
-    let setting = |key: &str| {
-        body.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == key).then(|| v.trim().to_owned())
-        })
-    };
-    let provider_text = setting("provider").ok_or_else(|| format!("datasource `{name}` has no `provider`"))?;
-    let provider_name = provider_text.trim_matches('"');
+    let name = ds.name;
+    let provider_name = ds.string("provider").ok_or_else(|| format!("datasource `{name}` has no `provider`"))?;
     let provider = Provider::from_schema_name(provider_name)
         .ok_or_else(|| format!("datasource `{name}` has an unknown provider `{provider_name}`"))?;
     if provider != database {
@@ -441,36 +414,16 @@ pub fn check_schema(text: &str, database: Provider) -> Result<Schema, String> {
             database.as_str()
         ));
     }
-    if setting("url").is_none() {
+    if ds.get("url").is_none() {
         return Err(format!(
             "datasource `{name}` has no `url` (pdp replaces it with its own database, but Prisma requires one)"
         ));
     }
-    let json_protocol = generators.iter().any(|g| {
-        g.find("previewFeatures").is_some_and(|i| {
-            let rest = &g[i..];
-            let end = rest.find(']').unwrap_or(rest.len());
-            rest[..end].contains("\"jsonProtocol\"")
-        })
-    });
-    Ok(Schema { text: text.to_owned(), datasource: name, json_protocol })
-}
-
-/// `line` without a `//` comment (a `//` inside a string stays).
-fn strip_comment(line: &str) -> &str {
-    let mut in_string = false;
-    let bytes = line.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => in_string = !in_string,
-            b'\\' if in_string => i += 1,
-            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return &line[..i],
-            _ => {}
-        }
-        i += 1;
-    }
-    line
+    let json_protocol = scanned
+        .blocks_of("generator")
+        .filter_map(|g| g.get("previewFeatures"))
+        .any(|f| f.value.strings().contains(&"jsonProtocol"));
+    Ok(Schema { text: text.to_owned(), datasource: name.to_owned(), provider: provider_name.to_owned(), json_protocol })
 }
 
 #[cfg(test)]
@@ -531,6 +484,10 @@ mod tests {
         );
         assert!(check("datasource db {\n provider = \"postgresql\"\n}\n").contains("has no `url`"));
         assert!(check(&format!("{ds}{ds}")).contains("more than one"));
+        // A brace in a string and a datasource in a comment change nothing.
+        let tricky = "model A {\n  id String @id @default(\"}\")\n}\n// datasource x {\n";
+        assert_eq!(check(&format!("{tricky}{ds}")), "ok db json=false");
+        assert!(check("datasource db {\n provider = \"postgresql\"\n").contains("never closed"));
     }
 
     #[test]

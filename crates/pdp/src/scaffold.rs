@@ -241,40 +241,14 @@ fn whole(env: &Environment<'_>, path: &str, name: &str, ctx: &Context<'_>) -> an
     Ok(Planned { path: path.into(), contents: render(env, name, ctx)?, kind: Kind::Whole })
 }
 
-/// The lines inside a schema's `datasource` block, comments stripped and trimmed.
-fn datasource_lines(schema: &str) -> impl Iterator<Item = &str> {
-    let mut in_datasource = false;
-    schema.lines().filter_map(move |line| {
-        let line = line.split("//").next().unwrap_or("").trim();
-        if line.starts_with("datasource ") && line.ends_with('{') {
-            in_datasource = true;
-            None
-        } else if in_datasource && line.starts_with('}') {
-            in_datasource = false;
-            None
-        } else {
-            in_datasource.then_some(line)
-        }
-    })
-}
-
-/// The value of `key = …` on a datasource line, if that line sets `key`.
-fn assignment<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.strip_prefix(key)?.trim_start().strip_prefix('=').map(str::trim_start)
-}
-
-/// The provider named in a schema's `datasource` block, if one can be read.
+/// The provider named in a schema's first `datasource` block, if the schema can be read and has one.
 pub fn schema_provider(schema: &str) -> Option<String> {
-    datasource_lines(schema).find_map(|line| {
-        // `provider = "postgresql"`: the quoted string, whatever follows it.
-        let value = assignment(line, "provider")?.strip_prefix('"')?;
-        value.split('"').next().map(str::to_owned)
-    })
+    pdp_schema::scan(schema).ok()?.datasource()?.string("provider").map(str::to_owned)
 }
 
-/// Whether a schema's `datasource` block sets `url` (Prisma 7 rejects it there).
+/// Whether a schema's first `datasource` block sets `url` (Prisma 7 rejects it there).
 pub fn datasource_has_url(schema: &str) -> bool {
-    datasource_lines(schema).any(|line| assignment(line, "url").is_some())
+    pdp_schema::scan(schema).ok().and_then(|s| s.datasource().map(|d| d.get("url").is_some())).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -350,5 +324,10 @@ mod tests {
         assert_eq!(schema_provider(schema).as_deref(), Some("mysql"));
         assert_eq!(schema_provider("model A { id Int @id }"), None);
         assert_eq!(schema_provider("datasource db {\n  provider = \"sqlite\"}\n").as_deref(), Some("sqlite"));
+        // A `//` inside a string is not a comment (it used to cut the line there).
+        let url_with_slashes = "datasource db {\n  url = \"file://./x\" // c\n  provider = \"sqlite\"\n}\n";
+        assert_eq!(schema_provider(url_with_slashes).as_deref(), Some("sqlite"));
+        assert!(datasource_has_url(url_with_slashes));
+        assert!(!datasource_has_url("datasource db {\n  provider = \"sqlite\"\n  // url = \"file:x\"\n}\n"));
     }
 }
