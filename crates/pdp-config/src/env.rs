@@ -141,6 +141,8 @@ pub const HTTPS_PROXY: &str = "HTTPS_PROXY";
 pub const HTTP_PROXY: &str = "HTTP_PROXY";
 /// Hosts that are reached directly, not through the proxy (`no_proxy` is read too).
 pub const NO_PROXY: &str = "NO_PROXY";
+/// Where temporary files go (the query engines' schema copies; the fallback cache without a home).
+pub const TMPDIR: &str = "TMPDIR";
 
 /// Every variable, for docs and `pdp doctor`.
 pub static ENV_VARS: &[EnvVar] = &[
@@ -182,4 +184,8 @@ pub static ENV_VARS: &[EnvVar] = &[
         doc: "Proxy for http downloads, and https ones without `HTTPS_PROXY` (`http_proxy` too).",
     },
     EnvVar { name: NO_PROXY, doc: "Hosts reached directly, bypassing the proxy (`no_proxy` is read too)." },
+    EnvVar {
+        name: TMPDIR,
+        doc: "Where temporary files go (engines' schema copies; the cache when there is no home directory).",
+    },
 ];

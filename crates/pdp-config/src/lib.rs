@@ -51,6 +51,10 @@ pub struct Config {
     pub serve: ServeConfig,
     /// `[migrate]`.
     pub migrate: MigrateConfig,
+    /// How pdp reaches the network (proxies, the npm registry), from the environment.
+    pub network: NetworkConfig,
+    /// Where temporary files go: `TMPDIR`, else the system's default.
+    pub temp_dir: PathBuf,
     /// Things that are allowed but probably not what the user wants (shown by `pdp doctor`).
     pub warnings: Vec<Problem>,
 }
@@ -309,6 +313,33 @@ pub struct Limits {
     pub engine_start_timeout: Duration,
     /// Unused engines are stopped after this long.
     pub engine_idle_timeout: Duration,
+}
+
+/// The npm registry pdp asks when `PDP_NPM_REGISTRY` is not set.
+pub const DEFAULT_NPM_REGISTRY: &str = "https://registry.npmjs.org";
+
+/// How pdp reaches the network, read from the environment once for every command (downloads, engine-hash
+/// lookups, `npm install`). Each value has been checked: a proxy is a URL (or `host:port`, as curl takes
+/// it) of a scheme reqwest speaks, the registry an http(s) URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// `HTTPS_PROXY` (else `https_proxy`): the proxy for https URLs.
+    pub https_proxy: Option<String>,
+    /// `HTTP_PROXY` (else `http_proxy`): the proxy for http URLs, and for https ones without an https proxy.
+    pub http_proxy: Option<String>,
+    /// `NO_PROXY` (else `no_proxy`): hosts, domains and CIDRs reached directly (`*` for all).
+    pub no_proxy: Option<String>,
+    /// `PDP_NPM_REGISTRY`, when set.
+    pub npm_registry: Option<url::Url>,
+}
+
+impl NetworkConfig {
+    /// The npm registry to ask: the configured one, else [`DEFAULT_NPM_REGISTRY`].
+    pub fn registry(&self) -> url::Url {
+        self.npm_registry.clone().unwrap_or_else(|| {
+            url::Url::parse(DEFAULT_NPM_REGISTRY).unwrap_or_else(|e| unreachable!("the default registry parses: {e}"))
+        })
+    }
 }
 
 /// `[migrate]`.

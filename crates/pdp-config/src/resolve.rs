@@ -13,8 +13,8 @@ use crate::env::{self, Env};
 use crate::error::{ConfigError, Origin, Problem};
 use crate::raw::{RawConfig, S};
 use crate::{
-    ApiKey, ClientConfig, Config, DatabaseConfig, DatabaseUrl, EnginesConfig, Limits, MigrateConfig, PrismaConfig,
-    PrismaVersion, QueryEngine, Runtime, Secret, ServeConfig, Tls,
+    ApiKey, ClientConfig, Config, DatabaseConfig, DatabaseUrl, EnginesConfig, Limits, MigrateConfig, NetworkConfig,
+    PrismaConfig, PrismaVersion, QueryEngine, Runtime, Secret, ServeConfig, Tls,
 };
 
 /// Values given on the command line; they win over the file and the environment.
@@ -712,6 +712,8 @@ pub(crate) fn resolve(
         Some(dir) => r.path(&dir),
         None => r.root.join(defaults::STATE_DIR),
     };
+    let network = resolve_network(&mut r);
+    let temp_dir = temp_dir(env);
 
     if !r.problems.is_empty() {
         return Err(ConfigError::Invalid(r.problems));
@@ -753,6 +755,8 @@ pub(crate) fn resolve(
             },
         },
         migrate: MigrateConfig { lock_timeout },
+        network,
+        temp_dir,
         warnings: r.warnings,
     })
 }
@@ -806,23 +810,19 @@ fn resolve_tls(r: &mut Resolver<'_>, mode: Option<&S>, cert: Option<&S>, key: Op
     }
 }
 
-/// `10MiB`, `512KiB`, `1MB`, `2048` (bytes).
+/// `10MiB`, `512KiB`, `1MB`, `2048` (bytes): a whole number, optional spaces, then one of the units
+/// reference.toml documents. The value is read by `bytesize`; the form is checked first, because
+/// bytesize also takes decimals and units in any letter case, which pdp.toml does not promise, and it
+/// saturates where pdp refuses a size too large to count.
 pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    const UNITS: [&str; 9] = ["", "B", "KB", "kB", "KiB", "MB", "MiB", "GB", "GiB"];
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1_000,
-        "KiB" => 1 << 10,
-        "MB" => 1_000_000,
-        "MiB" => 1 << 20,
-        "GB" => 1_000_000_000,
-        "GiB" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    if digits == 0 || !UNITS.contains(&text[digits..].trim_start()) {
+        return None;
+    }
+    let size = text.parse::<bytesize::ByteSize>().ok()?.as_u64();
+    (size != u64::MAX).then_some(size)
 }
 
 /// The per-user cache for engines and tools: `$XDG_CACHE_HOME/pdp`, `~/.cache/pdp`, or the OS equivalents.
@@ -837,5 +837,83 @@ fn default_cache_dir(env: &dyn Env) -> PathBuf {
             .map(PathBuf::from)
             .or_else(|| env.var("HOME").map(|h| PathBuf::from(h).join(".cache")))
     };
-    base.unwrap_or_else(std::env::temp_dir).join("pdp")
+    base.unwrap_or_else(|| temp_dir(env)).join("pdp")
+}
+
+/// `TMPDIR` when it is an absolute path, else the system's temporary directory (`/tmp` on Unix).
+fn temp_dir(env: &dyn Env) -> PathBuf {
+    match env.var(env::TMPDIR).filter(|v| Path::new(v).is_absolute()) {
+        Some(dir) => PathBuf::from(dir),
+        None if cfg!(unix) => PathBuf::from("/tmp"),
+        // Windows keeps it in TEMP/TMP; the Env registry does not name those, so ask the OS.
+        None => env.var("TEMP").or_else(|| env.var("TMP")).map_or_else(|| PathBuf::from("."), PathBuf::from),
+    }
+}
+
+/// Proxies (upper-case name first, an empty value is unset, as curl and Prisma's CLI read them) and the
+/// npm registry, each checked once so that every command means the same by them.
+fn resolve_network(r: &mut Resolver<'_>) -> NetworkConfig {
+    let either = |upper: &'static str, lower: &'static str| -> Option<(String, &'static str)> {
+        [upper, lower].into_iter().find_map(|name| r.env.var(name).filter(|v| !v.trim().is_empty()).map(|v| (v, name)))
+    };
+    let (https, http, no_proxy) = (
+        either(env::HTTPS_PROXY, "https_proxy"),
+        either(env::HTTP_PROXY, "http_proxy"),
+        either(env::NO_PROXY, "no_proxy"),
+    );
+    let mut proxy = |found: Option<(String, &'static str)>| {
+        let (value, var) = found?;
+        match check_proxy(&value) {
+            Ok(()) => Some(value.trim().to_owned()),
+            Err(why) => {
+                r.problem(
+                    Origin::Env(var),
+                    var,
+                    format!("`{var}` = `{}` is not a proxy URL: {why}", crate::redact_url(&value)),
+                    Some(format!("set it to e.g. `http://proxy.example.com:3128`, or unset `{var}`")),
+                );
+                None
+            }
+        }
+    };
+    let https_proxy = proxy(https);
+    let http_proxy = proxy(http);
+    let npm_registry = match r.env.var(env::PDP_NPM_REGISTRY).filter(|v| !v.trim().is_empty()) {
+        None => None,
+        Some(value) => {
+            let input = Input { value, origin: Origin::Env(env::PDP_NPM_REGISTRY), from_file: false };
+            let url = r.http_url(env::PDP_NPM_REGISTRY, &input);
+            if url.is_none()
+                && let Some(p) = r.problems.last_mut()
+            {
+                p.hint = Some(format!(
+                    "set `{}` to a registry base URL such as {}, or unset it",
+                    env::PDP_NPM_REGISTRY,
+                    crate::DEFAULT_NPM_REGISTRY
+                ));
+            }
+            url
+        }
+    };
+    NetworkConfig { https_proxy, http_proxy, no_proxy: no_proxy.map(|(v, _)| v.trim().to_owned()), npm_registry }
+}
+
+/// reqwest's reading of a proxy: a URL, or `host:port` taken as `http://host:port`; schemes http, https,
+/// socks4, socks4a, socks5 and socks5h; a host.
+fn check_proxy(value: &str) -> Result<(), String> {
+    let value = value.trim();
+    let parsed = match url::Url::parse(value) {
+        Err(url::ParseError::RelativeUrlWithoutBase) => url::Url::parse(&format!("http://{value}")),
+        // `host:port` parses as scheme `host` with path `port`.
+        Ok(u) if u.cannot_be_a_base() => url::Url::parse(&format!("http://{value}")),
+        other => other,
+    }
+    .map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https" | "socks4" | "socks4a" | "socks5" | "socks5h") {
+        return Err(format!("unsupported scheme `{}:`", parsed.scheme()));
+    }
+    if !parsed.has_host() || parsed.host_str().is_some_and(str::is_empty) {
+        return Err("it names no host".into());
+    }
+    Ok(())
 }

@@ -329,6 +329,59 @@ fn sizes() {
     assert_eq!(p("ten"), None);
     assert_eq!(p("10 MiB"), Some(10 << 20));
     assert_eq!(p("10XB"), None);
+    assert_eq!(p("3kB"), Some(3000));
+    assert_eq!(p("3KB"), Some(3000));
+    assert_eq!(p("1GiB"), Some(1 << 30));
+    assert_eq!(p("7B"), Some(7));
+    // Forms bytesize would take but pdp.toml does not promise: decimals, other cases, no number.
+    for refused in ["1.5MiB", "10mib", "10 kib", "MiB", "-1", "1 000", "99999999999999999999GiB"] {
+        assert_eq!(p(refused), None, "{refused}");
+    }
+}
+
+#[test]
+fn network_settings_are_read_once_and_checked() {
+    let toml = "[prisma]\nversion = \"7.10.1\"\n";
+    let load = |vars: &[(&str, &str)]| from_str(toml, Path::new(FILE), &env(vars), &Overrides::default());
+    let c = load(&[]).expect("ok");
+    assert_eq!(c.network, crate::NetworkConfig::default());
+    assert_eq!(c.network.registry().as_str(), "https://registry.npmjs.org/");
+    let c = load(&[
+        ("https_proxy", "http://lower:1"),
+        ("HTTPS_PROXY", "http://upper:1"),
+        ("http_proxy", "proxy.internal:3128"),
+        ("NO_PROXY", ""),
+        ("no_proxy", "localhost,.internal"),
+        ("PDP_NPM_REGISTRY", "https://npm.example.com/repo/"),
+    ])
+    .expect("ok");
+    assert_eq!(c.network.https_proxy.as_deref(), Some("http://upper:1"), "the upper-case name wins");
+    assert_eq!(c.network.http_proxy.as_deref(), Some("proxy.internal:3128"), "host:port is a proxy, as in curl");
+    assert_eq!(c.network.no_proxy.as_deref(), Some("localhost,.internal"), "an empty value is unset");
+    assert_eq!(c.network.registry().as_str(), "https://npm.example.com/repo/");
+    let c = load(&[("https_proxy", "http://lower:1")]).expect("ok");
+    assert_eq!((c.network.https_proxy.as_deref(), c.network.http_proxy.as_deref()), (Some("http://lower:1"), None));
+    let c = load(&[("HTTPS_PROXY", ""), ("HTTP_PROXY", "http://h:8")]).expect("ok");
+    assert_eq!((c.network.https_proxy.as_deref(), c.network.http_proxy.as_deref()), (None, Some("http://h:8")));
+    check(
+        toml,
+        &[("HTTPS_PROXY", "ftp://user:secret@p:21")],
+        "environment variable `HTTPS_PROXY`: `HTTPS_PROXY` = `ftp://user:****@p:21` is not a proxy URL: unsupported scheme `ftp:`\nhint: set it to e.g. `http://proxy.example.com:3128`, or unset `HTTPS_PROXY`",
+    );
+    check(
+        toml,
+        &[("PDP_NPM_REGISTRY", "not a url")],
+        "environment variable `PDP_NPM_REGISTRY`: `PDP_NPM_REGISTRY` = `not a url` is not a URL: relative URL without a base\nhint: set `PDP_NPM_REGISTRY` to a registry base URL such as https://registry.npmjs.org, or unset it",
+    );
+}
+
+#[test]
+fn the_temporary_directory_comes_from_the_environment() {
+    let toml = "[prisma]\nversion = \"7.10.1\"\n";
+    let c = from_str(toml, Path::new(FILE), &env(&[("TMPDIR", "/scratch")]), &Overrides::default()).expect("ok");
+    assert_eq!(c.temp_dir, Path::new("/scratch"));
+    let c = from_str(toml, Path::new(FILE), &env(&[("TMPDIR", "relative")]), &Overrides::default()).expect("ok");
+    assert_eq!(c.temp_dir, Path::new("/tmp"), "a relative TMPDIR is ignored");
 }
 
 #[test]

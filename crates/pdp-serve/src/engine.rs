@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use pdp_config::prisma::PrismaVersion;
 use pdp_config::{DatabaseUrl, Provider, QueryEngine};
-use pdp_toolchain::cache::Cache;
-use pdp_toolchain::engines::{EngineHash, EngineKind, file_name, resolve_hash};
-use pdp_toolchain::fetch::Http;
+use pdp_toolchain::engines::{Cache, EngineHash, EngineKind, file_name, resolve_hash};
+use pdp_toolchain::files::{self, FileError};
+use pdp_toolchain::http::Http;
 use pdp_toolchain::npm::{self, Npm, NpmError, ToolSpec};
 use pdp_toolchain::overrides::{self, Pin, Probe};
 use pdp_toolchain::process::Cmd;
@@ -127,7 +127,7 @@ pub struct NativeSource {
     /// The directory a relative override path is taken from.
     pub cwd: PathBuf,
     /// For looking up an engine commit not recorded in the cache yet.
-    pub http: Option<Http>,
+    pub http: Http,
     /// The npm registry that lookup asks.
     pub registry: url::Url,
 }
@@ -222,12 +222,7 @@ impl Engines {
         {
             return Ok(hash);
         }
-        let Some(http) = &self.native.http else {
-            return Err(StartError {
-                message: format!("the engine commit of Prisma {v} is not cached and no HTTP client is configured"),
-                permanent: true,
-            });
-        };
+        let http = &self.native.http;
         let handle = tokio::runtime::Handle::current();
         let looked_up = handle.block_on(tokio::time::timeout(
             self.lookup_timeout,
@@ -264,10 +259,7 @@ impl Engines {
                     permanent: false,
                 })?;
         let launcher = installed.dir.join(WASM_LAUNCHER_FILE);
-        pdp_toolchain::embedded::write_if_changed(&launcher, WASM_LAUNCHER).map_err(|e| StartError {
-            message: format!("cannot write {}: {e}", launcher.display()),
-            permanent: false,
-        })?;
+        files::write_if_changed(&launcher, WASM_LAUNCHER).map_err(file_error)?;
         let mut cmd = Cmd::new(node, "start the WASM query engine", &installed.dir)
             .arg(&launcher)
             .arg("--datamodel-path")
@@ -298,6 +290,11 @@ impl Engines {
         }
         cmd
     }
+}
+
+/// A file a child needs could not be written: worth another try (a full disk may be freed).
+pub(crate) fn file_error(e: FileError) -> StartError {
+    StartError { message: format!("{e}: {}", e.source), permanent: false }
 }
 
 /// Appends `connection_limit` and `pool_timeout` (seconds) to a datasource URL, replacing any already there.
@@ -351,10 +348,7 @@ impl Launch for Engines {
             permanent: true,
         })?;
         let datamodel = self.dir.path().join(format!("{}.prisma", key.schema));
-        pdp_toolchain::embedded::write_if_changed(&datamodel, &schema.text).map_err(|e| StartError {
-            message: format!("cannot write {}: {e}", datamodel.display()),
-            permanent: false,
-        })?;
+        files::write_if_changed(&datamodel, &schema.text).map_err(file_error)?;
         match self.kind {
             QueryEngine::Wasm => self.wasm_command(&datamodel, &schema),
             QueryEngine::Native => {

@@ -43,8 +43,8 @@ pub fn provision(
 ) -> Result<PathBuf, ProvisionError> {
     let installed = npm::ensure(cache_root, &tool_spec(version), npm).map_err(|e| classify(version, e))?;
     let launcher = installed.dir.join(LAUNCHER_FILE);
-    pdp_toolchain::embedded::write_if_changed(&launcher, LAUNCHER)
-        .map_err(|e| ProvisionError::Other(format!("cannot write {}: {e}", launcher.display())))?;
+    pdp_toolchain::files::write_if_changed(&launcher, LAUNCHER)
+        .map_err(|e| ProvisionError::Other(format!("{e}: {}", e.source)))?;
     Ok(launcher)
 }
 

@@ -154,6 +154,8 @@ pub enum ServeError {
         version: String,
         /// Why (with the child's output framed).
         message: String,
+        /// Whether trying again cannot help (no release for the version, no Node.js): the user's to fix.
+        permanent: bool,
     },
 }
 
@@ -177,9 +179,18 @@ impl ServeError {
         }
     }
 
-    /// Whether the user can fix it by changing input (exit code 2) rather than it being pdp's fault.
+    /// Whether the user can fix it by changing input (exit code 2) rather than it being a failure of
+    /// the machine or of a child (exit code 1), variant by variant.
     pub fn is_user_error(&self) -> bool {
-        true
+        match self {
+            // A missing key, or an address that is taken or not this machine's: the configuration.
+            ServeError::NoKeys | ServeError::Bind { .. } => true,
+            ServeError::Tls(e) => e.is_user_error(),
+            ServeError::Embedded(e) => e.is_user_error(),
+            // The temporary directory is the machine's.
+            ServeError::EngineDir(_) => false,
+            ServeError::Executor { permanent, .. } => *permanent,
+        }
     }
 }
 
@@ -328,6 +339,7 @@ impl Server {
                     return Err(ServeError::Executor {
                         version: options.project_version.clone(),
                         message: e.message.clone(),
+                        permanent: e.permanent,
                     });
                 }
             }

@@ -82,6 +82,9 @@ pub enum TlsError {
         /// rustls' reason.
         source: rustls::Error,
     },
+    /// A file of the local CA could not be written.
+    #[error(transparent)]
+    File(#[from] pdp_toolchain::files::FileError),
     /// Certificate generation failed.
     #[error("cannot create the local certificate authority: {0}")]
     Generate(String),
@@ -101,8 +104,15 @@ impl TlsError {
             TlsError::Pair { .. } => {
                 "`serve.tls-key` must be the private key of the first certificate in `serve.tls-cert`".into()
             }
+            TlsError::File(_) => "check that the state dir (`.pdp`, PDP_STATE_DIR) is writable".into(),
             TlsError::Generate(_) => "delete the state dir's `tls` folder and start again".into(),
         })
+    }
+
+    /// Whether the user can fix it by changing input: a certificate or key file that is missing,
+    /// unreadable or unusable. A local CA that cannot be written or generated is not.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, TlsError::Io { .. } | TlsError::Pem { .. } | TlsError::Pair { .. })
     }
 }
 
@@ -151,7 +161,11 @@ const CA_DAYS: u64 = 3650;
 /// re-issued by the same CA when the host names change or it nears its end.
 pub fn ensure_auto(dir: &Path, extra_hosts: &[String]) -> Result<(AutoPaths, AutoOutcome), TlsError> {
     let paths = AutoPaths::new(dir);
-    fs_err::create_dir_all(dir).map_err(|e| TlsError::Io { path: dir.to_path_buf(), source: e })?;
+    fs_err::create_dir_all(dir).map_err(|source| pdp_toolchain::files::FileError {
+        action: "create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     for h in extra_hosts {
         if !hosts.contains(h) {
@@ -233,13 +247,11 @@ fn validity(now: u64, days: u64) -> (time::OffsetDateTime, time::OffsetDateTime)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    pdp_toolchain::cache::write_atomic(path, bytes, Some(0o644))
-        .map_err(|e| TlsError::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })
+    Ok(pdp_toolchain::files::write_atomic(path, bytes, Some(0o644))?)
 }
 
 fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    pdp_toolchain::cache::write_atomic(path, bytes, Some(0o600))
-        .map_err(|e| TlsError::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })
+    Ok(pdp_toolchain::files::write_atomic(path, bytes, Some(0o600))?)
 }
 
 /// The TLS config new connections use; swapped in place when the files change.

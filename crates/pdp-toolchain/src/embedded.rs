@@ -14,7 +14,7 @@ use pdp_config::DatabaseUrl;
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, ChildStdin};
 
-use crate::cache::{self, FileLock, TryLock};
+use crate::files::{self, FileError, FileLock, TryLock};
 use crate::launch::{self, LaunchError};
 use crate::npm::{self, Npm, NpmError, ToolSpec};
 use crate::process::Cmd;
@@ -103,6 +103,9 @@ pub enum EmbeddedError {
         #[source]
         source: LaunchError,
     },
+    /// Its lock or its address record could not be written.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// Another pdp owns the data directory but left no usable address.
     #[error("another pdp process holds the embedded PostgreSQL in {}, but its address cannot be read", .dir.display())]
     Busy {
@@ -112,13 +115,21 @@ pub enum EmbeddedError {
 }
 
 impl EmbeddedError {
+    /// Whether the user can fix it (npm missing, a damaged data directory, another pdp holding it) rather
+    /// than the machine failing (the state dir cannot be written).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, EmbeddedError::Io { .. } | EmbeddedError::File(_))
+    }
+
     /// One line telling the user what to do.
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             EmbeddedError::Provision(e) => {
                 return e.hint().or_else(|| Some("the npm registry must be reachable once to install PGlite".into()));
             }
-            EmbeddedError::Io { .. } => "check that the project's state dir (.pdp, PDP_STATE_DIR) is writable".into(),
+            EmbeddedError::Io { .. } | EmbeddedError::File(_) => {
+                "check that the project's state dir (.pdp, PDP_STATE_DIR) is writable".into()
+            }
             EmbeddedError::Start { .. } => {
                 "the output above is PGlite's; if its data is damaged, move `.pdp/pglite` aside (it holds the embedded database) or set `[database] url`".into()
             }
@@ -180,9 +191,9 @@ pub async fn start(
     };
     fs_err::create_dir_all(&base).map_err(io(&base))?;
     let lock_path = base.join("lock");
-    let lock = match cache::try_lock(&lock_path) {
-        Ok(TryLock::Acquired(lock)) => lock,
-        Ok(TryLock::Busy) => {
+    let lock = match files::try_lock(&lock_path)? {
+        TryLock::Acquired(lock) => lock,
+        TryLock::Busy => {
             let record: Option<Record> =
                 fs_err::read_to_string(&record_path).ok().and_then(|t| serde_json::from_str(&t).ok());
             return match record {
@@ -190,15 +201,14 @@ pub async fn start(
                 None => Err(EmbeddedError::Busy { dir: data_dir }),
             };
         }
-        Err(e) => return Err(EmbeddedError::Io { path: lock_path, source: std::io::Error::other(e.to_string()) }),
     };
     let cache_root = options.cache_root.clone();
     let installed = tokio::task::spawn_blocking(move || npm::ensure(&cache_root, &tool_spec(), npm))
         .await
-        .map_err(|e| EmbeddedError::Io { path: base.clone(), source: std::io::Error::other(e.to_string()) })?
+        .map_err(|e| EmbeddedError::Io { path: base.clone(), source: std::io::Error::other(e) })?
         .map_err(EmbeddedError::Provision)?;
     let launcher = installed.dir.join(LAUNCHER_FILE);
-    write_if_changed(&launcher, LAUNCHER).map_err(io(&launcher))?;
+    files::write_if_changed(&launcher, LAUNCHER)?;
     let cmd = Cmd::new(&options.node, "start the embedded PostgreSQL (PGlite)", &installed.dir)
         .arg(&launcher)
         .env("PDP_PGLITE_DIR", &data_dir)
@@ -211,8 +221,7 @@ pub async fn start(
     .map_err(|source| EmbeddedError::Start { dir: data_dir.clone(), source })?;
     let port = launched.addr.port();
     let record = serde_json::to_vec(&Record { port, pid: launched.child.id().unwrap_or(0) }).unwrap_or_default();
-    cache::write_atomic(&record_path, &record, None)
-        .map_err(|e| EmbeddedError::Io { path: record_path.clone(), source: std::io::Error::other(e.to_string()) })?;
+    files::write_atomic(&record_path, &record, None)?;
     let launch::Launched { child, stdin, mut stdout, mut stderr, .. } = launched;
     // Keep draining its output so it never blocks on a full pipe.
     tokio::spawn(async move {
@@ -232,12 +241,4 @@ fn url_for(port: u16) -> DatabaseUrl {
         "the embedded PostgreSQL (PGlite)",
     )
     .unwrap_or_else(|e| unreachable!("a fixed postgresql URL parses: {e}"))
-}
-
-/// Writes a launcher script when it is missing or differs (another pdp version wrote it): temp + rename.
-pub fn write_if_changed(path: &Path, content: &str) -> std::io::Result<()> {
-    if fs_err::read_to_string(path).is_ok_and(|old| old == content) {
-        return Ok(());
-    }
-    cache::write_atomic(path, content.as_bytes(), None).map_err(|e| std::io::Error::other(e.to_string()))
 }

@@ -1,23 +1,60 @@
 //! Which Prisma engine files a project needs and from which commit: the engine kinds, the file name per
-//! era and target, the engine hash of a Prisma version (from the npm registry, cached on disk), and the
-//! one error type of the engines area.
+//! era and target, the engine hash of a Prisma version (from the npm registry, cached on disk), the
+//! engines cache's layout, and the one error type of the engines area.
 //!
 //! Era differences come from [`pdp_config::prisma::Generation`] (one table), never from version
-//! comparisons here. Downloading is in [`crate::fetch`], the cache layout in [`crate::cache`], the
-//! `PRISMA_*_ENGINE_BINARY` rules in [`crate::overrides`]. Nothing here prints.
+//! comparisons here. Downloading is in [`crate::fetch`], the HTTP client in [`crate::http`], atomic
+//! writes and locks in [`crate::files`], the `PRISMA_*_ENGINE_BINARY` rules in [`crate::overrides`].
+//! Nothing here prints.
+//!
+//! The cache layout under the cache root (`[engines] cache`, `PDP_CACHE_DIR`):
+//!
+//! ```text
+//! engines/versions/<prisma version>          the engine hash of that version, one line
+//! engines/<hash>/<target>/<file>             a verified, executable engine (its presence means "verified")
+//! engines/<hash>/<target>/<file>.sha256      the SHA-256 of that file, as checked at download
+//! engines/<hash>/<target>/.<file>.lock       held while one process downloads the file
+//! ```
+//!
+//! The cache only grows; delete a hash directory to reclaim space.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use pdp_config::prisma::{Generation, PrismaVersion};
 use pdp_config::redact_url;
 
-use crate::cache::Cache;
-use crate::fetch::Http;
+use crate::files::{self, FileError};
+use crate::http::{Http, HttpError};
 
-/// The npm registry pdp asks when nothing else is configured.
-pub const DEFAULT_NPM_REGISTRY: &str = "https://registry.npmjs.org";
+/// The cache root and its layout.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// The cache at `root` (created lazily, on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Cache {
+        Cache { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the engine hash of `version` is recorded.
+    pub fn hash_record(&self, version: &PrismaVersion) -> PathBuf {
+        self.root.join("engines").join("versions").join(version.to_string())
+    }
+
+    /// Where a verified engine file lives.
+    pub fn engine_path(&self, hash: &EngineHash, target: &str, file: &str) -> PathBuf {
+        self.root.join("engines").join(hash.as_str()).join(target).join(file)
+    }
+}
 
 /// An engine program pdp fetches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -203,7 +240,7 @@ pub async fn resolve_hash(
             why: format!("`{engines_version}` carries no engine hash"),
         }
     })?;
-    crate::cache::write_atomic(&record, format!("{hash}\n").as_bytes(), None)?;
+    files::write_atomic(&record, format!("{hash}\n").as_bytes(), None)?;
     Ok(ResolvedHash { hash, source: HashSource::Registry(redact_url(&manifest_url)) })
 }
 
@@ -278,27 +315,9 @@ pub enum EngineError {
         /// The commit.
         hash: String,
     },
-    /// A request failed (after retries when the failure looked transient).
-    #[error("download of {url} failed{}", attempts_note(*.attempts))]
-    Http {
-        /// The URL.
-        url: String,
-        /// How many attempts were made.
-        attempts: u32,
-        /// The cause.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// A request answered an unexpected status (after retries for 5xx and 429).
-    #[error("{url} answered {status}{}", attempts_note(*.attempts))]
-    Status {
-        /// The URL.
-        url: String,
-        /// The HTTP status.
-        status: u16,
-        /// How many attempts were made.
-        attempts: u32,
-    },
+    /// A request failed, or the registry's answer was not JSON.
+    #[error(transparent)]
+    Http(#[from] HttpError),
     /// The download ended early or is not gzip (after retries).
     #[error("{url} is truncated or not gzip data{}", attempts_note(*.attempts))]
     Corrupt {
@@ -334,15 +353,9 @@ pub enum EngineError {
         /// The SHA-256 of what arrived.
         actual: String,
     },
-    /// A file in the cache could not be read or written.
-    #[error("cannot write {}", .path.display())]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file in the cache could not be written or locked.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// An override variable names a path that does not exist.
     #[error("{var} is set to `{}`, which does not exist", .path.display())]
     OverrideMissing {
@@ -421,13 +434,14 @@ impl EngineError {
                  all_commits/<hash>/<target>/<file>.gz and its .sha256 files"
                     .into(),
             ),
-            EngineError::Http { .. } | EngineError::Status { .. } => {
+            EngineError::Http(HttpError::Request { .. } | HttpError::Status { .. }) => {
                 Some("check the network, HTTPS_PROXY / NO_PROXY, and `[engines] mirror`".into())
             }
+            EngineError::Http(e) => e.hint(),
             EngineError::Checksum { .. } | EngineError::BadChecksumFile { .. } | EngineError::Corrupt { .. } => {
                 Some("nothing was written to the cache; if it persists, the mirror serves a bad copy".into())
             }
-            EngineError::Io { .. } => Some("check the permissions of `[engines] cache` (PDP_CACHE_DIR)".into()),
+            EngineError::File(_) => Some("check the permissions of `[engines] cache` (PDP_CACHE_DIR)".into()),
             EngineError::OverrideMissing { var, .. } => {
                 Some(format!("fix or unset {var}; a relative path is taken from the working directory"))
             }
@@ -525,8 +539,8 @@ mod tests {
     async fn real_registry_gives_the_4_16_2_hash_then_the_cache_does() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = Cache::new(dir.path());
-        let http = crate::fetch::Http::new(&Default::default(), Default::default()).expect("client");
-        let registry = url::Url::parse(DEFAULT_NPM_REGISTRY).expect("url");
+        let http = Http::new(&Default::default(), Default::default()).expect("client");
+        let registry = pdp_config::NetworkConfig::default().registry();
         let v: PrismaVersion = "4.16.2".parse().expect("version");
         let got = resolve_hash(&v, None, &cache, &http, &registry, false).await.expect("lookup");
         assert_eq!(got.hash.as_str(), "4bc8b6e1b66cb932731fb1bdbbc550d1e010de81");
@@ -537,6 +551,20 @@ mod tests {
         let other: PrismaVersion = "5.22.0".parse().expect("version");
         let err = resolve_hash(&other, None, &cache, &http, &registry, true).await.unwrap_err();
         assert!(matches!(err, EngineError::HashNotCached { .. }), "{err}");
+    }
+
+    #[test]
+    fn cache_layout() {
+        let cache = Cache::new("/c");
+        let hash: EngineHash = "4bc8b6e1b66cb932731fb1bdbbc550d1e010de81".parse().expect("hash");
+        let v: PrismaVersion = "4.16.2".parse().expect("version");
+        assert_eq!(cache.hash_record(&v), Path::new("/c/engines/versions/4.16.2"));
+        let p = cache.engine_path(&hash, "linux-static-x64", "query-engine");
+        assert_eq!(p, Path::new("/c/engines/4bc8b6e1b66cb932731fb1bdbbc550d1e010de81/linux-static-x64/query-engine"));
+        assert_eq!(
+            files::lock_path(&p),
+            Path::new("/c/engines/4bc8b6e1b66cb932731fb1bdbbc550d1e010de81/linux-static-x64/.query-engine.lock")
+        );
     }
 
     #[test]

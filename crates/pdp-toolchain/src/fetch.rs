@@ -3,142 +3,21 @@
 //! published `.sha256` files, and only then renamed into place (under a per-file lock, so concurrent pdp
 //! processes download each file once). Transient failures are retried with backoff; files run in parallel.
 //!
-//! Also the HTTP client ([`Http`]) with its explicit proxy settings, and the [`Reporter`] trait through
-//! which progress reaches the binary. This module never prints and never reads the environment: proxies
-//! come in as [`NetworkSettings`].
+//! Also the [`Reporter`] trait through which progress reaches the binary. This module never prints and
+//! never reads the environment; the client comes from [`crate::http`], the cache layout from
+//! [`crate::engines`], the atomic writes and locks from [`crate::files`].
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use pdp_config::redact_url;
 use sha2::{Digest, Sha256};
 
-use crate::cache::{self, Cache, TryLock};
-use crate::engines::{EngineError, EngineHash, EngineKind};
-
-/// Proxy settings, read by the caller from `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY` (and lowercase forms).
-#[derive(Clone, Debug, Default)]
-pub struct NetworkSettings {
-    /// Proxy for `https://` URLs (falls back to `http_proxy`).
-    pub https_proxy: Option<String>,
-    /// Proxy for `http://` URLs.
-    pub http_proxy: Option<String>,
-    /// Comma-separated hosts, domains and CIDRs reached directly (`*` for all).
-    pub no_proxy: Option<String>,
-}
-
-/// How often and how patiently transient failures are retried.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    /// Attempts in total (at least 1).
-    pub attempts: u32,
-    /// Wait before the second attempt; doubled each time after.
-    pub base_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy { attempts: 4, base_delay: Duration::from_millis(500) }
-    }
-}
-
-impl RetryPolicy {
-    fn delay(&self, attempt: u32) -> Duration {
-        self.base_delay.saturating_mul(1 << (attempt.saturating_sub(1)).min(8))
-    }
-}
-
-/// The HTTP client pdp downloads with.
-#[derive(Clone, Debug)]
-pub struct Http {
-    client: reqwest::Client,
-    retry: RetryPolicy,
-}
-
-impl Http {
-    /// A client with rustls (ring), the system's root certificates, and exactly the given proxies.
-    pub fn new(settings: &NetworkSettings, retry: RetryPolicy) -> Result<Http, String> {
-        static PROVIDER: Once = Once::new();
-        PROVIDER.call_once(|| {
-            // Fails only when another provider is already installed, which is just as good.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
-        let no_proxy = settings.no_proxy.as_deref().and_then(reqwest::NoProxy::from_string);
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .user_agent(concat!("pdp/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(60));
-        let https = settings.https_proxy.as_deref().or(settings.http_proxy.as_deref());
-        if let Some(p) = https.filter(|p| !p.is_empty()) {
-            let proxy = reqwest::Proxy::https(p).map_err(|e| format!("bad https proxy {}: {e}", redact_url(p)))?;
-            builder = builder.proxy(proxy.no_proxy(no_proxy.clone()));
-        }
-        if let Some(p) = settings.http_proxy.as_deref().filter(|p| !p.is_empty()) {
-            let proxy = reqwest::Proxy::http(p).map_err(|e| format!("bad http proxy {}: {e}", redact_url(p)))?;
-            builder = builder.proxy(proxy.no_proxy(no_proxy));
-        }
-        let client = builder.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-        Ok(Http { client, retry })
-    }
-
-    /// The retry policy.
-    pub fn retry(&self) -> RetryPolicy {
-        self.retry
-    }
-
-    /// GETs a JSON document; `None` on 404. Transient failures are retried.
-    pub async fn get_json(&self, url: &str) -> Result<Option<serde_json::Value>, EngineError> {
-        match self.get_bytes(url).await? {
-            None => Ok(None),
-            Some(body) => serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|e| EngineError::RegistryData { url: redact_url(url), why: format!("not JSON ({e})") }),
-        }
-    }
-
-    /// GETs a small body; `None` on 404. Transient failures are retried.
-    pub async fn get_bytes(&self, url: &str) -> Result<Option<Vec<u8>>, EngineError> {
-        let mut attempt = 1;
-        loop {
-            let result = async {
-                let resp = self.client.get(url).send().await?;
-                let status = resp.status();
-                let body = resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, body))
-            }
-            .await;
-            let transient = match &result {
-                Ok((status, _)) => is_transient_status(status.as_u16()),
-                Err(e) => is_transient(e),
-            };
-            if transient && attempt < self.retry.attempts {
-                tokio::time::sleep(self.retry.delay(attempt)).await;
-                attempt += 1;
-                continue;
-            }
-            return match result {
-                Ok((status, _)) if status == reqwest::StatusCode::NOT_FOUND => Ok(None),
-                Ok((status, body)) if status.is_success() => Ok(Some(body.to_vec())),
-                Ok((status, _)) => {
-                    Err(EngineError::Status { url: redact_url(url), status: status.as_u16(), attempts: attempt })
-                }
-                Err(source) => Err(EngineError::Http { url: redact_url(url), attempts: attempt, source }),
-            };
-        }
-    }
-}
-
-fn is_transient_status(status: u16) -> bool {
-    status == 408 || status == 429 || (500..600).contains(&status)
-}
-
-fn is_transient(e: &reqwest::Error) -> bool {
-    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode()
-}
+use crate::engines::{Cache, EngineError, EngineHash, EngineKind};
+use crate::files::{self, FileError, TryLock};
+use crate::http::{Http, HttpError, is_transient, is_transient_status};
 
 /// Where progress goes. The binary draws bars; tests and libraries use [`Silent`].
 /// `job` is the index of the job in the list given to [`Fetcher::fetch_all`].
@@ -255,15 +134,15 @@ impl Fetcher<'_> {
         if self.offline {
             return Err(EngineError::NotCached { engine: job.kind, target: job.target.clone(), path: dest });
         }
-        let lock_path = cache::lock_path(&dest);
-        let _lock = match cache::try_lock(&lock_path)? {
+        let lock_path = files::lock_path(&dest);
+        let _lock = match files::try_lock(&lock_path)? {
             TryLock::Acquired(lock) => lock,
             TryLock::Busy => {
                 reporter.note(index, &format!("{}: waiting for another pdp downloading it", job.label()));
                 let path = lock_path.clone();
-                tokio::task::spawn_blocking(move || cache::lock_blocking(&path))
+                tokio::task::spawn_blocking(move || files::lock_blocking(&path))
                     .await
-                    .map_err(|e| EngineError::Io { path: lock_path.clone(), source: std::io::Error::other(e) })??
+                    .map_err(|e| joined("lock", &lock_path, e))??
             }
         };
         // Another process may have finished it while we waited.
@@ -311,9 +190,9 @@ impl Fetcher<'_> {
                     }
                     // Off the async workers: fsync blocks, and other downloads should go on meanwhile.
                     let (dest_owned, file) = (dest.to_path_buf(), job.file.clone());
-                    tokio::task::spawn_blocking(move || install(tmp, &dest_owned, &file, &raw_sum)).await.map_err(
-                        |e| EngineError::Io { path: dest.to_path_buf(), source: std::io::Error::other(e) },
-                    )??;
+                    tokio::task::spawn_blocking(move || install(tmp, &dest_owned, &file, &raw_sum))
+                        .await
+                        .map_err(|e| joined("write", dest, e))??;
                     return Ok(How::Downloaded { bytes, attempts: attempt, elapsed: started.elapsed() });
                 }
                 Err((err, transient)) => {
@@ -366,20 +245,20 @@ impl Fetcher<'_> {
     ) -> Result<(tempfile::NamedTempFile, String, String, u64), (EngineError, bool)> {
         let http_err = |source: reqwest::Error| {
             let transient = is_transient(&source);
-            (EngineError::Http { url: redact_url(url), attempts: attempt, source }, transient)
+            (HttpError::Request { url: redact_url(url), attempts: attempt, source }.into(), transient)
         };
-        let resp = self.http.client.get(url).send().await.map_err(http_err)?;
+        let resp = self.http.send_get(url).await.map_err(http_err)?;
         let status = resp.status().as_u16();
         if status == 404 {
             return Err((self.not_published(job, url), false));
         }
         if !resp.status().is_success() {
-            let err = EngineError::Status { url: redact_url(url), status, attempts: attempt };
-            return Err((err, is_transient_status(status)));
+            let err = HttpError::Status { url: redact_url(url), status, attempts: attempt };
+            return Err((err.into(), is_transient_status(status)));
         }
         reporter.start(index, &job.label(), resp.content_length());
         let dir = dest.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
-        let io = |source| (EngineError::Io { path: dest.to_path_buf(), source }, false);
+        let io = |source| (FileError { action: "write", path: dest.to_path_buf(), source }.into(), false);
         fs_err::create_dir_all(&dir).map_err(io)?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", job.file))
@@ -426,9 +305,7 @@ impl Fetcher<'_> {
             }
         }
         drop(tx);
-        let written = worker
-            .await
-            .map_err(|e| (EngineError::Io { path: dest.to_path_buf(), source: std::io::Error::other(e) }, false))?;
+        let written = worker.await.map_err(|e| (joined("write", dest, e), false))?;
         if let Some(e) = network_error {
             return Err(http_err(e));
         }
@@ -438,14 +315,19 @@ impl Fetcher<'_> {
 
 /// Moves a verified temp file to its final path: executable, flushed to disk, checksum sidecar first.
 fn install(tmp: tempfile::NamedTempFile, dest: &std::path::Path, file: &str, sha256: &str) -> Result<(), EngineError> {
-    let io = |source| EngineError::Io { path: dest.to_path_buf(), source };
+    let io = |source| FileError { action: "write", path: dest.to_path_buf(), source };
     // Like Prisma's chmodPlusX: readable by all, executable by all.
-    cache::set_mode(tmp.as_file(), 0o755).map_err(io)?;
+    files::set_mode(tmp.as_file(), 0o755).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     let sidecar = dest.with_file_name(format!("{file}.sha256"));
-    cache::write_atomic(&sidecar, format!("{sha256}  {file}\n").as_bytes(), Some(0o644))?;
+    files::write_atomic(&sidecar, format!("{sha256}  {file}\n").as_bytes(), Some(0o644))?;
     tmp.persist(dest).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+/// A blocking task that panicked or was cancelled while it worked on `path`.
+fn joined(action: &'static str, path: &std::path::Path, e: tokio::task::JoinError) -> EngineError {
+    FileError { action, path: path.to_path_buf(), source: std::io::Error::other(e) }.into()
 }
 
 /// A decoder error is bad data (retry: a cut-short body is often only noticed here), unless the disk failed.
@@ -459,14 +341,13 @@ fn classify_write(e: std::io::Error, dest: &std::path::Path, url: &str, attempt:
     ) {
         (EngineError::Corrupt { url: redact_url(url), attempts: attempt, source: e }, true)
     } else {
-        (EngineError::Io { path: dest.to_path_buf(), source: e }, false)
+        (FileError { action: "write", path: dest.to_path_buf(), source: e }.into(), false)
     }
 }
 
 fn with_attempts(err: EngineError, attempts: u32) -> EngineError {
     match err {
-        EngineError::Http { url, source, .. } => EngineError::Http { url, attempts, source },
-        EngineError::Status { url, status, .. } => EngineError::Status { url, status, attempts },
+        EngineError::Http(e) => EngineError::Http(e.with_attempts(attempts)),
         EngineError::Corrupt { url, source, .. } => EngineError::Corrupt { url, attempts, source },
         other => other,
     }
@@ -565,15 +446,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles() {
-        let r = RetryPolicy { attempts: 4, base_delay: Duration::from_millis(500) };
-        let got: Vec<u128> = (1..4).map(|a| r.delay(a).as_millis()).collect();
-        assert_eq!(got, [500, 1000, 2000]);
-    }
-
-    #[test]
     fn urls_follow_the_mirror_layout() {
-        let http = Http::new(&NetworkSettings::default(), RetryPolicy::default()).expect("client");
+        let http = Http::new(&Default::default(), Default::default()).expect("client");
         let cache = Cache::new("/c");
         let hash: EngineHash = "4bc8b6e1b66cb932731fb1bdbbc550d1e010de81".parse().expect("hash");
         let check = |mirror: &str, file: &str, expect: &str| {

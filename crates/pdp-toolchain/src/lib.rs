@@ -6,10 +6,11 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod cache;
 pub mod embedded;
 pub mod engines;
 pub mod fetch;
+pub mod files;
+pub mod http;
 pub mod launch;
 pub mod npm;
 pub mod overrides;

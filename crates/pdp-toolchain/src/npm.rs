@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache;
+use crate::files::{self, FileError};
 use crate::process::{Cmd, ProcessError};
 use crate::tools::{Tool, locate};
 
@@ -143,14 +143,8 @@ pub enum NpmError {
         why: String,
     },
     /// The install lock could not be taken.
-    #[error("cannot lock {}", .path.display())]
-    Lock {
-        /// The lock file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: Box<crate::engines::EngineError>,
-    },
+    #[error(transparent)]
+    Lock(#[from] FileError),
     /// A file or directory in the cache could not be read or written.
     #[error("cannot access {}", .path.display())]
     Io {
@@ -176,7 +170,7 @@ impl NpmError {
                     .into(),
             ),
             NpmError::Broken { dir, .. } => Some(format!("delete {} and run pdp again", dir.display())),
-            NpmError::Lock { .. } | NpmError::Io { .. } => {
+            NpmError::Lock(_) | NpmError::Io { .. } => {
                 Some("check the permissions of the cache directory (`[engines] cache`, PDP_CACHE_DIR)".into())
             }
         }
@@ -247,8 +241,7 @@ pub fn ensure(
     }
     let dir = tool_dir(cache_root, spec);
     let parent = tools_dir(cache_root);
-    let lock = cache::lock_path(&dir);
-    let _guard = cache::lock_blocking(&lock).map_err(|e| NpmError::Lock { path: lock.clone(), source: Box::new(e) })?;
+    let _guard = files::lock_blocking(&files::lock_path(&dir))?;
     // Another process may have finished while we waited.
     if let Some(hit) = cached(cache_root, spec) {
         return Ok(hit);

@@ -276,7 +276,7 @@ mod tests {
         let script = dir.path().join("engine");
         fs_err::write(&script, "#!/bin/sh\necho \"query-engine 4BC8B6E1B66CB932731FB1BDBBC550D1E010DE81\"\n")
             .expect("write");
-        crate::cache::set_mode(&std::fs::File::open(&script).expect("open"), 0o755).expect("chmod");
+        crate::files::set_mode(&std::fs::File::open(&script).expect("open"), 0o755).expect("chmod");
         match probe(&script) {
             Probe::Runs { commit, line } => {
                 assert_eq!(commit.as_deref(), Some("4bc8b6e1b66cb932731fb1bdbbc550d1e010de81"));
@@ -286,7 +286,7 @@ mod tests {
         }
         let garbage = dir.path().join("garbage");
         fs_err::write(&garbage, [0x7f, b'E', b'L', b'F', 0, 0, 0, 0]).expect("write");
-        crate::cache::set_mode(&std::fs::File::open(&garbage).expect("open"), 0o755).expect("chmod");
+        crate::files::set_mode(&std::fs::File::open(&garbage).expect("open"), 0o755).expect("chmod");
         assert!(matches!(probe(&garbage), Probe::DoesNotRun(_)));
     }
 }

@@ -98,7 +98,9 @@ diagnosed! {
     pdp_toolchain::npm::NpmError => |e| e.is_user_error(),
     pdp_client::ClientError => |e| e.is_user_error(),
     pdp_serve::ServeError => |e| e.is_user_error(),
-    pdp_toolchain::embedded::EmbeddedError => |e| !matches!(e, pdp_toolchain::embedded::EmbeddedError::Io { .. }),
+    pdp_toolchain::embedded::EmbeddedError => |e| e.is_user_error(),
+    // A proxy reqwest refuses is the user's; a TLS backend that cannot start is not.
+    pdp_toolchain::http::HttpError => |e| matches!(e, pdp_toolchain::http::HttpError::Setup { proxy: Some(_), .. }),
 }
 
 impl Diagnosed for UserError {

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use pdp_client::manifest::{self, Manifest, StampInputs};
 use pdp_client::{ClientError, generate, output, schema};
-use pdp_config::env::{self, Env};
+use pdp_config::env::Env;
 use pdp_config::{Config, Overrides};
 use pdp_toolchain::npm::{self, Installed, Npm, NpmError, ToolSpec};
 use pdp_toolchain::process::{Cmd, ProcessError, frame};
@@ -84,7 +84,7 @@ pub fn run(
         let tool = tool.to_owned();
         let root = config.root.clone();
         let path_var = path_var.clone();
-        let registry = env.var(env::PDP_NPM_REGISTRY).filter(|v| !v.is_empty());
+        let registry = config.network.npm_registry.as_ref().map(url::Url::to_string);
         move || -> Result<Npm, NpmError> {
             let (_, program) = npm::find_node_and_npm(&root, path_var.as_ref(), &tool)?;
             Ok(Npm { program, registry, timeout: npm::INSTALL_TIMEOUT })

@@ -10,9 +10,9 @@ use std::path::Path;
 use anyhow::Context as _;
 use pdp_config::env::{self, Env, ProcessEnv};
 use pdp_config::{Config, Overrides, targets};
-use pdp_toolchain::cache::Cache;
-use pdp_toolchain::engines::{DEFAULT_NPM_REGISTRY, EngineError, EngineKind, ResolvedHash, file_name, resolve_hash};
-use pdp_toolchain::fetch::{Fetcher, How, Http, Job, NetworkSettings, Reporter, RetryPolicy, Silent};
+use pdp_toolchain::engines::{Cache, EngineError, EngineKind, ResolvedHash, file_name, resolve_hash};
+use pdp_toolchain::fetch::{Fetcher, How, Job, Reporter, Silent};
+use pdp_toolchain::http::{Http, HttpError, RetryPolicy};
 use pdp_toolchain::overrides;
 use pdp_toolchain::target::{Detection, HostFacts, detect, resolve_target};
 
@@ -20,17 +20,6 @@ use crate::cli::{EngineArg, EnginesArgs, EnginesCommand, EnginesFetchArgs, Engin
 use crate::diagnostics::{Status, UserError};
 use crate::printer::Printer;
 use crate::reporters::Bars;
-
-/// Proxy settings from the environment: the upper-case variable wins over the lower-case one, and an
-/// empty value counts as unset (as curl and Prisma's CLI treat them).
-fn network_settings(env: &dyn Env) -> NetworkSettings {
-    let either = |upper: &str, lower: &str| env.var(upper).or_else(|| env.var(lower)).filter(|v| !v.is_empty());
-    NetworkSettings {
-        https_proxy: either(env::HTTPS_PROXY, "https_proxy"),
-        http_proxy: either(env::HTTP_PROXY, "http_proxy"),
-        no_proxy: either(env::NO_PROXY, "no_proxy"),
-    }
-}
 
 /// Runs `pdp engines …`.
 pub fn run(args: &EnginesArgs, config_flag: Option<&Path>, cwd: &Path, printer: &Printer) -> anyhow::Result<Status> {
@@ -59,16 +48,8 @@ struct Setup {
 
 impl Setup {
     fn new(config: Config, env: ProcessEnv, cwd: &Path) -> anyhow::Result<Setup> {
-        let network = network_settings(&env);
-        let http = Http::new(&network, RetryPolicy::default())
-            .map_err(|e| UserError::new(e, "fix HTTPS_PROXY / HTTP_PROXY (a URL such as http://proxy:3128)"))?;
-        let registry_text = env.var(env::PDP_NPM_REGISTRY).unwrap_or_else(|| DEFAULT_NPM_REGISTRY.to_owned());
-        let registry = url::Url::parse(&registry_text).map_err(|e| {
-            UserError::new(
-                format!("{} is not a URL: {e}", env::PDP_NPM_REGISTRY),
-                format!("set it to a registry base URL such as {DEFAULT_NPM_REGISTRY}, or unset it"),
-            )
-        })?;
+        let http = Http::new(&config.network, RetryPolicy::default())?;
+        let registry = config.network.registry();
         let cache = Cache::new(&config.engines.cache);
         Ok(Setup { config, env, http, cache, registry, cwd: cwd.to_path_buf() })
     }
@@ -254,9 +235,9 @@ fn failed_row(target: &str, engine: EngineKind, e: &EngineError) -> Row {
         EngineError::Checksum { what, .. } => format!("{what} checksum mismatch"),
         EngineError::BadChecksumFile { .. } => "unreadable checksum file".to_owned(),
         EngineError::Corrupt { .. } => "truncated or not gzip".to_owned(),
-        EngineError::Http { .. } => "network error".to_owned(),
-        EngineError::Status { status, .. } => format!("HTTP {status}"),
-        EngineError::Io { .. } => "cache not writable".to_owned(),
+        EngineError::Http(HttpError::Status { status, .. }) => format!("HTTP {status}"),
+        EngineError::Http(_) => "network error".to_owned(),
+        EngineError::File(_) => "cache not writable".to_owned(),
         EngineError::OverrideMissing { .. } => "override path missing".to_owned(),
         EngineError::OverrideNotRunnable { .. } => "override does not run here".to_owned(),
         EngineError::WrongCommit { .. } => "wrong engine commit".to_owned(),
@@ -397,33 +378,4 @@ async fn provision_executor(s: &Setup, offline: bool, printer: &Printer) -> anyh
     let dir = launcher.parent().unwrap_or(&launcher).display().to_string();
     printer.status(if fresh { "installed" } else { "cached" }, &format!("{} in {dir}", spec.label()));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    fn settings(pairs: &[(&str, &str)]) -> String {
-        let env: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let s = super::network_settings(&env);
-        format!("https={:?} http={:?} no={:?}", s.https_proxy, s.http_proxy, s.no_proxy)
-    }
-
-    #[test]
-    fn proxies_come_from_the_environment() {
-        assert_eq!(settings(&[]), "https=None http=None no=None");
-        assert_eq!(
-            settings(&[
-                ("HTTPS_PROXY", "http://p:3128"),
-                ("https_proxy", "http://lower:1"),
-                ("no_proxy", "localhost,.internal")
-            ]),
-            "https=Some(\"http://p:3128\") http=None no=Some(\"localhost,.internal\")"
-        );
-        assert_eq!(settings(&[("https_proxy", "http://lower:1")]), "https=Some(\"http://lower:1\") http=None no=None");
-        assert_eq!(
-            settings(&[("HTTPS_PROXY", ""), ("HTTP_PROXY", "http://h:8")]),
-            "https=None http=Some(\"http://h:8\") no=None"
-        );
-    }
 }

@@ -34,7 +34,8 @@ pub fn load_config(
 }
 
 /// `node` and npm as pdp runs them for npm-provisioned helpers (executors, the embedded database): the
-/// project's `node_modules/.bin` first, then PATH; `PDP_NPM_REGISTRY` when set. Either may be missing;
+/// project's `node_modules/.bin` first, then PATH; the configured registry (`PDP_NPM_REGISTRY`) when set.
+/// Either may be missing;
 /// the helper that needs it says so.
 pub fn node_and_npm(
     config: &pdp_config::Config,
@@ -47,7 +48,7 @@ pub fn node_and_npm(
         pdp_toolchain::tools::locate(pdp_toolchain::tools::Tool::Npm, &config.root, path_var.as_ref()).map(|program| {
             pdp_toolchain::npm::Npm {
                 program,
-                registry: env.var(pdp_config::env::PDP_NPM_REGISTRY).filter(|v| !v.is_empty()),
+                registry: config.network.npm_registry.as_ref().map(url::Url::to_string),
                 timeout: pdp_toolchain::npm::INSTALL_TIMEOUT,
             }
         });

@@ -65,7 +65,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         npm,
         child_log_level: "warn".into(),
         public_url: serve.public_url.clone(),
-        dp1: dp1_options(&config, &env, cwd),
+        dp1: dp1_options(&config, &env, cwd)?,
     };
     if matches!(options.database, Database::Embedded(_)) {
         printer.status(
@@ -104,19 +104,11 @@ fn dp1_options(
     config: &pdp_config::Config,
     env: &pdp_config::env::ProcessEnv,
     cwd: &Path,
-) -> pdp_serve::dp1::Dp1Options {
+) -> anyhow::Result<pdp_serve::dp1::Dp1Options> {
     use pdp_config::env::Env as _;
     let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
-    let network = pdp_toolchain::fetch::NetworkSettings {
-        https_proxy: var(pdp_config::env::HTTPS_PROXY).or_else(|| var("https_proxy")),
-        http_proxy: var(pdp_config::env::HTTP_PROXY).or_else(|| var("http_proxy")),
-        no_proxy: var(pdp_config::env::NO_PROXY).or_else(|| var("no_proxy")),
-    };
-    let registry = var(pdp_config::env::PDP_NPM_REGISTRY)
-        .and_then(|r| url::Url::parse(&r).ok())
-        .unwrap_or_else(|| url::Url::parse(pdp_toolchain::engines::DEFAULT_NPM_REGISTRY).expect("a URL"));
     let serve = &config.serve;
-    pdp_serve::dp1::Dp1Options {
+    Ok(pdp_serve::dp1::Dp1Options {
         engine: serve.engine,
         flags: pdp_serve::engine::Flags {
             raw_queries: serve.raw_queries,
@@ -127,11 +119,11 @@ fn dp1_options(
         native: pdp_serve::engine::NativeSource {
             override_value: var(pdp_config::env::PRISMA_QUERY_ENGINE_BINARY),
             cwd: cwd.to_path_buf(),
-            http: pdp_toolchain::fetch::Http::new(&network, pdp_toolchain::fetch::RetryPolicy::default()).ok(),
-            registry,
+            http: pdp_toolchain::http::Http::new(&config.network, pdp_toolchain::http::RetryPolicy::default())?,
+            registry: config.network.registry(),
         },
         project_schema: Some(config.prisma.schema.clone()),
-    }
+    })
 }
 
 fn render_started(printer: &Printer, s: &Started, root: &Path) {
