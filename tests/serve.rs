@@ -191,6 +191,63 @@ fn a_killed_executor_restarts_and_the_next_request_succeeds() {
 }
 
 #[test]
+fn a_transaction_whose_executor_died_is_the_clients_p2028_at_once() {
+    let name = db_name("owner_dies");
+    let p = project(&Db::Postgres(name.clone()));
+    let key = api_key(&p);
+    let s = Serving::start(&p, &[]);
+    p.write(
+        "tx.ts",
+        &client_script(
+            "const out = (k: string, v: unknown) => console.log(JSON.stringify({ [k]: v }));\n\
+             try {\n\
+               await prisma.$transaction(async (tx) => {\n\
+                 await tx.user.create({ data: { email: 'first@died.test' } });\n\
+                 await Deno.writeTextFile('tx-open', 'yes');\n\
+                 while (!(await Deno.stat('go').then(() => true, () => false))) await new Promise((r) => setTimeout(r, 20));\n\
+                 const asked = Date.now();\n\
+                 try { await tx.user.create({ data: { email: 'second@died.test' } }); }\n\
+                 catch (e) { out('inner', { code: (e as { code?: string }).code, class: (e as Error).constructor.name, message: (e as Error).message, ms: Date.now() - asked }); throw e; }\n\
+               }, { timeout: 60000, maxWait: 5000 });\n\
+               out('outer', 'committed');\n\
+             } catch (e) { out('outer', (e as { code?: string }).code); }\n\
+             out('left', await prisma.user.count({ where: { email: { endsWith: '@died.test' } } }));\n",
+        ),
+    );
+    let (ok, out) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| s.deno("tx.ts", &key, &[]));
+        serve::poll(Duration::from_secs(120), "the transaction to open", || p.path("tx-open").exists().then_some(()));
+        let executors = children(s.pid(), "pdp-qpe.mjs");
+        assert_eq!(executors.len(), 1, "one executor child: {executors:?}\n{}", s.log());
+        serve::signal(executors[0], "KILL");
+        serve::poll(Duration::from_secs(10), "pdp to see the executor die", || {
+            s.metrics(&key).contains("pdp_child_restarts_total{kind=\"executor\",version=\"7.10.0\"} 1").then_some(())
+        });
+        p.write("go", "");
+        client.join().expect("client thread")
+    });
+    assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
+    let got: serde_json::Value = out.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).fold(
+        serde_json::json!({}),
+        |mut acc, v| {
+            if let (Some(a), Some(o)) = (acc.as_object_mut(), v.as_object()) {
+                a.extend(o.clone());
+            }
+            acc
+        },
+    );
+    assert_eq!(got["inner"]["code"], "P2028", "{out}\n{}", s.log());
+    assert_eq!(got["inner"]["class"], "PrismaClientKnownRequestError", "{out}");
+    // pdp's own answer (the restarted executor never sees the request).
+    assert!(got["inner"]["message"].as_str().is_some_and(|m| m.contains("stopped (it is being restarted)")), "{out}");
+    assert!(got["inner"]["ms"].as_u64().is_some_and(|ms| ms < 1000), "answered at once: {out}");
+    assert_eq!(got["outer"], "P2028", "{out}");
+    assert_eq!(got["left"], 0, "the database rolled the transaction back: {out}");
+    drop(s);
+    drop_db(&name);
+}
+
+#[test]
 fn sigterm_lets_an_open_interactive_transaction_commit_and_refuses_new_work() {
     let name = db_name("drain");
     let p = project(&Db::Postgres(name.clone()));
@@ -231,9 +288,10 @@ fn sigterm_lets_an_open_interactive_transaction_commit_and_refuses_new_work() {
         std::thread::sleep(Duration::from_millis(20));
     }
     s.signal("TERM");
-    std::thread::sleep(Duration::from_millis(300));
     // While draining: not ready, and work outside the open transaction is refused.
-    assert_eq!(s.curl("GET", "/ready", &[], None).0, 503);
+    serve::poll(Duration::from_secs(10), "/ready to turn 503", || {
+        (s.curl("GET", "/ready", &[], None).0 == 503).then_some(())
+    });
     let auth = format!("Authorization: Bearer {key}");
     let (code, body) = s.curl("POST", "/transaction/start", &[&auth, "Prisma-Engine-Hash: 7.10.0"], Some("{}"));
     assert_eq!(code, 503, "{body}");

@@ -8,37 +8,23 @@
 //! protocol tests use the real query engine: Prisma 6.19.3's WASM build (`[serve] engine = "wasm"`) on the
 //! machine's PostgreSQL.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::support::serve::{self, Serving, children, poll, tool_cache};
 use crate::support::{Project, postgres_url};
 
 const KEY: &str = "k-dp1-test-key";
 /// Prisma 4.16.2's engine commit (what the double's `--version` prints).
 const HASH_4_16_2: &str = "4bc8b6e1b66cb932731fb1bdbbc550d1e010de81";
 
-/// The tool cache shared with the build-client tests (npm packages downloaded once per machine).
-fn tool_cache() -> PathBuf {
-    std::env::temp_dir().join("pdp-test-tool-cache")
-}
-
 fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= c.len() { char::from(A[((n >> (18 - 6 * i)) & 63) as usize]) } else { '=' });
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A schema as a client carries it: base64 text and the hash of that text.
@@ -61,103 +47,20 @@ fn schema(provider: &str, preview: &str, model: &str) -> String {
     )
 }
 
-/// A running `pdp serve`, stopped (SIGTERM) when dropped.
-struct Serve {
-    child: Child,
-    port: u16,
-    ca: PathBuf,
-    log: Arc<Mutex<String>>,
+/// One request like a DP1 edge client sends it: Bearer key, no Content-Type. Returns status and body.
+fn request(s: &Serving, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut all = vec![format!("Authorization: Bearer {KEY}"), "Content-Type:".to_owned()];
+    all.extend(headers.iter().map(|(k, v)| format!("{k}: {v}")));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    s.curl(method, path, &refs, body)
 }
 
-impl Serve {
-    fn start(p: &Project, env: &[(&str, String)]) -> Serve {
-        let mut cmd = p.std_pdp();
-        cmd.arg("serve").env("PDP_CACHE_DIR", tool_cache()).stdout(Stdio::null()).stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("pdp serve starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("on https://127.0.0.1:").nth(1) {
-                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    let _ = tx.send(port.parse::<u16>().unwrap_or(0));
-                }
-                sink.lock().expect("log").push_str(&format!("{line}\n"));
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("pdp serve did not start:\n{}", log.lock().expect("log")));
-        Serve { child, port, ca: p.path(".pdp/tls/ca.pem"), log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// One request like a DP1 edge client sends it: Bearer key, no Content-Type. Returns status and body.
-    fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
-        let url = if path.starts_with("https://") {
-            path.to_owned()
-        } else {
-            format!("https://localhost:{}{path}", self.port)
-        };
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "60", "--cacert"]).arg(&self.ca).args([
-            "-X",
-            method,
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-        ]);
-        cmd.args(["-H", &format!("Authorization: Bearer {KEY}"), "-H", "Content-Type:"]);
-        for (k, v) in headers {
-            cmd.args(["-H", &format!("{k}: {v}")]);
-        }
-        if body.is_some() {
-            cmd.args(["--data-binary", "@-"]).stdin(Stdio::piped());
-        }
-        cmd.arg(&url).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("curl runs");
-        if let Some(b) = body {
-            child.stdin.take().expect("stdin").write_all(b.as_bytes()).expect("write body");
-        }
-        let out = child.wait_with_output().expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-        let status = status
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("curl failed: {}\n{}", String::from_utf8_lossy(&out.stderr), self.log()));
-        (status, body.to_owned())
-    }
-
-    fn json(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
-        let (status, text) = self.request(method, path, body, headers);
-        let value = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("{method} {path}: not JSON ({status}): {text}\n{}", self.log()));
-        (status, value)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-    }
+/// [`request`], its body read as JSON.
+fn json_request(s: &Serving, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Value) {
+    let (status, text) = request(s, method, path, body, headers);
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{method} {path}: not JSON ({status}): {text}\n{}", s.log()));
+    (status, value)
 }
 
 /// A project for `version` whose database is `url`, serving on a free port with one key.
@@ -198,49 +101,55 @@ fn prisma_4_graphql_through_the_engine_double() {
     let db = format!("{}?schema=dp1", postgres_url());
     let p = project("4.16.2", &db, "");
     let (wrapper, record) = double(&p);
-    let s = Serve::start(
+    let s = Serving::start(
         &p,
-        &[("PRISMA_QUERY_ENGINE_BINARY", wrapper), ("PDP_DOUBLE_RECORD", record.display().to_string())],
+        &[("PRISMA_QUERY_ENGINE_BINARY", wrapper.as_str()), ("PDP_DOUBLE_RECORD", &record.display().to_string())],
     );
     let sc = inline(&schema("postgresql", "", "User"));
     let base = format!("/4.16.2/{}", sc.hash);
 
     // Unknown schema: the exact body that makes the client upload, then the upload (hash checked).
-    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
+    let (status, body) = json_request(&s, "POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
     assert_eq!((status, body), (404, json!({"EngineNotStarted": {"reason": "SchemaMissing"}})));
-    let (status, body) = s.json("PUT", &format!("{base}/schema"), Some(&base64(b"something else")), &[]);
+    let (status, body) = json_request(&s, "PUT", &format!("{base}/schema"), Some(&base64(b"something else")), &[]);
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("schema hash mismatch"), "{body}");
-    let (status, _) = s.json("PUT", &format!("{base}/schema"), Some(&sc.b64), &[]);
+    let (status, _) = json_request(&s, "PUT", &format!("{base}/schema"), Some(&sc.b64), &[]);
     assert_eq!(status, 200);
 
     // Queries in GraphQL, no Content-Type; a unique violation passes through as the engine's P2002.
-    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(CREATE_GQL), &[]);
+    let (status, body) = json_request(&s, "POST", &format!("{base}/graphql"), Some(CREATE_GQL), &[]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["createOneUser"]["email"], "a@x.io", "{body}");
-    let (_, body) = s.json("POST", &format!("{base}/graphql"), Some(CREATE_GQL), &[]);
+    let (_, body) = json_request(&s, "POST", &format!("{base}/graphql"), Some(CREATE_GQL), &[]);
     assert_eq!(body["errors"][0]["user_facing_error"]["error_code"], "P2002", "{body}");
     let batch = format!(r#"{{"batch":[{FIND_GQL},{FIND_GQL}],"transaction":true}}"#);
-    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(&batch), &[]);
+    let (status, body) = json_request(&s, "POST", &format!("{base}/graphql"), Some(&batch), &[]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["batchResult"].as_array().map(Vec::len), Some(2), "{body}");
 
     // Interactive transaction: options validated, endpoint on the bound port, commit once.
     let (status, body) =
-        s.json("POST", &format!("{base}/transaction/start"), Some(r#"{"max_wait":-5,"timeout":5000}"#), &[]);
+        json_request(&s, "POST", &format!("{base}/transaction/start"), Some(r#"{"max_wait":-5,"timeout":5000}"#), &[]);
     assert_eq!(status, 400);
     assert_eq!(body["error_code"], "P2028", "{body}");
-    let (status, tx) =
-        s.json("POST", &format!("{base}/transaction/start"), Some(r#"{"max_wait":2000,"timeout":5000}"#), &[]);
+    let (status, tx) = json_request(
+        &s,
+        "POST",
+        &format!("{base}/transaction/start"),
+        Some(r#"{"max_wait":2000,"timeout":5000}"#),
+        &[],
+    );
     assert_eq!(status, 200, "{tx}");
     let id = tx["id"].as_str().expect("id").to_owned();
     let endpoint = tx["data-proxy"]["endpoint"].as_str().expect("endpoint").to_owned();
     assert_eq!(endpoint, format!("https://localhost:{}{base}/itx/{id}", s.port));
-    let (status, body) = s.json("POST", &format!("{endpoint}/graphql"), Some(FIND_GQL), &[("X-transaction-id", &id)]);
+    let (status, body) =
+        json_request(&s, "POST", &format!("{endpoint}/graphql"), Some(FIND_GQL), &[("X-transaction-id", &id)]);
     assert_eq!(status, 200, "{body}");
-    assert_eq!(s.json("POST", &format!("{endpoint}/commit"), None, &[]), (200, json!({})));
-    let (status, body) = s.json("POST", &format!("{endpoint}/commit"), None, &[]);
-    assert_eq!((status, body["error_code"].as_str()), (404, Some("P2028")), "{body}");
+    assert_eq!(json_request(&s, "POST", &format!("{endpoint}/commit"), None, &[]), (200, json!({})));
+    let (status, body) = json_request(&s, "POST", &format!("{endpoint}/commit"), None, &[]);
+    assert_eq!((status, body["error_code"].as_str()), (409, Some("P2028")), "{body}");
 
     // What the engine was given: the protocol explicitly, no playground, the URL only through the environment.
     let rec: Value = serde_json::from_str(&std::fs::read_to_string(&record).expect("record")).expect("json");
@@ -253,34 +162,27 @@ fn prisma_4_graphql_through_the_engine_double() {
     assert!(ds.contains("schema=dp1") && ds.contains("pool_timeout=10"), "{ds}");
 
     // Engine metrics merged into /metrics; a wrong key is a plain 401 (P5007 in the client).
-    let (status, metrics) = s.request("GET", "/metrics", None, &[]);
+    let (status, metrics) = request(&s, "GET", "/metrics", None, &[]);
     assert_eq!(status, 200);
     assert!(metrics.contains("engine=\"4.16.2/"), "{metrics}");
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
-    let out = Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(&s.ca)
-        .args(["-H", "Authorization: Bearer wrong", "-X", "POST", "-w", "\n%{http_code}"])
-        .arg(format!("https://localhost:{}{base}/graphql", s.port))
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.ends_with("401") && !text.contains("is_panic"), "{text}");
+    let (status, text) = s.curl("POST", &format!("{base}/graphql"), &["Authorization: Bearer wrong"], None);
+    assert!(status == 401 && !text.contains("is_panic"), "{text}");
 }
 
 #[test]
 fn prisma_4_json_protocol_is_chosen_from_the_schema() {
     let p = project("4.16.2", &postgres_url(), "");
     let (wrapper, record) = double(&p);
-    let s = Serve::start(
+    let s = Serving::start(
         &p,
-        &[("PRISMA_QUERY_ENGINE_BINARY", wrapper), ("PDP_DOUBLE_RECORD", record.display().to_string())],
+        &[("PRISMA_QUERY_ENGINE_BINARY", wrapper.as_str()), ("PDP_DOUBLE_RECORD", &record.display().to_string())],
     );
     let sc = inline(&schema("postgresql", ", \"jsonProtocol\"", "User"));
     let base = format!("/4.16.2/{}", sc.hash);
-    assert_eq!(s.json("PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
+    assert_eq!(json_request(&s, "PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
     let find = r#"{"modelName":"User","action":"findMany","query":{"arguments":{},"selection":{"$scalars":true}}}"#;
-    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(find), &[]);
+    let (status, body) = json_request(&s, "POST", &format!("{base}/graphql"), Some(find), &[]);
     assert_eq!(status, 200, "{body}");
     assert!(body["data"]["findManyUser"].is_array(), "{body}");
     let rec: Value = serde_json::from_str(&std::fs::read_to_string(&record).expect("record")).expect("json");
@@ -292,12 +194,11 @@ fn engine_faults_reach_clients_as_clear_errors() {
     // The double again (a real engine cannot be made to fail on demand): a database it cannot reach.
     let p = project("4.16.2", &postgres_url(), "");
     let (wrapper, record) = double(&p);
-    let s =
-        Serve::start(&p, &[("PRISMA_QUERY_ENGINE_BINARY", wrapper.clone()), ("PDP_DOUBLE_FAIL_START", "P1001".into())]);
+    let s = Serving::start(&p, &[("PRISMA_QUERY_ENGINE_BINARY", wrapper.as_str()), ("PDP_DOUBLE_FAIL_START", "P1001")]);
     let sc = inline(&schema("postgresql", "", "User"));
     let base = format!("/4.16.2/{}", sc.hash);
-    assert_eq!(s.json("PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
-    let (_, body) = s.json("POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
+    assert_eq!(json_request(&s, "PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
+    let (_, body) = json_request(&s, "POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
     let known = &body["EngineNotStarted"]["reason"]["KnownEngineStartupError"];
     assert_eq!(known["error_code"], "P1001", "{body}");
     assert!(known["msg"].as_str().unwrap_or("").contains("Can't reach database server"), "{body}");
@@ -305,32 +206,41 @@ fn engine_faults_reach_clients_as_clear_errors() {
 
     // A slow start is waited for (clients retry only ~0.5 s); then the engine is killed under an open
     // transaction: the transaction gets a clear P2028 at once, the next plain query reaches the restarted engine.
-    let s = Serve::start(
+    let s = Serving::start(
         &p,
         &[
-            ("PRISMA_QUERY_ENGINE_BINARY", wrapper),
-            ("PDP_DOUBLE_START_DELAY_MS", "1500".into()),
-            ("PDP_DOUBLE_RECORD", record.display().to_string()),
+            ("PRISMA_QUERY_ENGINE_BINARY", wrapper.as_str()),
+            ("PDP_DOUBLE_START_DELAY_MS", "1500"),
+            ("PDP_DOUBLE_RECORD", &record.display().to_string()),
         ],
     );
-    assert_eq!(s.json("PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
+    assert_eq!(json_request(&s, "PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
     let started = Instant::now();
-    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
+    let (status, body) = json_request(&s, "POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
     assert_eq!(status, 200, "{body}");
     assert!(started.elapsed() >= Duration::from_millis(1400));
-    let (_, tx) =
-        s.json("POST", &format!("{base}/transaction/start"), Some(r#"{"max_wait":2000,"timeout":20000}"#), &[]);
+    let (_, tx) = json_request(
+        &s,
+        "POST",
+        &format!("{base}/transaction/start"),
+        Some(r#"{"max_wait":2000,"timeout":20000}"#),
+        &[],
+    );
     let endpoint = tx["data-proxy"]["endpoint"].as_str().expect("endpoint").to_owned();
     let rec: Value = serde_json::from_str(&std::fs::read_to_string(&record).expect("record")).expect("json");
     let pid = rec["pid"].as_u64().expect("pid").to_string();
     assert!(Command::new("kill").args(["-KILL", &pid]).status().expect("kill").success());
-    std::thread::sleep(Duration::from_millis(300));
+    // Once pdp has seen its engine die (its restart counter moved), the transaction's next request gets
+    // the transaction error at once: the restarted engine (1.5 s to start) is not waited for.
+    poll(Duration::from_secs(10), "pdp to see the engine die", || {
+        s.metrics(KEY).contains("pdp_child_restarts_total{kind=\"engine\"").then_some(())
+    });
     let asked = Instant::now();
-    let (status, body) = s.json("POST", &format!("{endpoint}/graphql"), Some(FIND_GQL), &[]);
-    assert!(asked.elapsed() < Duration::from_secs(2), "no hang");
-    assert_eq!((status, body["error_code"].as_str()), (410, Some("P2028")), "{body}");
+    let (status, body) = json_request(&s, "POST", &format!("{endpoint}/graphql"), Some(FIND_GQL), &[]);
+    assert!(asked.elapsed() < Duration::from_secs(1), "answered without waiting for the restart");
+    assert_eq!((status, body["error_code"].as_str()), (409, Some("P2028")), "{body}");
     assert!(body["message"].as_str().unwrap_or("").contains("stopped"), "{body}");
-    let (status, body) = s.json("POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
+    let (status, body) = json_request(&s, "POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
     assert_eq!(status, 200, "{body}");
 }
 
@@ -359,12 +269,12 @@ fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
     // [serve.limits] is the file's last table: this line lands in it.
     let toml = std::fs::read_to_string(p.path("pdp.toml")).expect("pdp.toml");
     p.write("pdp.toml", &format!("{toml}max-response-size = \"8KiB\"\n"));
-    let s = Serve::start(&p, &[]);
+    let s = Serving::start(&p, &[]);
     let users = inline(&schema("postgresql", "", "User"));
     let posts = inline(&schema("postgresql", "", "Post"));
-    assert_eq!(s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some("{}"), &[]).0, 404);
+    assert_eq!(json_request(&s, "POST", &format!("/6.19.3/{}/graphql", users.hash), Some("{}"), &[]).0, 404);
     for sc in [&users, &posts] {
-        assert_eq!(s.json("PUT", &format!("/6.19.3/{}/schema", sc.hash), Some(&sc.b64), &[]).0, 200);
+        assert_eq!(json_request(&s, "PUT", &format!("/6.19.3/{}/schema", sc.hash), Some(&sc.b64), &[]).0, 200);
     }
     let create = |model: &str, email: &str| {
         format!(
@@ -374,16 +284,16 @@ fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
     // Two schemas side by side, each on its own engine; cold start includes provisioning.
     let started = Instant::now();
     let (status, body) =
-        s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(&create("User", "u@x.io")), &[]);
+        json_request(&s, "POST", &format!("/6.19.3/{}/graphql", users.hash), Some(&create("User", "u@x.io")), &[]);
     assert_eq!(status, 200, "{body}\n{}", s.log());
     eprintln!("cold start (first query of a new schema, WASM engine): {:?}", started.elapsed());
     assert_eq!(body["data"]["createOneUser"]["email"], "u@x.io", "{body}");
     let (status, body) =
-        s.json("POST", &format!("/6.19.3/{}/graphql", posts.hash), Some(&create("Post", "p@x.io")), &[]);
+        json_request(&s, "POST", &format!("/6.19.3/{}/graphql", posts.hash), Some(&create("Post", "p@x.io")), &[]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["createOnePost"]["email"], "p@x.io", "{body}");
     // `/ready` lists both engines for operators; they do not decide readiness (they start on first use).
-    let (status, ready) = s.json("GET", "/ready", None, &[]);
+    let (status, ready) = json_request(&s, "GET", "/ready", None, &[]);
     assert_eq!(status, 200, "{ready}");
     let listed: Vec<(String, String)> = ready["engines"]
         .as_array()
@@ -396,19 +306,21 @@ fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
     expected.sort();
     assert_eq!(listed, expected, "{ready}");
     // The engine's user-facing error passes through unchanged: P2002.
-    let (_, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(&create("User", "u@x.io")), &[]);
+    let (_, body) =
+        json_request(&s, "POST", &format!("/6.19.3/{}/graphql", users.hash), Some(&create("User", "u@x.io")), &[]);
     assert_eq!(body["errors"][0]["user_facing_error"]["error_code"], "P2002", "{body}");
     // Raw query, then an interactive transaction rolled back.
     let raw = r#"{"modelName":null,"action":"queryRaw","query":{"arguments":{"query":"SELECT count(*)::int AS n FROM \"User\"","parameters":"[]"},"selection":{}}}"#;
-    let (status, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(raw), &[]);
+    let (status, body) = json_request(&s, "POST", &format!("/6.19.3/{}/graphql", users.hash), Some(raw), &[]);
     assert_eq!(status, 200, "{body}");
     // A result over `max-response-size` is refused whole, as a P6009 the client raises (engines have no
     // limit of their own).
     let big = r#"{"modelName":null,"action":"queryRaw","query":{"arguments":{"query":"SELECT repeat('x', 20000) AS big","parameters":"[]"},"selection":{}}}"#;
-    let (status, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(big), &[]);
+    let (status, body) = json_request(&s, "POST", &format!("/6.19.3/{}/graphql", users.hash), Some(big), &[]);
     assert_eq!((status, body["error_code"].as_str()), (422, Some("P6009")), "{body}");
     assert!(body["message"].as_str().is_some_and(|m| m.contains("max-response-size")), "{body}");
-    let (status, tx) = s.json(
+    let (status, tx) = json_request(
+        &s,
         "POST",
         &format!("/6.19.3/{}/transaction/start", users.hash),
         Some(r#"{"max_wait":2000,"timeout":5000}"#),
@@ -417,15 +329,21 @@ fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
     assert_eq!(status, 200, "{tx}");
     let endpoint = tx["data-proxy"]["endpoint"].as_str().expect("endpoint").to_owned();
     let id = tx["id"].as_str().expect("id").to_owned();
-    let (status, body) =
-        s.json("POST", &format!("{endpoint}/graphql"), Some(&create("User", "tx@x.io")), &[("X-transaction-id", &id)]);
+    let (status, body) = json_request(
+        &s,
+        "POST",
+        &format!("{endpoint}/graphql"),
+        Some(&create("User", "tx@x.io")),
+        &[("X-transaction-id", &id)],
+    );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(s.json("POST", &format!("{endpoint}/rollback"), None, &[]).0, 200);
+    assert_eq!(json_request(&s, "POST", &format!("{endpoint}/rollback"), None, &[]).0, 200);
     let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;
-    let (_, body) = s.json("POST", &format!("/6.19.3/{}/graphql", users.hash), Some(count), &[]);
+    let (_, body) = json_request(&s, "POST", &format!("/6.19.3/{}/graphql", users.hash), Some(count), &[]);
     assert_eq!(body["data"]["aggregateUser"]["_count"]["_all"], 1, "{body}");
     // Telemetry: a traceparent and a capture header come back as `extensions`.
-    let (_, body) = s.json(
+    let (_, body) = json_request(
+        &s,
         "POST",
         &format!("/6.19.3/{}/graphql", users.hash),
         Some(count),
@@ -437,7 +355,7 @@ fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
     assert!(body["extensions"]["traces"].as_array().is_some_and(|t| !t.is_empty()), "{body}");
     // A schema for another database is refused at upload, with a P1012 the client raises.
     let mysql = inline(&schema("mysql", "", "User"));
-    let (_, body) = s.json("PUT", &format!("/6.19.3/{}/schema", mysql.hash), Some(&mysql.b64), &[]);
+    let (_, body) = json_request(&s, "PUT", &format!("/6.19.3/{}/schema", mysql.hash), Some(&mysql.b64), &[]);
     assert_eq!(body["EngineNotStarted"]["reason"]["KnownEngineStartupError"]["error_code"], "P1012", "{body}");
 }
 
@@ -468,18 +386,14 @@ const code = (e) => e.code ?? e.errorCode ?? e.name;
 })().catch((e) => { console.error(e); process.exit(1); });
 "#;
 
-#[test]
-fn prisma_6_node_client_through_pdp_and_the_wasm_engine() {
-    let url = fresh_database("pdp_dp1_node");
-    let p = project("6.19.3", &url, "engine = \"wasm\"\n");
-    let s = Serve::start(&p, &[]);
-    // A real 6.19.3 client generated with --no-engine (offline: the engine variables point at any file),
-    // its packages from the WASM engine's provisioned set (the same pinned @prisma/client).
-    // The first query of any schema provisions the WASM engine's packages in the tool cache.
+/// A real 6.19.3 Node client of the `User` schema in `p`, generated with --no-engine (offline: the engine
+/// variables point at any file), its packages from the WASM engine's provisioned set (the same pinned
+/// @prisma/client). The first query of any schema provisions those packages in the tool cache.
+fn node_client(p: &Project, s: &Serving) {
     let warm = inline(&schema("postgresql", "", "User"));
-    assert_eq!(s.json("PUT", &format!("/6.19.3/{}/schema", warm.hash), Some(&warm.b64), &[]).0, 200);
+    assert_eq!(json_request(s, "PUT", &format!("/6.19.3/{}/schema", warm.hash), Some(&warm.b64), &[]).0, 200);
     let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;
-    let (status, body) = s.json("POST", &format!("/6.19.3/{}/graphql", warm.hash), Some(count), &[]);
+    let (status, body) = json_request(s, "POST", &format!("/6.19.3/{}/graphql", warm.hash), Some(count), &[]);
     assert_eq!(status, 200, "{body}");
     let modules = tool_cache().join("tools/wasm-query-engine@6.19.3/node_modules");
     std::os::unix::fs::symlink(&modules, p.path("node_modules")).expect("symlink");
@@ -499,9 +413,12 @@ fn prisma_6_node_client_through_pdp_and_the_wasm_engine() {
         .output()
         .expect("prisma runs");
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    p.write("client.cjs", NODE_CLIENT);
+}
+
+/// Runs the Node script `file` of `p` against `s`; its JSON output lines merged into one object.
+fn run_node(p: &Project, s: &Serving, file: &str) -> Value {
     let out = Command::new("node")
-        .arg("client.cjs")
+        .arg(file)
         .current_dir(p.root())
         .env("PDP_URL", format!("prisma://localhost:{}/?api_key={KEY}", s.port))
         .env("NODE_EXTRA_CA_CERTS", &s.ca)
@@ -509,15 +426,23 @@ fn prisma_6_node_client_through_pdp_and_the_wasm_engine() {
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}{}\n{}", String::from_utf8_lossy(&out.stderr), s.log());
-    let got: Value =
-        stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).fold(json!({}), |mut acc, v| {
-            if let (Some(a), Some(o)) = (acc.as_object_mut(), v.as_object()) {
-                a.extend(o.clone());
-            }
-            acc
-        });
+    stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).fold(json!({}), |mut acc, v| {
+        if let (Some(a), Some(o)) = (acc.as_object_mut(), v.as_object()) {
+            a.extend(o.clone());
+        }
+        acc
+    })
+}
+
+#[test]
+fn prisma_6_node_client_through_pdp_and_the_wasm_engine() {
+    let url = fresh_database("pdp_dp1_node");
+    let p = project("6.19.3", &url, "engine = \"wasm\"\n");
+    let s = Serving::start(&p, &[]);
+    node_client(&p, &s);
+    p.write("client.cjs", NODE_CLIENT);
     assert_eq!(
-        got,
+        run_node(&p, &s, "client.cjs"),
         json!({
             "create": "n@x.io", "dup": "P2002", "batch": [1, 1], "itx": 2, "undo": "undo", "raw": 2,
             "findUnique": ["n@x.io", "n@x.io", "n@x.io"], "wrongKey": "P5007"
@@ -525,6 +450,64 @@ fn prisma_6_node_client_through_pdp_and_the_wasm_engine() {
         "{}",
         s.log()
     );
+}
+
+/// A transaction that waits, mid-way, for the test to kill its engine, then goes on.
+const NODE_TX_OWNER_DIES: &str = r#"
+const fs = require("fs");
+const { PrismaClient } = require("./generated");
+const out = (k, v) => console.log(JSON.stringify({ [k]: v }));
+(async () => {
+  const prisma = new PrismaClient({ datasourceUrl: process.env.PDP_URL });
+  try {
+    await prisma.$transaction(async (tx) => {
+      await tx.user.create({ data: { email: "first@died.test" } });
+      fs.writeFileSync("tx-open", "yes");
+      while (!fs.existsSync("go")) await new Promise((r) => setTimeout(r, 20));
+      const asked = Date.now();
+      try {
+        await tx.user.create({ data: { email: "second@died.test" } });
+      } catch (e) {
+        out("inner", { code: e.code, class: e.constructor.name, message: e.message, ms: Date.now() - asked });
+        throw e;
+      }
+    }, { timeout: 60000, maxWait: 5000 });
+    out("outer", "committed");
+  } catch (e) {
+    out("outer", e.code);
+  }
+  out("left", await prisma.user.count({ where: { email: { endsWith: "@died.test" } } }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[test]
+fn prisma_6_node_client_gets_p2028_at_once_when_its_transactions_engine_dies() {
+    let url = fresh_database("pdp_dp1_owner_dies");
+    let p = project("6.19.3", &url, "engine = \"wasm\"\n");
+    let s = Serving::start(&p, &[]);
+    node_client(&p, &s);
+    p.write("tx.cjs", NODE_TX_OWNER_DIES);
+    let got = std::thread::scope(|scope| {
+        let client = scope.spawn(|| run_node(&p, &s, "tx.cjs"));
+        poll(Duration::from_secs(120), "the transaction to open", || p.path("tx-open").exists().then_some(()));
+        let engines = children(s.pid(), "pdp-wasm-engine.mjs");
+        assert!(!engines.is_empty(), "no WASM engine child:\n{}", s.log());
+        for pid in engines {
+            serve::signal(pid, "KILL");
+        }
+        poll(Duration::from_secs(10), "pdp to see the engine die", || {
+            s.metrics(KEY).contains("pdp_child_restarts_total{kind=\"engine\"").then_some(())
+        });
+        p.write("go", "");
+        client.join().expect("client thread")
+    });
+    assert_eq!(got["inner"]["code"], "P2028", "{got}\n{}", s.log());
+    assert_eq!(got["inner"]["class"], "PrismaClientKnownRequestError", "{got}");
+    // pdp's own answer (the restarted engine never sees the request).
+    assert!(got["inner"]["message"].as_str().is_some_and(|m| m.contains("stopped (it is being restarted)")), "{got}");
+    assert!(got["inner"]["ms"].as_u64().is_some_and(|ms| ms < 1000), "answered at once: {got}");
+    assert_eq!(got["outer"], "P2028", "{got}");
+    assert_eq!(got["left"], 0, "the database rolled the transaction back: {got}");
 }
 
 /// The Deno script: a Prisma 4.16.2 client from `pdp build-client`, the operations a Windmill script runs.
@@ -548,24 +531,14 @@ fn deno_client_against_the_double(preview: &str, protocol: &str) {
     let built = p.run_with(p.pdp().env("PDP_CACHE_DIR", tool_cache()).arg("build-client"));
     assert_eq!(built.code, 0, "{}", built.all());
     let (wrapper, record) = double(&p);
-    let s = Serve::start(
+    let s = Serving::start(
         &p,
-        &[("PRISMA_QUERY_ENGINE_BINARY", wrapper), ("PDP_DOUBLE_RECORD", record.display().to_string())],
+        &[("PRISMA_QUERY_ENGINE_BINARY", wrapper.as_str()), ("PDP_DOUBLE_RECORD", &record.display().to_string())],
     );
     p.write("main.ts", DENO_CLIENT);
-    let deno = tool_cache().join("tools/deno@2.9.6/node_modules/@deno/linux-x64-glibc/deno");
-    let out = Command::new(&deno)
-        .args(["run", "-A", "--no-config", "main.ts"])
-        .current_dir(p.root())
-        .env("DENO_DIR", p.path(".deno-dir"))
-        .env("DENO_CERT", &s.ca)
-        .env("NO_COLOR", "1")
-        .env("DENO_NO_UPDATE_CHECK", "1")
-        .env("PDP_URL", format!("prisma://localhost:{}/?api_key={KEY}", s.port))
-        .output()
-        .expect("deno runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}{}\n{}", String::from_utf8_lossy(&out.stderr), s.log());
+    let url = format!("prisma://localhost:{}/?api_key={KEY}", s.port);
+    let (ok, stdout) = s.deno("main.ts", KEY, &[("PDP_URL", &url)]);
+    assert!(ok, "{stdout}\n{}", s.log());
     let lines: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert_eq!(lines[0], json!({"create": "d@x.io"}), "{stdout}");
     assert_eq!(lines[1], json!({"dup": "P2002"}), "{stdout}");

@@ -2,10 +2,11 @@
 //! a free port and its log collected, requests with curl (trusting the project's auto CA), Deno scripts
 //! with the generated client, and signals.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Outcome, Project};
@@ -76,10 +77,24 @@ pub fn api_key(p: &Project) -> String {
         .expect("PDP_API_KEY in .env")
 }
 
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `limit` naming `what`.
+pub fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running `pdp serve`.
 pub struct Serving {
     child: Option<Child>,
     log: Arc<Mutex<String>>,
+    /// Reads pdp's stderr into `log` until pdp exits.
+    reader: Option<JoinHandle<()>>,
     /// The bound port.
     pub port: u16,
     /// The project's auto CA.
@@ -100,7 +115,7 @@ impl Serving {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             let mut port: Option<u16> = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -125,11 +140,19 @@ impl Serving {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(200));
+                // Its stderr closes with it: the reader has everything once it returns.
+                let _ = reader.join();
                 panic!("pdp serve did not start listening:\n{}", log.lock().expect("log"));
             }
         };
-        Serving { child: Some(child), log, port, ca: p.path(".pdp/tls/ca.pem"), root: p.root().to_path_buf() }
+        Serving {
+            child: Some(child),
+            log,
+            reader: Some(reader),
+            port,
+            ca: p.path(".pdp/tls/ca.pem"),
+            root: p.root().to_path_buf(),
+        }
     }
 
     /// Everything pdp serve logged so far.
@@ -166,12 +189,17 @@ impl Serving {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        std::thread::sleep(Duration::from_millis(200));
+        // pdp is gone, so its stderr is closed: the reader ends once it has read the last line.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         (status.code().unwrap_or(-1), self.log())
     }
 
-    /// `curl` against the server (trusting the project's CA): status and body.
+    /// `curl` against the server (trusting the project's CA): status and body. `path` is a path on this
+    /// server or a whole `https://` URL (an interactive-transaction endpoint); the body goes through stdin.
     pub fn curl(&self, method: &str, path: &str, headers: &[&str], body: Option<&str>) -> (u16, String) {
+        let url = if path.starts_with("https://") { path.to_owned() } else { format!("{}{path}", self.url()) };
         let mut cmd = Command::new("curl");
         cmd.args(["-s", "-S", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}", "-X", method])
             .arg("--cacert")
@@ -179,14 +207,29 @@ impl Serving {
         for h in headers {
             cmd.args(["-H", h]);
         }
-        if let Some(b) = body {
-            cmd.args(["--data-binary", b]);
+        if body.is_some() {
+            cmd.args(["--data-binary", "@-"]).stdin(Stdio::piped());
         }
-        cmd.arg(format!("{}{path}", self.url()));
-        let out = cmd.output().expect("curl runs");
+        cmd.arg(&url).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("curl runs");
+        if let Some(b) = body {
+            child.stdin.take().expect("stdin").write_all(b.as_bytes()).expect("write the body");
+        }
+        let out = child.wait_with_output().expect("curl");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-        (code.trim().parse().unwrap_or(0), body.to_owned())
+        let code = code
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl failed: {}\n{}", String::from_utf8_lossy(&out.stderr), self.log()));
+        (code, body.to_owned())
+    }
+
+    /// `/metrics` read with `key`.
+    pub fn metrics(&self, key: &str) -> String {
+        let (code, text) = self.curl("GET", "/metrics", &[&format!("Authorization: Bearer {key}")], None);
+        assert_eq!(code, 200, "{text}");
+        text
     }
 
     /// Runs a Deno script (path relative to the project) with the project's client, this server's URL and
@@ -218,6 +261,9 @@ impl Drop for Serving {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
     }
 }

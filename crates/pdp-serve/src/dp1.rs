@@ -8,7 +8,6 @@
 //! Deliberately not here: relying on Content-Type (edge clients send none), trusting anything from an uploaded
 //! schema but its models (the database is pdp's), re-sending a request to an engine, caching.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +17,17 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use pdp_config::prisma::{PrismaVersion, WireProtocol};
-use pdp_config::{DatabaseUrl, Provider, QueryEngine};
+use pdp_config::{Provider, QueryEngine};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::context::Context;
 use crate::engine::{self, EngineKey, Engines, Flags, NativeSource, Protocol, Schemas};
-use crate::metrics::Metrics;
-use crate::server::{self, App, Body, ForwardError, read_body};
-use crate::supervisor::{StartError, Supervisor, Timing};
+use crate::kit::forward::{self, ForwardError};
+use crate::kit::respond::{self, read_body};
+use crate::kit::txs::{Role, TxErrors};
+use crate::kit::{Body, Kit};
+use crate::supervisor::{Endpoint, StartError, Supervisor};
 
 /// What `[serve]` says about 4.x–6.x engines.
 #[derive(Clone, Debug)]
@@ -42,7 +44,7 @@ pub struct Dp1Options {
 
 /// The 4.x–6.x side of the proxy.
 pub struct Dp1 {
-    pub(crate) engines: Arc<Supervisor<Engines>>,
+    engines: Arc<Supervisor<Engines>>,
     schemas: Arc<Schemas>,
     kind: QueryEngine,
     provider: Provider,
@@ -50,33 +52,15 @@ pub struct Dp1 {
     public_url: url::Url,
 }
 
-/// What the supervisor of engines needs besides `[serve]`.
-pub struct Context {
-    /// The database.
-    pub database: DatabaseUrl,
-    /// `[serve.limits]`.
-    pub limits: pdp_config::Limits,
-    /// Supervision limits.
-    pub timing: Timing,
-    /// pdp's metrics.
-    pub metrics: Arc<Metrics>,
-    /// pdp's cache root.
-    pub cache_root: PathBuf,
-    /// `node`.
-    pub node: Option<PathBuf>,
-    /// npm.
-    pub npm: Option<pdp_toolchain::npm::Npm>,
-    /// The engines' log level.
-    pub log_level: String,
-    /// The project's Prisma version (`0.0.0` clients mean it).
-    pub project_version: String,
-    /// The URL clients reach pdp at (interactive-transaction endpoints are built from it).
-    pub public_url: url::Url,
-}
-
 impl Dp1 {
-    /// Sets up the engines' supervisor and accepts the project's own schema.
-    pub fn new(options: Dp1Options, cx: Context) -> std::io::Result<Dp1> {
+    /// Sets up the engines' supervisor and accepts the project's own schema. `project_version` is what
+    /// `0.0.0` clients mean; interactive-transaction endpoints are built from `public_url`.
+    pub fn new(
+        options: Dp1Options,
+        cx: Arc<Context>,
+        project_version: String,
+        public_url: url::Url,
+    ) -> std::io::Result<Dp1> {
         let schemas: Arc<Schemas> = Arc::default();
         let provider = cx.database.provider();
         if let Some(path) = &options.project_schema {
@@ -101,34 +85,25 @@ impl Dp1 {
                 }
             }
         }
-        let dir = tempfile::Builder::new().prefix("pdp-engines-").tempdir()?;
+        let dir = tempfile::Builder::new().prefix("pdp-engines-").tempdir_in(&cx.settings.temp_dir)?;
         let engines = Supervisor::new(
             Engines {
+                cx: cx.clone(),
                 kind: options.engine,
                 schemas: schemas.clone(),
                 dir,
-                database: cx.database,
-                connection_limit: cx.limits.connection_limit,
-                pool_timeout: cx.limits.pool_timeout,
                 flags: options.flags,
-                cache_root: cx.cache_root,
-                node: cx.node,
-                npm: cx.npm,
                 native: options.native,
-                lookup_timeout: cx.timing.start_timeout,
-                log_level: cx.log_level,
             },
             cx.timing,
-            cx.metrics,
+            cx.metrics.clone(),
         );
-        Ok(Dp1 {
-            engines,
-            schemas,
-            kind: options.engine,
-            provider,
-            project_version: cx.project_version,
-            public_url: cx.public_url,
-        })
+        Ok(Dp1 { engines, schemas, kind: options.engine, provider, project_version, public_url })
+    }
+
+    /// Every engine, sorted, with its state in a word and its endpoint when ready (`/ready`, `/metrics`).
+    pub fn engines(&self) -> Vec<(EngineKey, &'static str, Option<Endpoint>)> {
+        self.engines.states()
     }
 
     /// Stops idle engines. Call periodically.
@@ -139,6 +114,13 @@ impl Dp1 {
     /// Stops every engine.
     pub async fn shutdown(&self) {
         self.engines.shutdown().await;
+    }
+}
+
+impl TxErrors for Dp1 {
+    /// An engine's user-facing error: the client raises `PrismaClientKnownRequestError(error_code)`.
+    fn tx_error(&self, message: &str) -> Value {
+        json!({"is_panic": false, "message": message, "meta": {}, "error_code": "P2028"})
     }
 }
 
@@ -216,16 +198,19 @@ impl Route {
         }
     }
 
-    fn tx_id(&self) -> Option<&str> {
+    /// What the request does to interactive transactions.
+    pub fn role(&self) -> Role<'_> {
         match &self.action {
-            Action::TxQuery(id) | Action::TxCommit(id) | Action::TxRollback(id) => Some(id),
-            _ => None,
+            Action::Query | Action::Schema => Role::Plain,
+            Action::TxStart => Role::Start,
+            Action::TxQuery(id) => Role::Use(id),
+            Action::TxCommit(id) | Action::TxRollback(id) => Role::End(id),
         }
     }
 }
 
 fn body(status: StatusCode, value: &Value) -> Response<Body> {
-    server::json(status, value)
+    respond::json(status, value)
 }
 
 /// `{"EngineNotStarted":{"reason":"SchemaMissing"}}`: the client uploads the schema and retries.
@@ -309,206 +294,186 @@ impl Dp1 {
     }
 }
 
-/// Handles one Data Proxy request.
-pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
-    let dp1 = &app.dp1;
-    // An interactive transaction is pdp's (`App::tx`): its engine is the one the route names, in the
-    // incarnation that started it.
-    let open_tx = route.tx_id().and_then(|id| app.tx(id));
-    if app.draining() && open_tx.is_none() {
-        return server::shutting_down();
-    }
-    let (parts, incoming) = req.into_parts();
-    let bytes = match read_body(&parts.headers, incoming, app.limits.max_body_size).await {
-        Ok(b) => b,
-        Err(e) => return e.response(app.limits.max_body_size),
-    };
-    if route.action == Action::Schema {
-        return upload(dp1, &route, &bytes);
-    }
-    let tx_not_found = |id: &str| {
-        user_facing(
-            StatusCode::NOT_FOUND,
-            "P2028",
-            &format!(
-                "Transaction API error: Transaction not found. pdp knows no open interactive transaction {id}: \
-                 it ended (committed, rolled back or timed out) or was started on another pdp"
-            ),
-        )
-    };
-    if let (Some(id), None) = (route.tx_id(), &open_tx) {
-        return tx_not_found(id);
-    }
-    let schema = dp1.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&route.hash).cloned();
-    let Some(schema) = schema else {
-        return schema_missing();
-    };
-    let key = match dp1.key_for(&route.version, &route.hash, &schema) {
-        Ok(k) => k,
-        Err(resp) => return *resp,
-    };
-    let generation_then = match (route.tx_id(), &open_tx) {
-        // Started under another version or schema path: not a transaction of this engine.
-        (Some(id), Some(tx)) if tx.owner != key.to_string() => return tx_not_found(id),
-        (_, tx) => tx.as_ref().map(|tx| tx.generation),
-    };
-    let endpoint = match generation_then {
-        // A transaction lives in one engine incarnation: never start or wait for another one for it.
-        Some(generation) => match dp1.engines.ready_now(&key) {
-            Some(ep) if ep.generation == generation => ep,
-            _ => {
-                let id = route.tx_id().unwrap_or_default();
-                app.tx_closed(id);
-                return user_facing(
-                    StatusCode::GONE,
-                    "P2028",
-                    &format!(
-                        "Transaction API error: the query engine that held transaction {id} stopped (it is being \
-                         restarted); the database rolled the transaction back. Run the whole transaction again."
-                    ),
-                );
-            }
-        },
-        None => match dp1.engines.get(&key).await {
-            Ok(ep) => ep,
-            Err(e) => return start_error(&e),
-        },
-    };
-    let mut headers = HeaderMap::new();
-    for name in ["traceparent", "x-capture-telemetry"] {
-        if let Some(v) = parts.headers.get(name) {
-            headers.insert(name, v.clone());
+impl Dp1 {
+    /// Handles one Data Proxy request.
+    pub async fn handle(&self, kit: &Kit, route: Route, req: Request<Incoming>) -> Response<Body> {
+        let ticket = match kit.txs.admit(route.role(), self) {
+            Ok(t) => t,
+            Err(resp) => return *resp,
+        };
+        let limits = kit.limits();
+        let (parts, incoming) = req.into_parts();
+        let bytes = match read_body(&parts.headers, incoming, limits.max_body_size).await {
+            Ok(b) => b,
+            Err(e) => return e.response(limits.max_body_size),
+        };
+        if route.action == Action::Schema {
+            return self.upload(&route, &bytes);
         }
-    }
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let limits = &app.limits;
-    let (path, send, limit) = match &route.action {
-        Action::Query => ("/".to_owned(), bytes, limits.query_timeout),
-        Action::TxQuery(id) => {
-            if let Ok(v) = HeaderValue::from_str(id) {
-                headers.insert("x-transaction-id", v);
+        let schema = self.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&route.hash).cloned();
+        let Some(schema) = schema else {
+            return schema_missing();
+        };
+        let key = match self.key_for(&route.version, &route.hash, &schema) {
+            Ok(k) => k,
+            Err(resp) => return *resp,
+        };
+        let endpoint = match ticket.pin(&self.engines, &key, self) {
+            Err(resp) => return *resp,
+            Ok(Some(ep)) => ep,
+            Ok(None) => match self.engines.get(&key).await {
+                Ok(ep) => ep,
+                Err(e) => return start_error(&e),
+            },
+        };
+        let mut headers = HeaderMap::new();
+        for name in ["traceparent", "x-capture-telemetry"] {
+            if let Some(v) = parts.headers.get(name) {
+                headers.insert(name, v.clone());
             }
-            ("/".to_owned(), bytes, limits.query_timeout)
         }
-        Action::TxStart => match tx_options(&bytes, limits) {
-            Ok(b) => ("/transaction/start".to_owned(), b, limits.transaction_max_wait),
-            Err(why) => {
-                return user_facing(StatusCode::BAD_REQUEST, "P2028", &format!("Transaction API error: {why}"));
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let (path, send, limit) = match &route.action {
+            Action::Query => ("/".to_owned(), bytes, limits.query_timeout),
+            Action::TxQuery(id) => {
+                if let Ok(v) = HeaderValue::from_str(id) {
+                    headers.insert("x-transaction-id", v);
+                }
+                ("/".to_owned(), bytes, limits.query_timeout)
             }
-        },
-        Action::TxCommit(id) => (format!("/transaction/{id}/commit"), Bytes::new(), limits.query_timeout),
-        Action::TxRollback(id) => (format!("/transaction/{id}/rollback"), Bytes::new(), limits.query_timeout),
-        Action::Schema => unreachable!("handled above"),
-    };
-    let resp =
-        match app.forward(endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5)).await {
+            Action::TxStart => match tx_options(&bytes, limits) {
+                Ok(b) => ("/transaction/start".to_owned(), b, limits.transaction_max_wait),
+                Err(why) => {
+                    return user_facing(StatusCode::BAD_REQUEST, "P2028", &format!("Transaction API error: {why}"));
+                }
+            },
+            Action::TxCommit(id) => (format!("/transaction/{id}/commit"), Bytes::new(), limits.query_timeout),
+            Action::TxRollback(id) => (format!("/transaction/{id}/rollback"), Bytes::new(), limits.query_timeout),
+            Action::Schema => unreachable!("handled above"),
+        };
+        let outcome = kit
+            .forwarder
+            .forward(endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5))
+            .await;
+        ticket.settle(&outcome);
+        let resp = match outcome {
             Ok(r) => r,
             Err(ForwardError::Timeout(d)) => {
-                return server::error(
+                return respond::error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "P6004",
                     &format!("the query engine for {key} did not answer within {}s", d.as_secs()),
                 );
             }
             Err(ForwardError::Unreachable(why)) => {
-                if let Some(id) = route.tx_id() {
-                    app.tx_closed(id);
-                }
                 return user_facing(
                     StatusCode::BAD_GATEWAY,
                     "P1017",
                     &format!(
                         "the query engine for {key} failed while handling this request ({why}); it is being restarted. \
-                     pdp does not re-send requests, so check whether a write took effect before retrying"
+                         pdp does not re-send requests, so check whether a write took effect before retrying"
                     ),
                 );
             }
         };
-    match &route.action {
-        Action::TxStart if resp.status().is_success() => {
-            let (head, incoming) = resp.into_parts();
-            let bytes = match incoming.collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    return server::error(
+        match &route.action {
+            Action::TxStart if resp.status().is_success() => {
+                let (head, incoming) = resp.into_parts();
+                let bytes = match incoming.collect().await {
+                    Ok(c) => c.to_bytes(),
+                    Err(e) => {
+                        return respond::error(
+                            StatusCode::BAD_GATEWAY,
+                            "P6000",
+                            &format!("the engine's answer broke off: {e}"),
+                        );
+                    }
+                };
+                let mut value: Value = match serde_json::from_slice(&bytes) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        return respond::error(
+                            StatusCode::BAD_GATEWAY,
+                            "P6000",
+                            "the engine's transaction start was not JSON",
+                        );
+                    }
+                };
+                let Some(id) = value.get("id").and_then(Value::as_str).map(str::to_owned) else {
+                    return respond::error(
                         StatusCode::BAD_GATEWAY,
                         "P6000",
-                        &format!("the engine's answer broke off: {e}"),
+                        "the engine's transaction start had no `id`",
                     );
+                };
+                let endpoint_url = format!(
+                    "{}/{}/{}/itx/{id}",
+                    self.public_url.as_str().trim_end_matches('/'),
+                    route.version,
+                    route.hash
+                );
+                value["data-proxy"] = json!({ "endpoint": endpoint_url });
+                ticket.opened(id, &key, endpoint.generation);
+                let mut out = body(head.status, &value);
+                for (name, v) in &head.headers {
+                    if name.as_str().starts_with("x-") {
+                        out.headers_mut().insert(name.clone(), v.clone());
+                    }
                 }
-            };
-            let mut value: Value = match serde_json::from_slice(&bytes) {
-                Ok(v) => v,
-                Err(_) => {
-                    return server::error(
-                        StatusCode::BAD_GATEWAY,
-                        "P6000",
-                        "the engine's transaction start was not JSON",
-                    );
-                }
-            };
-            let Some(id) = value.get("id").and_then(Value::as_str).map(str::to_owned) else {
-                return server::error(StatusCode::BAD_GATEWAY, "P6000", "the engine's transaction start had no `id`");
-            };
-            let endpoint_url =
-                format!("{}/{}/{}/itx/{id}", dp1.public_url.as_str().trim_end_matches('/'), route.version, route.hash);
-            value["data-proxy"] = json!({ "endpoint": endpoint_url });
-            app.tx_opened(id, key.to_string(), endpoint.generation);
-            let mut out = body(head.status, &value);
-            for (name, v) in &head.headers {
-                if name.as_str().starts_with("x-") {
-                    out.headers_mut().insert(name.clone(), v.clone());
-                }
+                out
             }
-            out
+            Action::TxCommit(_) | Action::TxRollback(_) => forward::pass_through(resp),
+            // Engines have no response limit of their own: pdp applies `max-response-size`.
+            _ => forward::pass_through_within(resp, limits.max_response_size).unwrap_or_else(|size| {
+                tracing::warn!(target: "pdp::dp1", engine = %key, size, "refused: response over max-response-size");
+                user_facing(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "P6009",
+                    &format!(
+                        "the query's result is {size} bytes, more than this pdp returns ({} bytes, [serve.limits] \
+                         max-response-size): select fewer rows or fields, or raise the limit",
+                        limits.max_response_size
+                    ),
+                )
+            }),
         }
-        Action::TxCommit(id) | Action::TxRollback(id) => {
-            app.tx_closed(id);
-            App::pass_through(resp)
-        }
-        // Engines have no response limit of their own: pdp applies `max-response-size`.
-        _ => App::pass_through_within(resp, app.limits.max_response_size).unwrap_or_else(|size| {
-            tracing::warn!(target: "pdp::dp1", engine = %key, size, "refused: response over max-response-size");
-            user_facing(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "P6009",
-                &format!(
-                    "the query's result is {size} bytes, more than this pdp returns ({} bytes, [serve.limits] \
-                     max-response-size): select fewer rows or fields, or raise the limit",
-                    app.limits.max_response_size
-                ),
-            )
-        }),
     }
-}
 
-/// `PUT …/schema`: the body is the base64 schema; its SHA-256 must be the hash in the path.
-fn upload(dp1: &Dp1, route: &Route, bytes: &Bytes) -> Response<Body> {
-    let text = String::from_utf8_lossy(bytes);
-    let encoded = text.trim();
-    let actual = hex::encode(Sha256::digest(encoded.as_bytes()));
-    if actual != route.hash {
-        return server::error(
-            StatusCode::BAD_REQUEST,
-            "P6005",
-            &format!("schema hash mismatch: the uploaded schema's SHA-256 is {actual}, the path says {}", route.hash),
-        );
-    }
-    let Some(schema) = engine::base64_decode(encoded).and_then(|b| String::from_utf8(b).ok()) else {
-        return server::error(StatusCode::BAD_REQUEST, "P6005", "the uploaded schema is not base64-encoded UTF-8 text");
-    };
-    match engine::check_schema(&schema, dp1.provider) {
-        Ok(s) => {
-            tracing::info!(target: "pdp::dp1", hash = %route.hash, version = %route.version, "schema uploaded");
-            dp1.schemas
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(route.hash.clone(), Arc::new(s));
-            body(StatusCode::OK, &json!({}))
+    /// `PUT …/schema`: the body is the base64 schema; its SHA-256 must be the hash in the path.
+    fn upload(&self, route: &Route, bytes: &Bytes) -> Response<Body> {
+        let text = String::from_utf8_lossy(bytes);
+        let encoded = text.trim();
+        let actual = hex::encode(Sha256::digest(encoded.as_bytes()));
+        if actual != route.hash {
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                "P6005",
+                &format!(
+                    "schema hash mismatch: the uploaded schema's SHA-256 is {actual}, the path says {}",
+                    route.hash
+                ),
+            );
         }
-        Err(why) => {
-            tracing::warn!(target: "pdp::dp1", hash = %route.hash, "schema refused: {why}");
-            known_startup_error(&format!("pdp cannot serve this schema: {why}"), "P1012")
+        let Some(schema) = engine::base64_decode(encoded).and_then(|b| String::from_utf8(b).ok()) else {
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                "P6005",
+                "the uploaded schema is not base64-encoded UTF-8 text",
+            );
+        };
+        match engine::check_schema(&schema, self.provider) {
+            Ok(s) => {
+                tracing::info!(target: "pdp::dp1", hash = %route.hash, version = %route.version, "schema uploaded");
+                self.schemas
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(route.hash.clone(), Arc::new(s));
+                body(StatusCode::OK, &json!({}))
+            }
+            Err(why) => {
+                tracing::warn!(target: "pdp::dp1", hash = %route.hash, "schema refused: {why}");
+                known_startup_error(&format!("pdp cannot serve this schema: {why}"), "P1012")
+            }
         }
     }
 }
@@ -544,64 +509,6 @@ fn tx_options(bytes: &[u8], limits: &pdp_config::Limits) -> Result<Bytes, String
         Some(other) => return Err(format!("`isolation_level` must be a string, not {other}")),
     }
     Ok(Bytes::from(out.to_string()))
-}
-
-/// Every running engine's `/metrics` (a short timeout each), labelled `engine="<key>"`, HELP/TYPE once per
-/// family, ready to insert before pdp's `# EOF`.
-pub async fn scrape(app: &App) -> String {
-    let mut seen_meta: HashSet<String> = HashSet::new();
-    let mut out = String::new();
-    for (key, _, ep) in app.dp1.engines.states() {
-        let Some(ep) = ep else { continue };
-        let Ok(resp) = app
-            .forward(ep.addr, Method::GET, "/metrics", &HeaderMap::new(), Bytes::new(), Duration::from_millis(500))
-            .await
-        else {
-            continue;
-        };
-        if !resp.status().is_success() {
-            continue;
-        }
-        let Ok(Ok(collected)) = tokio::time::timeout(Duration::from_millis(500), resp.into_body().collect()).await
-        else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
-        out.push_str(&relabel(&text, &key.to_string(), &mut seen_meta));
-    }
-    out
-}
-
-/// One engine's Prometheus text with `engine="<label>"` on every sample; OpenMetrics counter families
-/// are named without `_total`; HELP/TYPE lines already in `seen` are dropped.
-fn relabel(text: &str, label: &str, seen: &mut HashSet<String>) -> String {
-    let label = label.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = String::new();
-    for line in text.lines() {
-        let line = line.trim_end();
-        if line.is_empty() || line == "# EOF" {
-            continue;
-        }
-        if let Some(meta) = line.strip_prefix("# ") {
-            let mut words = meta.splitn(3, ' ');
-            let (Some(kind @ ("HELP" | "TYPE")), Some(name)) = (words.next(), words.next()) else { continue };
-            let rest = words.next().unwrap_or("");
-            let family = name.strip_suffix("_total").unwrap_or(name);
-            if seen.insert(format!("{kind} {family}")) {
-                out.push_str(&format!("# {kind} {family} {rest}\n"));
-            }
-            continue;
-        }
-        match line.find(['{', ' ']) {
-            Some(i) if line.as_bytes()[i] == b'{' => {
-                let sep = if line[i + 1..].starts_with('}') { "" } else { "," };
-                out.push_str(&format!("{}{{engine=\"{label}\"{sep}{}\n", &line[..i], &line[i + 1..]));
-            }
-            Some(i) => out.push_str(&format!("{}{{engine=\"{label}\"}}{}\n", &line[..i], &line[i..])),
-            None => {}
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -661,19 +568,6 @@ mod tests {
         assert!(check(r#"{"max_wait":-1}"#).contains("non-negative whole number"));
         assert!(check(r#"{"timeout":1.5}"#).contains("`timeout`"));
         assert!(check("[1]").contains("JSON object"));
-    }
-
-    #[test]
-    fn engine_metrics_are_labelled_and_families_named_once() {
-        let text = "# HELP prisma_client_queries_total The total\n# TYPE prisma_client_queries_total counter\nprisma_client_queries_total 3\nprisma_pool{a=\"b\"} 1\nx{} 2\n";
-        let mut seen = HashSet::new();
-        let one = relabel(text, "wasm/abc", &mut seen);
-        assert_eq!(
-            one,
-            "# HELP prisma_client_queries The total\n# TYPE prisma_client_queries counter\nprisma_client_queries_total{engine=\"wasm/abc\"} 3\nprisma_pool{engine=\"wasm/abc\",a=\"b\"} 1\nx{engine=\"wasm/abc\"} 2\n"
-        );
-        let two = relabel(text, "wasm/def", &mut seen);
-        assert!(!two.contains("# "), "{two}");
     }
 
     #[test]

@@ -16,14 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pdp_config::prisma::PrismaVersion;
-use pdp_config::{DatabaseUrl, Provider, QueryEngine};
+use pdp_config::{Provider, QueryEngine};
 use pdp_toolchain::engines::{Cache, EngineHash, EngineKind, file_name, resolve_hash};
 use pdp_toolchain::files::{self, FileError};
 use pdp_toolchain::http::Http;
-use pdp_toolchain::npm::{self, Npm, NpmError, ToolSpec};
+use pdp_toolchain::npm::{self, NpmError, ToolSpec};
 use pdp_toolchain::overrides::{self, Pin, Probe};
 use pdp_toolchain::process::Cmd;
 
+use crate::context::Context;
 use crate::supervisor::{Launch, StartError};
 
 /// The WASM engine's Prisma version (its engine commit is 2ba551f3…).
@@ -134,38 +135,25 @@ pub struct NativeSource {
 
 /// How engines are started.
 pub struct Engines {
+    /// Settings, database, limits.
+    pub cx: Arc<Context>,
     /// Native or WASM.
     pub kind: QueryEngine,
     /// The schemas engines are started with.
     pub schemas: Arc<Schemas>,
     /// Where datamodel files are written (removed with pdp).
     pub dir: tempfile::TempDir,
-    /// The database every engine connects to.
-    pub database: DatabaseUrl,
-    /// `[serve.limits] connection-limit`.
-    pub connection_limit: Option<u32>,
-    /// `[serve.limits] pool-timeout`.
-    pub pool_timeout: Duration,
     /// Engine flags.
     pub flags: Flags,
-    /// pdp's cache root.
-    pub cache_root: PathBuf,
-    /// `node` (WASM engine).
-    pub node: Option<PathBuf>,
-    /// npm, to provision the WASM engine on first use.
-    pub npm: Option<Npm>,
     /// Native engine lookup.
     pub native: NativeSource,
-    /// How long an engine commit lookup may take.
-    pub lookup_timeout: Duration,
-    /// The engine's log level (`RUST_LOG`).
-    pub log_level: String,
 }
 
 impl Engines {
     /// pdp's database URL with `[serve.limits]` pool settings appended, as engines read them.
     pub fn datasource_url(&self) -> String {
-        with_pool_params(self.database.expose(), self.connection_limit, self.pool_timeout)
+        let limits = self.cx.limits();
+        with_pool_params(self.cx.database.expose(), limits.connection_limit, limits.pool_timeout)
     }
 
     fn native_binary(&self, version: &str) -> Result<PathBuf, StartError> {
@@ -175,7 +163,7 @@ impl Engines {
         if EngineKind::Query.stem(generation).is_none() {
             return Err(permanent(format!("Prisma {version} has no query engine (7.x clients use `accelerateUrl`)")));
         }
-        let cache = Cache::new(&self.cache_root);
+        let cache = Cache::new(&self.cx.settings.cache_root);
         let hash = self.engine_hash(&v, &cache)?;
         let var = generation.query_engine_env.unwrap_or("PRISMA_QUERY_ENGINE_BINARY");
         let pinned = self.native.override_value.as_deref().filter(|v| !v.trim().is_empty());
@@ -211,7 +199,7 @@ impl Engines {
                 "no query engine for Prisma {version} (engine commit {hash}, target {target}) in the engines cache {}; \
                  fetch it where binaries.prisma.sh is reachable (`pdp engines fetch` with `[prisma] version = \"{version}\"`), \
                  set {var} to a query-engine binary, or use `[serve] engine = \"wasm\"` for 5.x/6.x clients",
-                self.cache_root.display()
+                self.cx.settings.cache_root.display()
             )))
         }
     }
@@ -225,7 +213,7 @@ impl Engines {
         let http = &self.native.http;
         let handle = tokio::runtime::Handle::current();
         let looked_up = handle.block_on(tokio::time::timeout(
-            self.lookup_timeout,
+            self.cx.timing.start_timeout,
             resolve_hash(v, None, cache, http, &self.native.registry, false),
         ));
         match looked_up {
@@ -242,22 +230,24 @@ impl Engines {
     }
 
     fn wasm_command(&self, datamodel: &Path, schema: &Schema) -> Result<Cmd, StartError> {
-        let node = self.node.clone().ok_or_else(|| StartError {
+        let settings = &self.cx.settings;
+        let node = settings.node.clone().ok_or_else(|| StartError {
             message: "the WASM query engine runs on Node.js, and `node` is not on PATH".into(),
             permanent: true,
         })?;
-        let npm = self.npm.clone();
+        let npm = settings.npm.clone();
         let spec = wasm_tool_spec();
         let label = spec.label();
-        let installed =
-            npm::ensure(&self.cache_root, &spec, move || npm.ok_or(NpmError::NotFound { program: "npm", tool: label }))
-                .map_err(|e| StartError {
-                    message: format!(
-                        "cannot provision the WASM query engine: {e}{}",
-                        e.hint().map(|h| format!(" ({h})")).unwrap_or_default()
-                    ),
-                    permanent: false,
-                })?;
+        let installed = npm::ensure(&settings.cache_root, &spec, move || {
+            npm.ok_or(NpmError::NotFound { program: "npm", tool: label })
+        })
+        .map_err(|e| StartError {
+            message: format!(
+                "cannot provision the WASM query engine: {e}{}",
+                e.hint().map(|h| format!(" ({h})")).unwrap_or_default()
+            ),
+            permanent: false,
+        })?;
         let launcher = installed.dir.join(WASM_LAUNCHER_FILE);
         files::write_if_changed(&launcher, WASM_LAUNCHER).map_err(file_error)?;
         let mut cmd = Cmd::new(node, "start the WASM query engine", &installed.dir)
@@ -268,8 +258,8 @@ impl Engines {
             .env("PDP_DATABASE_URL", self.datasource_url())
             .env("PDP_QE_MODULES_DIR", &installed.dir)
             .env("PDP_QE_PROVIDER", &schema.provider)
-            .env("RUST_LOG", &self.log_level);
-        if let Some(n) = self.connection_limit {
+            .env("RUST_LOG", &settings.log_level);
+        if let Some(n) = settings.limits.connection_limit {
             cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", n.to_string());
         }
         Ok(self.common_flags(cmd))
@@ -361,7 +351,7 @@ impl Launch for Engines {
                         .arg(&datamodel)
                         .args(["--port", "0", "--engine-protocol", key.protocol.as_str()])
                         .env("OVERWRITE_DATASOURCES", encoded)
-                        .env("RUST_LOG", &self.log_level)
+                        .env("RUST_LOG", &self.cx.settings.log_level)
                         .env("RUST_LOG_FORMAT", "json");
                 Ok(self.common_flags(cmd))
             }

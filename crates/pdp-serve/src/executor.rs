@@ -5,12 +5,12 @@
 //! Deliberately not here: HTTP forwarding (`qpe`), restarts (`supervisor`).
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
-use pdp_config::DatabaseUrl;
 use pdp_toolchain::npm::{self, Npm, NpmError, ToolSpec};
 use pdp_toolchain::process::{Cmd, ProcessError};
 
+use crate::context::Context;
 use crate::supervisor::{Launch, StartError};
 
 /// Companion packages the launcher imports, pinned (the executor bundles everything else).
@@ -92,26 +92,10 @@ fn classify(version: &str, e: NpmError) -> ProvisionError {
     }
 }
 
-/// How executors are started.
+/// How executors are started: everything comes from the shared context.
 pub struct Executors {
-    /// pdp's cache root.
-    pub cache_root: PathBuf,
-    /// The `node` executable.
-    pub node: Option<PathBuf>,
-    /// npm, for provisioning on first use.
-    pub npm: Option<Npm>,
-    /// The database every executor connects to.
-    pub database: DatabaseUrl,
-    /// `[serve.limits]` passed to the executor.
-    pub query_timeout: Duration,
-    /// Longest interactive transaction.
-    pub max_transaction_timeout: Duration,
-    /// Longest wait to start one.
-    pub max_transaction_wait: Duration,
-    /// Largest response.
-    pub max_response_size: u64,
-    /// The executor's own log level.
-    pub log_level: String,
+    /// Settings, database, limits.
+    pub cx: Arc<Context>,
 }
 
 impl Launch for Executors {
@@ -122,28 +106,31 @@ impl Launch for Executors {
     }
 
     fn prepare(&self, version: &String) -> Result<Cmd, StartError> {
-        let node = self.node.clone().ok_or_else(|| StartError {
+        let settings = &self.cx.settings;
+        let limits = &settings.limits;
+        let node = settings.node.clone().ok_or_else(|| StartError {
             message: "the query-plan executor runs on Node.js, and `node` is not on PATH".into(),
             permanent: true,
         })?;
-        let npm = self.npm.clone();
+        let npm = settings.npm.clone();
         let label = format!("query-plan-executor@{version}");
-        let launcher =
-            provision(&self.cache_root, version, move || npm.ok_or(NpmError::NotFound { program: "npm", tool: label }))
-                .map_err(|e| StartError {
-                    permanent: matches!(e, ProvisionError::NoRelease { .. }),
-                    message: format!("{e}; {}", e.hint()),
-                })?;
+        let launcher = provision(&settings.cache_root, version, move || {
+            npm.ok_or(NpmError::NotFound { program: "npm", tool: label })
+        })
+        .map_err(|e| StartError {
+            permanent: matches!(e, ProvisionError::NoRelease { .. }),
+            message: format!("{e}; {}", e.hint()),
+        })?;
         let dir = launcher.parent().map(PathBuf::from).unwrap_or_default();
         Ok(Cmd::new(node, format!("start the query-plan executor for Prisma {version}"), dir)
             .arg(&launcher)
-            .env("PDP_QPE_DATABASE_URL", self.database.expose())
+            .env("PDP_QPE_DATABASE_URL", self.cx.database.expose())
             .env("PDP_QPE_PORT", "0")
-            .env("PDP_QPE_QUERY_TIMEOUT_MS", self.query_timeout.as_millis().to_string())
-            .env("PDP_QPE_MAX_TX_TIMEOUT_MS", self.max_transaction_timeout.as_millis().to_string())
-            .env("PDP_QPE_MAX_TX_WAIT_MS", self.max_transaction_wait.as_millis().to_string())
-            .env("PDP_QPE_MAX_RESPONSE_SIZE", self.max_response_size.to_string())
-            .env("PDP_QPE_LOG_LEVEL", &self.log_level))
+            .env("PDP_QPE_QUERY_TIMEOUT_MS", limits.query_timeout.as_millis().to_string())
+            .env("PDP_QPE_MAX_TX_TIMEOUT_MS", limits.transaction_max_timeout.as_millis().to_string())
+            .env("PDP_QPE_MAX_TX_WAIT_MS", limits.transaction_max_wait.as_millis().to_string())
+            .env("PDP_QPE_MAX_RESPONSE_SIZE", limits.max_response_size.to_string())
+            .env("PDP_QPE_LOG_LEVEL", &settings.log_level))
     }
 }
 

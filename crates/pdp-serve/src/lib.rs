@@ -10,37 +10,37 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
+pub mod context;
 pub mod dp1;
 pub mod engine;
+pub mod engine_metrics;
 pub mod executor;
+pub mod kit;
 pub mod metrics;
 pub mod qpe;
 pub mod server;
 pub mod supervisor;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use hyper_util::server::graceful::GracefulShutdown;
 use pdp_config::DatabaseUrl;
 use pdp_toolchain::embedded::{self, Embedded, EmbeddedError};
-use pdp_toolchain::npm::Npm;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::KeySet;
-use crate::executor::Executors;
+use crate::context::{Context, Settings};
+use crate::dp1::Dp1;
+use crate::kit::Kit;
 use crate::metrics::Metrics;
+use crate::qpe::Qpe;
 use crate::server::{App, Transport};
-use crate::supervisor::{Supervisor, Timing};
 
 /// The proxy's worker threads: `[serve] threads`, else half the CPUs this process may use, at least one.
 ///
@@ -95,10 +95,8 @@ pub struct Options {
     pub tls: TlsMode,
     /// Accepted keys.
     pub keys: KeySet,
-    /// `[serve.limits]`.
-    pub limits: pdp_config::Limits,
-    /// Largest response a child may send.
-    pub max_response_size: u64,
+    /// What requests and children share: limits, tools, log level, temporary directory.
+    pub settings: Settings,
     /// `[serve] shutdown-timeout`.
     pub shutdown_timeout: Duration,
     /// The project's Prisma version.
@@ -109,14 +107,6 @@ pub struct Options {
     pub database: Database,
     /// The folder of the Prisma schema (relative SQLite paths).
     pub schema_dir: PathBuf,
-    /// pdp's cache root.
-    pub cache_root: PathBuf,
-    /// `node`, if found.
-    pub node: Option<PathBuf>,
-    /// npm, if found.
-    pub npm: Option<Npm>,
-    /// Log level of the children.
-    pub child_log_level: String,
     /// The URL clients reach pdp at; a port 0 (from `--listen …:0`) becomes the bound port.
     pub public_url: url::Url,
     /// Prisma 4.x–6.x engines.
@@ -299,7 +289,7 @@ impl Server {
         let (database, embedded) = match &options.database {
             Database::Url(url) => (url.clone(), None),
             Database::Embedded(opts) => {
-                let npm = options.npm.clone();
+                let npm = options.settings.npm.clone();
                 let e = embedded::start(opts, move || {
                     npm.ok_or(pdp_toolchain::npm::NpmError::NotFound { program: "npm", tool: "PGlite".into() })
                 })
@@ -307,87 +297,40 @@ impl Server {
                 (e.url().clone(), Some(e))
             }
         };
-        let metrics = Arc::new(Metrics::new());
-        let limits = options.limits.clone();
-        // An interactive transaction is never idle longer than its own maximum, so an executor with one
-        // open is never stopped for idleness.
-        let idle_timeout = limits.engine_idle_timeout.max(limits.transaction_max_timeout + Duration::from_secs(5));
-        let executors = Supervisor::new(
-            Executors {
-                cache_root: options.cache_root.clone(),
-                node: options.node.clone(),
-                npm: options.npm.clone(),
-                database: database.clone(),
-                query_timeout: limits.query_timeout,
-                max_transaction_timeout: limits.transaction_max_timeout,
-                max_transaction_wait: limits.transaction_max_wait,
-                max_response_size: options.max_response_size,
-                log_level: options.child_log_level.clone(),
-            },
-            Timing { start_timeout: limits.engine_start_timeout, idle_timeout, stop_grace: Duration::from_secs(5) },
-            metrics.clone(),
-        );
+        let cx = Context::new(options.settings.clone(), database.clone(), Arc::new(Metrics::new()));
+        let version = options.project_version.clone();
+        let qpe = Qpe::new(cx.clone(), version.clone(), options.project_uses_executor);
+        let stop_all = |qpe: Qpe, embedded: Option<Embedded>| async move {
+            qpe.shutdown().await;
+            if let Some(e) = embedded {
+                e.stop().await;
+            }
+        };
+        let dp1 = match Dp1::new(options.dp1.clone(), cx.clone(), version.clone(), public_url.clone()) {
+            Ok(dp1) => dp1,
+            Err(e) => {
+                stop_all(qpe, embedded).await;
+                return Err(ServeError::EngineDir(e));
+            }
+        };
         let executor = if options.project_uses_executor {
-            executors.pin(&options.project_version);
-            match executors.get(&options.project_version).await {
-                Ok(_) => Some(options.project_version.clone()),
+            match qpe.project_ready().await {
+                Ok(()) => Some(version.clone()),
                 Err(e) => {
-                    executors.shutdown().await;
-                    if let Some(e) = embedded {
-                        e.stop().await;
-                    }
-                    return Err(ServeError::Executor {
-                        version: options.project_version.clone(),
-                        message: e.message.clone(),
-                        permanent: e.permanent,
-                    });
+                    dp1.shutdown().await;
+                    stop_all(qpe, embedded).await;
+                    return Err(ServeError::Executor { version, message: e.message.clone(), permanent: e.permanent });
                 }
             }
         } else {
             None
         };
-        let dp1 = dp1::Dp1::new(
-            options.dp1.clone(),
-            dp1::Context {
-                database: database.clone(),
-                limits: limits.clone(),
-                timing: Timing {
-                    start_timeout: limits.engine_start_timeout,
-                    idle_timeout,
-                    stop_grace: Duration::from_secs(5),
-                },
-                metrics: metrics.clone(),
-                cache_root: options.cache_root.clone(),
-                node: options.node.clone(),
-                npm: options.npm.clone(),
-                log_level: options.child_log_level.clone(),
-                project_version: options.project_version.clone(),
-                public_url: public_url.clone(),
-            },
-        )
-        .map_err(ServeError::EngineDir)?;
-        // Children are on loopback: no Nagle (hyper writes head and body separately; with Nagle and delayed
-        // ACKs every forwarded request waited ~40 ms).
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            // Below the launchers' keep-alive (65 s), so pdp drops an idle connection before its child does.
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build(connector);
         let app = Arc::new(App {
             keys: options.keys.clone(),
-            limits,
-            metrics,
             metrics_on_main: options.metrics_listen.is_none(),
-            executors,
-            project_version: options.project_version.clone(),
-            pinned_executor: options.project_uses_executor,
-            database: database.clone(),
             schema_dir: options.schema_dir.clone(),
-            draining: AtomicBool::new(false),
-            open_tx: Mutex::new(HashMap::new()),
-            client,
+            kit: Kit::new(cx),
+            qpe,
             dp1,
         });
         let started = Started {
@@ -442,7 +385,7 @@ impl Server {
             status = db_exit => tracing::error!(target: "pdp::serve", "the embedded PostgreSQL exited ({status}); shutting down"),
         }
         let started = Instant::now();
-        let cut_transactions = server::drain_transactions(&app, started, shutdown_timeout).await;
+        let cut_transactions = app.kit.txs.drain(started, shutdown_timeout).await;
         stop_tx.send_replace(true);
         let _ = accept.await;
         if let Some(t) = metrics_task {
@@ -463,7 +406,7 @@ impl Server {
         if let Some(r) = reload {
             r.abort();
         }
-        app.executors.shutdown().await;
+        app.qpe.shutdown().await;
         app.dp1.shutdown().await;
         if let Some(e) = embedded {
             e.stop().await;

@@ -6,6 +6,7 @@
 //! Deliberately not here: schema handling (7.x clients send plans with SQL; there is no schema upload),
 //! caching, and the Accelerate extension's `/invalidate` (it goes to Prisma's host, protocols.md §2.3).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,8 +14,90 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::executor::is_exact_version;
-use crate::server::{App, Body, ForwardError, error, full, read_body};
+use crate::context::Context;
+use crate::executor::{Executors, is_exact_version};
+use crate::kit::forward::{self, ForwardError};
+use crate::kit::respond::{error, full, read_body};
+use crate::kit::txs::{Role, TxErrors};
+use crate::kit::{Body, Kit};
+use crate::supervisor::{StartError, Supervisor};
+
+/// The Prisma 7 side of the proxy: the executors, one per client version.
+pub struct Qpe {
+    executors: Arc<Supervisor<Executors>>,
+    project_version: String,
+    pinned: bool,
+}
+
+/// How the project's own executor is doing, for `/ready`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Serving.
+    Ready,
+    /// Started with pdp and not serving (yet, or again).
+    Starting,
+    /// The project is not a Prisma 7 one: executors start when a client asks.
+    OnDemand,
+}
+
+impl Readiness {
+    /// The word `/ready` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Ready => "ready",
+            Readiness::Starting => "starting",
+            Readiness::OnDemand => "on demand",
+        }
+    }
+}
+
+impl Qpe {
+    /// The executors' supervisor; with `pinned`, the project's own version is started now and kept
+    /// running (it is a Prisma 7 project).
+    pub fn new(cx: Arc<Context>, project_version: String, pinned: bool) -> Qpe {
+        let executors = Supervisor::new(Executors { cx: cx.clone() }, cx.timing, cx.metrics.clone());
+        if pinned {
+            executors.pin(&project_version);
+        }
+        Qpe { executors, project_version, pinned }
+    }
+
+    /// Waits for the project's pinned executor to serve (or to fail starting).
+    pub async fn project_ready(&self) -> Result<(), Arc<StartError>> {
+        self.executors.get(&self.project_version).await.map(|_| ())
+    }
+
+    /// How the project's executor is doing.
+    pub fn readiness(&self) -> Readiness {
+        match (self.pinned, self.executors.ready_now(&self.project_version)) {
+            (false, _) => Readiness::OnDemand,
+            (true, Some(_)) => Readiness::Ready,
+            (true, None) => Readiness::Starting,
+        }
+    }
+
+    /// The project's Prisma version.
+    pub fn project_version(&self) -> &str {
+        &self.project_version
+    }
+
+    /// Stops executors nobody used for the idle timeout. Call periodically.
+    pub fn sweep(&self) {
+        self.executors.reap_idle();
+    }
+
+    /// Stops every executor.
+    pub async fn shutdown(&self) {
+        self.executors.shutdown().await;
+    }
+}
+
+impl TxErrors for Qpe {
+    /// The executor's own shape (`{code, error, meta}`), which the client raises by its `code`.
+    fn tx_error(&self, message: &str) -> serde_json::Value {
+        serde_json::json!({ "code": "P2028", "error": message, "meta": {} })
+    }
+}
 
 /// A Prisma 7 route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,124 +154,115 @@ impl Route {
         }
     }
 
-    fn tx_id(&self) -> Option<&str> {
+    /// What the request does to interactive transactions.
+    pub fn role(&self) -> Role<'_> {
         match self {
-            Route::TxQuery(id) | Route::TxCommit(id) | Route::TxRollback(id) => Some(id),
-            _ => None,
+            Route::ConnectionInfo | Route::Query => Role::Plain,
+            Route::TxStart => Role::Start,
+            Route::TxQuery(id) => Role::Use(id),
+            Route::TxCommit(id) | Route::TxRollback(id) => Role::End(id),
         }
     }
 }
 
-/// The client's version from `Prisma-Engine-Hash` (`0.0.0`, a development build, means the project's).
-fn client_version<'a>(app: &'a App, req: &'a Request<Incoming>) -> Result<&'a str, Box<Response<Body>>> {
-    let Some(value) = req.headers().get("prisma-engine-hash") else {
-        return Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "P6000",
-            "no `Prisma-Engine-Hash` header: these routes serve Prisma 7 clients created with `accelerateUrl`",
-        )));
-    };
-    let version = value.to_str().unwrap_or("");
-    if version == "0.0.0" {
-        return Ok(&app.project_version);
-    }
-    if !is_exact_version(version) {
-        return Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "P6006",
-            &format!("`Prisma-Engine-Hash: {}` is not a Prisma Client version", version.escape_default()),
-        )));
-    }
-    Ok(version)
-}
-
-/// Handles one Prisma 7 request.
-pub async fn handle(app: &App, route: Route, req: Request<Incoming>) -> Response<Body> {
-    let version = match client_version(app, &req) {
-        Ok(v) => v.to_owned(),
-        Err(resp) => return *resp,
-    };
-    let known_tx = route.tx_id().and_then(|id| app.tx(id));
-    if app.draining() && known_tx.is_none() {
-        return crate::server::shutting_down();
-    }
-    let (parts, body) = req.into_parts();
-    let body = match read_body(&parts.headers, body, app.limits.max_body_size).await {
-        Ok(b) => b,
-        Err(e) => return e.response(app.limits.max_body_size),
-    };
-    let endpoint = match app.executors.get(&version).await {
-        Ok(ep) => ep,
-        Err(e) if e.permanent => return error(StatusCode::BAD_REQUEST, "P6006", &e.message),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "P6008", &e.message),
-    };
-    if let (Some(id), Some(tx)) = (route.tx_id(), &known_tx)
-        && tx.generation != endpoint.generation
-    {
-        app.tx_closed(id);
-        return error(
-            StatusCode::CONFLICT,
-            "P2028",
-            &format!(
-                "Transaction API error: the executor that held transaction {id} stopped and was restarted; the \
-                 database rolled the transaction back. Run the whole transaction again."
-            ),
-        );
-    }
-    let limits = &app.limits;
-    let limit = match route {
-        Route::TxStart => limits.transaction_max_wait + Duration::from_secs(5),
-        _ => limits.query_timeout + Duration::from_secs(5),
-    };
-    let path = parts.uri.path();
-    let resp = match app.forward(endpoint.addr, parts.method.clone(), path, &parts.headers, body, limit).await {
-        Ok(r) => r,
-        Err(ForwardError::Timeout(d)) => {
-            return error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "P6004",
-                &format!("the executor for Prisma {version} did not answer within {}s", d.as_secs()),
-            );
-        }
-        Err(ForwardError::Unreachable(why)) => {
-            if let Some(id) = route.tx_id() {
-                app.tx_closed(id);
-            }
-            return error(
-                StatusCode::BAD_GATEWAY,
+impl Qpe {
+    /// The client's version from `Prisma-Engine-Hash` (`0.0.0`, a development build, means the project's).
+    fn client_version<'a>(&'a self, req: &'a Request<Incoming>) -> Result<&'a str, Box<Response<Body>>> {
+        let Some(value) = req.headers().get("prisma-engine-hash") else {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
                 "P6000",
-                &format!(
-                    "the executor for Prisma {version} failed while handling this request ({why}); it is being \
-                     restarted. pdp does not re-send requests, so check whether a write took effect before retrying"
-                ),
-            );
+                "no `Prisma-Engine-Hash` header: these routes serve Prisma 7 clients created with `accelerateUrl`",
+            )));
+        };
+        let version = value.to_str().unwrap_or("");
+        if version == "0.0.0" {
+            return Ok(&self.project_version);
         }
-    };
-    match route {
-        Route::TxStart if resp.status().is_success() => {
-            let (head, body) = resp.into_parts();
-            let bytes = match body.collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    return error(StatusCode::BAD_GATEWAY, "P6000", &format!("the executor's answer broke off: {e}"));
-                }
-            };
-            if let Some(id) = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
-            {
-                app.tx_opened(id, version, endpoint.generation);
+        if !is_exact_version(version) {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "P6006",
+                &format!("`Prisma-Engine-Hash: {}` is not a Prisma Client version", version.escape_default()),
+            )));
+        }
+        Ok(version)
+    }
+
+    /// Handles one Prisma 7 request.
+    pub async fn handle(&self, kit: &Kit, route: Route, req: Request<Incoming>) -> Response<Body> {
+        let version = match self.client_version(&req) {
+            Ok(v) => v.to_owned(),
+            Err(resp) => return *resp,
+        };
+        let ticket = match kit.txs.admit(route.role(), self) {
+            Ok(t) => t,
+            Err(resp) => return *resp,
+        };
+        let limits = kit.limits();
+        let (parts, body) = req.into_parts();
+        let body = match read_body(&parts.headers, body, limits.max_body_size).await {
+            Ok(b) => b,
+            Err(e) => return e.response(limits.max_body_size),
+        };
+        let endpoint = match ticket.pin(&self.executors, &version, self) {
+            Err(resp) => return *resp,
+            Ok(Some(ep)) => ep,
+            Ok(None) => match self.executors.get(&version).await {
+                Ok(ep) => ep,
+                Err(e) if e.permanent => return error(StatusCode::BAD_REQUEST, "P6006", &e.message),
+                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "P6008", &e.message),
+            },
+        };
+        let limit = match route {
+            Route::TxStart => limits.transaction_max_wait + Duration::from_secs(5),
+            _ => limits.query_timeout + Duration::from_secs(5),
+        };
+        let outcome = kit
+            .forwarder
+            .forward(endpoint.addr, parts.method.clone(), parts.uri.path(), &parts.headers, body, limit)
+            .await;
+        ticket.settle(&outcome);
+        let resp = match outcome {
+            Ok(r) => r,
+            Err(ForwardError::Timeout(d)) => {
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "P6004",
+                    &format!("the executor for Prisma {version} did not answer within {}s", d.as_secs()),
+                );
             }
-            let mut out = Response::from_parts(head, full(Bytes::new()));
-            *out.body_mut() = full(bytes);
-            out.headers_mut().remove(http::header::TRANSFER_ENCODING);
-            out
+            Err(ForwardError::Unreachable(why)) => {
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "P6000",
+                    &format!(
+                        "the executor for Prisma {version} failed while handling this request ({why}); it is being \
+                         restarted. pdp does not re-send requests, so check whether a write took effect before retrying"
+                    ),
+                );
+            }
+        };
+        if route != Route::TxStart || !resp.status().is_success() {
+            return forward::pass_through(resp);
         }
-        Route::TxCommit(ref id) | Route::TxRollback(ref id) => {
-            app.tx_closed(id);
-            App::pass_through(resp)
+        let (head, body) = resp.into_parts();
+        let bytes = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                return error(StatusCode::BAD_GATEWAY, "P6000", &format!("the executor's answer broke off: {e}"));
+            }
+        };
+        if let Some(id) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+        {
+            ticket.opened(id, &version, endpoint.generation);
         }
-        _ => App::pass_through(resp),
+        let mut out = Response::from_parts(head, full(Bytes::new()));
+        *out.body_mut() = full(bytes);
+        out.headers_mut().remove(http::header::TRANSFER_ENCODING);
+        out
     }
 }
 

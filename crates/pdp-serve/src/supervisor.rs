@@ -113,6 +113,11 @@ impl<L: Launch> Supervisor<L> {
         })
     }
 
+    /// What kind of child this runs (`executor`, `engine`).
+    pub fn kind(&self) -> &'static str {
+        self.launch.kind()
+    }
+
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<L::Key, Arc<Slot>>> {
         self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use pdp_config::{Overrides, Secret, Tls};
 use pdp_serve::auth::KeySet;
+use pdp_serve::context::Settings;
 use pdp_serve::tls::AutoOutcome;
 use pdp_serve::{Database, Options, Server, Started, TlsMode, TlsStarted};
 
@@ -52,18 +53,20 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         metrics_listen: serve.metrics_listen,
         tls,
         keys: KeySet::new(&serve.api_keys),
-        limits: serve.limits.clone(),
-        max_response_size: serve.limits.max_response_size,
+        settings: Settings {
+            limits: serve.limits.clone(),
+            cache_root: config.engines.cache.clone(),
+            node,
+            npm,
+            log_level: "warn".into(),
+            temp_dir: config.temp_dir.clone(),
+        },
         shutdown_timeout: serve.shutdown_timeout,
         project_uses_executor: config.prisma.version.generation().server_engine
             == pdp_config::prisma::ServerEngine::QueryPlanExecutor,
         project_version: version.clone(),
         database,
         schema_dir: config.prisma.schema.parent().unwrap_or(&config.root).to_path_buf(),
-        cache_root: config.engines.cache.clone(),
-        node,
-        npm,
-        child_log_level: "warn".into(),
         public_url: serve.public_url.clone(),
         dp1: dp1_options(&config, &env, cwd)?,
     };

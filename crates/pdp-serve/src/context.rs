@@ -1,0 +1,64 @@
+//! What every part of the running proxy borrows, declared once: `[serve]`'s settings for requests and
+//! children ([`Settings`], from the binary), and, once the database is up, the [`Context`] built from them
+//! in `Server::start` (the database URL children connect to, supervision timing, pdp's metrics). The
+//! dispatcher, the protocol routers, the proxy kit and the launchers of executors and engines all hold
+//! the same `Arc<Context>`.
+//!
+//! Deliberately not here: per-protocol settings (`dp1::Dp1Options`), listener and TLS settings (`Options`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pdp_config::{DatabaseUrl, Limits};
+use pdp_toolchain::npm::Npm;
+
+use crate::metrics::Metrics;
+use crate::supervisor::Timing;
+
+/// `[serve]`'s settings that requests and children share.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `[serve.limits]`.
+    pub limits: Limits,
+    /// pdp's cache root (tools, engines).
+    pub cache_root: PathBuf,
+    /// `node`, if found.
+    pub node: Option<PathBuf>,
+    /// npm, if found.
+    pub npm: Option<Npm>,
+    /// The children's own log level.
+    pub log_level: String,
+    /// Where temporary files go (`TMPDIR`, resolved by the config).
+    pub temp_dir: PathBuf,
+}
+
+/// The running proxy's shared settings and services.
+pub struct Context {
+    /// `[serve]`'s settings.
+    pub settings: Settings,
+    /// The database every child connects to (the embedded one's address once it runs).
+    pub database: DatabaseUrl,
+    /// How children are supervised.
+    pub timing: Timing,
+    /// pdp's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// The context for `settings` and `database`; supervision timing follows from the limits.
+    pub fn new(settings: Settings, database: DatabaseUrl, metrics: Arc<Metrics>) -> Arc<Context> {
+        let limits = &settings.limits;
+        // An interactive transaction is never idle longer than its own maximum, so a child with one open
+        // is never stopped for idleness.
+        let idle_timeout = limits.engine_idle_timeout.max(limits.transaction_max_timeout + Duration::from_secs(5));
+        let timing =
+            Timing { start_timeout: limits.engine_start_timeout, idle_timeout, stop_grace: Duration::from_secs(5) };
+        Arc::new(Context { settings, database, timing, metrics })
+    }
+
+    /// `[serve.limits]`.
+    pub fn limits(&self) -> &Limits {
+        &self.settings.limits
+    }
+}

@@ -1,0 +1,327 @@
+//! Open interactive transactions and their lifecycle, written once for every protocol. A request is
+//! admitted ([`Transactions::admit`]): during shutdown only work of an open transaction is, and a request
+//! naming a transaction pdp does not know gets the protocol's transaction error at once. A request of an
+//! open transaction goes to its owner ([`Ticket::pin`]): the child that started it, in the incarnation
+//! that started it; if that child stopped, the answer is the transaction error at once, never a wait for
+//! the restarted child (which does not know the transaction). The table is kept honest from the
+//! outcome: a start records the owner ([`Ticket::opened`]), a commit or rollback and a forward that
+//! broke off forget it ([`Ticket::settle`]), and transactions past their maximum lifetime are swept.
+//! Shutdown waits for the open ones ([`Transactions::drain`]).
+//!
+//! Each protocol supplies only its error body ([`TxErrors`]); the status is 409 for both, as Prisma's
+//! query-plan executor answers an unknown transaction: Prisma 7 clients raise the body's `code`, and
+//! Prisma 4.x–6.x clients raise an engine error body's `error_code`, for any non-2xx status, without
+//! retrying.
+//!
+//! Deliberately not here: reading transaction ids or options from requests (the routers), forwarding.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{Response, StatusCode};
+use hyper::body::Incoming;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::Notify;
+
+use super::forward::ForwardError;
+use super::respond::{self, Body};
+use crate::supervisor::{Endpoint, Launch, Supervisor};
+
+/// An open interactive transaction pdp has seen start and not finish.
+#[derive(Clone, Debug)]
+pub struct OpenTx {
+    /// Which child holds it (its supervisor key, as text).
+    pub owner: String,
+    /// That child's incarnation when it started.
+    pub generation: u64,
+    /// After this the child has certainly closed it (its own maximum timeout passed).
+    pub expires: Instant,
+}
+
+/// What a request does to interactive transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role<'a> {
+    /// Nothing: work outside any transaction.
+    Plain,
+    /// Starts one.
+    Start,
+    /// Runs a query in this one.
+    Use(&'a str),
+    /// Commits or rolls back this one.
+    End(&'a str),
+}
+
+impl<'a> Role<'a> {
+    /// The transaction the request belongs to.
+    pub fn id(self) -> Option<&'a str> {
+        match self {
+            Role::Use(id) | Role::End(id) => Some(id),
+            Role::Plain | Role::Start => None,
+        }
+    }
+}
+
+/// A protocol's transaction error body, in the shape its clients raise as P2028.
+pub trait TxErrors {
+    /// The body for a transaction error that says `message`.
+    fn tx_error(&self, message: &str) -> serde_json::Value;
+}
+
+/// The open transactions, and whether shutdown has begun.
+pub struct Transactions {
+    open: Mutex<HashMap<String, OpenTx>>,
+    closed: Notify,
+    draining: AtomicBool,
+    gauge: Gauge<i64, AtomicI64>,
+    max_timeout: Duration,
+}
+
+impl Transactions {
+    /// An empty table; `gauge` follows its size; no transaction outlives `max_timeout` in a child.
+    pub fn new(gauge: Gauge<i64, AtomicI64>, max_timeout: Duration) -> Transactions {
+        Transactions {
+            open: Mutex::new(HashMap::new()),
+            closed: Notify::new(),
+            draining: AtomicBool::new(false),
+            gauge,
+            max_timeout,
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, HashMap<String, OpenTx>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, open: &HashMap<String, OpenTx>) {
+        self.gauge.set(i64::try_from(open.len()).unwrap_or(i64::MAX));
+    }
+
+    /// A transaction pdp knows to be open.
+    pub fn get(&self, id: &str) -> Option<OpenTx> {
+        self.table().get(id).cloned()
+    }
+
+    /// How many are open.
+    pub fn len(&self) -> usize {
+        self.table().len()
+    }
+
+    /// Whether none is open.
+    pub fn is_empty(&self) -> bool {
+        self.table().is_empty()
+    }
+
+    fn opened(&self, id: String, owner: String, generation: u64) {
+        let expires = Instant::now() + self.max_timeout + Duration::from_secs(2);
+        let mut open = self.table();
+        open.insert(id, OpenTx { owner, generation, expires });
+        self.count(&open);
+    }
+
+    fn closed(&self, id: &str) {
+        let mut open = self.table();
+        if open.remove(id).is_some() {
+            self.count(&open);
+            self.closed.notify_waiters();
+        }
+    }
+
+    /// Forgets transactions whose child has certainly closed them; the ids still open.
+    pub fn sweep(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut open = self.table();
+        open.retain(|_, tx| tx.expires > now);
+        self.count(&open);
+        open.keys().cloned().collect()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Shutdown, phase one: refuses new work from now on and waits until no transaction is open or
+    /// `deadline` (from `started`) passes. Returns the transactions still open then.
+    pub async fn drain(&self, started: Instant, deadline: Duration) -> Vec<String> {
+        self.draining.store(true, Ordering::SeqCst);
+        loop {
+            let closed = self.closed.notified();
+            let open = self.sweep();
+            let left = deadline.saturating_sub(started.elapsed());
+            if open.is_empty() || left.is_zero() {
+                return open;
+            }
+            // Woken by a close; the timeout catches expiries and the deadline.
+            let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), closed).await;
+        }
+    }
+
+    /// Admits a request that does `role`: during shutdown only work of an open transaction; a request
+    /// of a transaction pdp does not know gets the protocol's transaction error.
+    pub fn admit<'t>(&'t self, role: Role<'t>, errors: &dyn TxErrors) -> Result<Ticket<'t>, Box<Response<Body>>> {
+        let open = role.id().and_then(|id| self.get(id));
+        if self.draining() && open.is_none() {
+            return Err(Box::new(respond::shutting_down()));
+        }
+        if let (Some(id), None) = (role.id(), &open) {
+            return Err(Box::new(unknown(errors, id)));
+        }
+        Ok(Ticket { txs: self, role, open })
+    }
+}
+
+/// An admitted request's part in the transaction lifecycle.
+pub struct Ticket<'t> {
+    txs: &'t Transactions,
+    role: Role<'t>,
+    open: Option<OpenTx>,
+}
+
+impl Ticket<'_> {
+    /// What the request does.
+    pub fn role(&self) -> Role<'_> {
+        self.role
+    }
+
+    /// For a request of an open transaction, the child of `children` that holds it, if it still runs the
+    /// incarnation that started it, and the protocol's transaction error at once otherwise (`key` is the
+    /// child the request names; another key is another pdp's or an old transaction). `None` for work
+    /// outside a transaction: the router picks a child.
+    pub fn pin<L: Launch>(
+        &self,
+        children: &Supervisor<L>,
+        key: &L::Key,
+        errors: &dyn TxErrors,
+    ) -> Result<Option<Endpoint>, Box<Response<Body>>> {
+        let (Some(id), Some(tx)) = (self.role.id(), &self.open) else { return Ok(None) };
+        if tx.owner != key.to_string() {
+            return Err(Box::new(unknown(errors, id)));
+        }
+        match children.ready_now(key) {
+            Some(ep) if ep.generation == tx.generation => Ok(Some(ep)),
+            _ => {
+                self.txs.closed(id);
+                Err(Box::new(owner_gone(errors, id, children.kind())))
+            }
+        }
+    }
+
+    /// Records the transaction a successful start opened on `owner`'s incarnation `generation`.
+    pub fn opened(&self, id: String, owner: &impl fmt::Display, generation: u64) {
+        if self.role == Role::Start {
+            self.txs.opened(id, owner.to_string(), generation);
+        }
+    }
+
+    /// Keeps the table honest after the forward: a commit or rollback that got an answer ends the
+    /// transaction, and so does a forward that broke off (the child is gone or going, and the database
+    /// rolls the transaction back).
+    pub fn settle(&self, outcome: &Result<Response<Incoming>, ForwardError>) {
+        let Some(id) = self.role.id() else { return };
+        let ended = matches!(self.role, Role::End(_)) && outcome.is_ok();
+        if ended || matches!(outcome, Err(ForwardError::Unreachable(_))) {
+            self.txs.closed(id);
+        }
+    }
+}
+
+/// The protocol's transaction error, with 409 (the executor's own status for it).
+fn tx_error(errors: &dyn TxErrors, message: &str) -> Response<Body> {
+    respond::json(StatusCode::CONFLICT, &errors.tx_error(message))
+}
+
+fn unknown(errors: &dyn TxErrors, id: &str) -> Response<Body> {
+    tx_error(
+        errors,
+        &format!(
+            "Transaction API error: Transaction not found. pdp knows no open interactive transaction {id}: it \
+             ended (committed, rolled back or timed out) or was started on another pdp"
+        ),
+    )
+}
+
+fn owner_gone(errors: &dyn TxErrors, id: &str, kind: &str) -> Response<Body> {
+    tx_error(
+        errors,
+        &format!(
+            "Transaction API error: the {kind} that held transaction {id} stopped (it is being restarted); the \
+             database rolled the transaction back. Run the whole transaction again."
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Shape;
+
+    impl TxErrors for Shape {
+        fn tx_error(&self, message: &str) -> serde_json::Value {
+            serde_json::json!({ "code": "P2028", "error": message })
+        }
+    }
+
+    fn table() -> Transactions {
+        Transactions::new(Gauge::default(), Duration::from_secs(60))
+    }
+
+    fn status(r: Result<Ticket<'_>, Box<Response<Body>>>) -> u16 {
+        match r {
+            Ok(_) => 200,
+            Err(resp) => resp.status().as_u16(),
+        }
+    }
+
+    #[test]
+    fn admission_refuses_unknown_transactions_and_new_work_while_draining() {
+        let txs = table();
+        assert_eq!(status(txs.admit(Role::Plain, &Shape)), 200);
+        assert_eq!(status(txs.admit(Role::Use("nope"), &Shape)), 409);
+        let ticket = txs.admit(Role::Start, &Shape).expect("admitted");
+        ticket.opened("t1".into(), &"7.10.0", 1);
+        assert_eq!(txs.len(), 1);
+        assert_eq!(txs.get("t1").map(|t| (t.owner, t.generation)), Some(("7.10.0".into(), 1)));
+        txs.draining.store(true, Ordering::SeqCst);
+        assert_eq!(status(txs.admit(Role::Plain, &Shape)), 503);
+        assert_eq!(status(txs.admit(Role::Start, &Shape)), 503);
+        assert_eq!(status(txs.admit(Role::Use("t1"), &Shape)), 200, "an open transaction may finish");
+        assert_eq!(status(txs.admit(Role::Use("nope"), &Shape)), 503);
+    }
+
+    #[test]
+    fn only_a_start_opens_and_only_an_answered_end_or_a_broken_forward_closes() {
+        let txs = table();
+        let plain = txs.admit(Role::Plain, &Shape).expect("admitted");
+        plain.opened("p".into(), &"k", 1);
+        assert!(txs.is_empty(), "a plain request opens nothing");
+        txs.admit(Role::Start, &Shape).expect("admitted").opened("a".into(), &"k", 1);
+        txs.admit(Role::Start, &Shape).expect("admitted").opened("b".into(), &"k", 1);
+        let timed_out: Result<Response<Incoming>, ForwardError> = Err(ForwardError::Timeout(Duration::ZERO));
+        txs.admit(Role::End("a"), &Shape).expect("admitted").settle(&timed_out);
+        assert!(txs.get("a").is_some(), "a commit that got no answer may still have happened: kept until expiry");
+        let broke: Result<Response<Incoming>, ForwardError> = Err(ForwardError::Unreachable("reset".into()));
+        txs.admit(Role::Use("b"), &Shape).expect("admitted").settle(&broke);
+        assert!(txs.get("b").is_none(), "the child went away under it");
+    }
+
+    #[tokio::test]
+    async fn drain_returns_when_the_last_transaction_closes() {
+        let txs = std::sync::Arc::new(table());
+        txs.admit(Role::Start, &Shape).expect("admitted").opened("a".into(), &"k", 1);
+        let closer = txs.clone();
+        let started = Instant::now();
+        let close = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            closer.closed("a");
+        });
+        let left = txs.drain(started, Duration::from_secs(10)).await;
+        close.await.expect("closer");
+        assert!(left.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(1), "woken by the close, not by a poll");
+        txs.admit(Role::Start, &Shape).err().expect("draining refuses new transactions");
+    }
+}
