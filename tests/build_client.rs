@@ -3,8 +3,6 @@
 //! the cache is locked and atomic), `deno check` on the results, a URL import from a loopback file server,
 //! schema errors, and the incremental no-op. Deliberately no test doubles and no skips: a missing tool fails.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -123,47 +121,6 @@ fn prisma_4_16_keeps_json_protocol_and_drops_metrics() {
     assert_eq!(p.read("prisma/schema.prisma"), schema);
 }
 
-/// Serves `root` over HTTP on loopback with TypeScript/JavaScript content types, one thread per request.
-fn serve(root: PathBuf) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let root = root.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(&stream);
-                let mut request = String::new();
-                if reader.read_line(&mut request).is_err() {
-                    return;
-                }
-                let mut header = String::new();
-                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                    header.clear();
-                }
-                let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
-                let file = root.join(&path);
-                let mut stream = &stream;
-                match std::fs::read(&file) {
-                    Ok(body) if !path.contains("..") => {
-                        let kind =
-                            if path.ends_with(".ts") { "application/typescript" } else { "application/javascript" };
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        );
-                        let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
-                    }
-                    _ => {
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
 #[test]
 fn prisma_7_client_is_importable_from_a_url_without_an_import_map() {
     let p = project("7.10.1");
@@ -179,7 +136,8 @@ fn prisma_7_client_is_importable_from_a_url_without_an_import_map() {
     assert!(!client.contains("\"@prisma/client/"), "no bare specifier is left");
     run_deno(&p.path("dist/client/0.1.0"), &["check", "client.ts"]);
 
-    let port = serve(p.path("dist/client"));
+    let files = pdp_testkit::FileServer::serve_dir(p.path("dist/client")).expect("start a file server");
+    let port = files.port();
     p.write(
         "use.ts",
         &format!(

@@ -6,8 +6,6 @@
 //! case for the gzip + hashing pdp does on top of curl); `gzip` and `sha256sum` prepare them.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -65,40 +63,6 @@ fn prepare(dir: &Path) -> anyhow::Result<HashMap<String, Arc<Vec<u8>>>> {
     Ok(files)
 }
 
-fn serve(listener: TcpListener, files: Arc<HashMap<String, Arc<Vec<u8>>>>) {
-    for stream in listener.incoming().flatten() {
-        let files = Arc::clone(&files);
-        std::thread::spawn(move || respond(stream, &files));
-    }
-}
-
-fn respond(stream: TcpStream, files: &HashMap<String, Arc<Vec<u8>>>) {
-    let mut reader = BufReader::new(stream);
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if line.trim().is_empty() => break,
-            Ok(_) => {}
-        }
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("/");
-    let mut stream = reader.into_inner();
-    match files.get(path) {
-        Some(body) => {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body));
-        }
-        None => {
-            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    }
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -113,10 +77,11 @@ pub fn engines(root: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     eprintln!("==> preparing 4 × 20 MB engine files in {}", work.display());
-    let files = Arc::new(prepare(&work.join("mirror"))?);
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let base = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
-    std::thread::spawn(move || serve(listener, files));
+    let mirror = pdp_testkit::FileServer::start().context("cannot start the loopback mirror")?;
+    for (path, body) in prepare(&work.join("mirror"))? {
+        mirror.put(&path, body);
+    }
+    let base = mirror.url();
 
     let project = work.join("project");
     std::fs::create_dir_all(&project)?;
