@@ -22,7 +22,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = ProcessEnv::new();
     let no_color = env.var(pdp_config::env::NO_COLOR).is_some_and(|v| !v.is_empty());
-    let printer = Printer::new(cli.global.quiet, cli.global.color, no_color);
+    let no_progress = env.var(pdp_config::env::PDP_NO_PROGRESS).is_some_and(|v| !v.is_empty());
+    let printer = Printer::new(cli.global.quiet, cli.global.color, no_color, no_progress);
     if let Command::Serve(args) = &cli.command {
         // A server logs always: its access log and children's output are its output.
         let default = if cli.global.verbose { VERBOSE_FILTER } else { SERVE_FILTER };

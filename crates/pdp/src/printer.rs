@@ -1,11 +1,14 @@
 //! All terminal output goes through here: stdout is data, stderr is everything else; `--quiet`,
-//! colour choice and `NO_COLOR` are decided once. Every line is passed through secret redaction.
+//! colour choice, `NO_COLOR` and `PDP_NO_PROGRESS` are decided once. Every line is passed through secret
+//! redaction, a spinner's message too ([`Printer::spinner`]).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use console::style;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ColorChoice;
 
@@ -14,13 +17,14 @@ use crate::cli::ColorChoice;
 pub struct Printer {
     quiet: bool,
     color: bool,
+    progress: bool,
     /// Whether stdin and stderr are terminals (prompts possible).
     pub interactive: bool,
 }
 
 impl Printer {
-    /// Builds the printer from the global flags and the `NO_COLOR` convention.
-    pub fn new(quiet: bool, color: ColorChoice, no_color_env: bool) -> Printer {
+    /// Builds the printer from the global flags, the `NO_COLOR` convention and `PDP_NO_PROGRESS`.
+    pub fn new(quiet: bool, color: ColorChoice, no_color_env: bool, no_progress_env: bool) -> Printer {
         let stderr_tty = std::io::stderr().is_terminal();
         let color = match color {
             ColorChoice::Always => true,
@@ -29,17 +33,36 @@ impl Printer {
         };
         console::set_colors_enabled(color);
         console::set_colors_enabled_stderr(color);
-        Printer { quiet, color, interactive: stderr_tty && std::io::stdin().is_terminal() }
+        Printer {
+            quiet,
+            color,
+            progress: !quiet && !no_progress_env && stderr_tty,
+            interactive: stderr_tty && std::io::stdin().is_terminal(),
+        }
+    }
+
+    /// Whether progress is drawn: stderr is a terminal, no `--quiet`, no `PDP_NO_PROGRESS`.
+    pub fn progress(&self) -> bool {
+        self.progress
+    }
+
+    /// A spinner naming the current step where progress is drawn; plain `Step` status lines otherwise.
+    pub fn spinner(&self) -> Spinner<'_> {
+        let bar = self.progress.then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        Spinner { printer: self, bar }
     }
 
     /// Whether colour is on.
     pub fn color(&self) -> bool {
         self.color
-    }
-
-    /// Whether `--quiet` is on (status lines and progress are hidden).
-    pub fn quiet(&self) -> bool {
-        self.quiet
     }
 
     /// A line of data on stdout (never suppressed by `--quiet`).
@@ -86,5 +109,42 @@ impl Printer {
             eprintln!();
             eprintln!("{} {}", style("hint:").cyan().bold(), pdp_config::redact_text(hint));
         }
+    }
+}
+
+/// The current step of a longer job: on a spinner, or as status lines. Cleared when dropped.
+pub struct Spinner<'a> {
+    printer: &'a Printer,
+    bar: Option<ProgressBar>,
+}
+
+impl Spinner<'_> {
+    /// Names the step now running.
+    pub fn step(&self, what: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(pdp_config::redact_text(what)),
+            None => self.printer.status("Step", what),
+        }
+    }
+
+    /// A finished step worth a line of its own.
+    pub fn done(&self, what: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| self.printer.status("Done", what)),
+            None => self.printer.status("Done", what),
+        }
+    }
+
+    /// Clears the spinner before other output (also done when it is dropped).
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Spinner<'_> {
+    fn drop(&mut self) {
+        self.finish();
     }
 }

@@ -5,7 +5,6 @@
 //! Deliberately not here: the summary table (the command prints it once the bars are gone).
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,9 +22,9 @@ pub struct Bars {
 }
 
 impl Bars {
-    /// Bars on stderr, or hidden ones when `hide` (quiet, `PDP_NO_PROGRESS`) or stderr is not a terminal.
-    pub fn new(printer: &Printer, hide: bool) -> Bars {
-        let visible = !hide && std::io::stderr().is_terminal();
+    /// Bars on stderr where the printer draws progress, hidden ones otherwise.
+    pub fn new(printer: &Printer) -> Bars {
+        let visible = printer.progress();
         let target = if visible { ProgressDrawTarget::stderr_with_hz(10) } else { ProgressDrawTarget::hidden() };
         Bars {
             multi: MultiProgress::with_draw_target(target),

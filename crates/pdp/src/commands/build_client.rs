@@ -8,12 +8,10 @@
 //! is written beside it and renamed in only when complete.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressStyle};
 use pdp_client::manifest::{self, Manifest, StampInputs};
 use pdp_client::{ClientError, generate, output, schema};
 use pdp_config::env::Env;
@@ -24,7 +22,7 @@ use pdp_toolchain::tools::{Tool, locate};
 
 use crate::cli::BuildClientArgs;
 use crate::diagnostics::{Status, UserError};
-use crate::printer::Printer;
+use crate::printer::{Printer, Spinner};
 
 /// How long one `prisma generate` may take.
 const GENERATE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -77,7 +75,7 @@ pub fn run(
         return Ok(Status::Success);
     }
 
-    let steps = Steps::new(printer);
+    let steps = printer.spinner();
     let cache_root = config.engines.cache.clone();
     let path_var = env.var("PATH").map(OsString::from);
     let npm_for = |tool: &str| {
@@ -301,7 +299,7 @@ fn swap_into_place(staging: tempfile::TempDir, target: &Path, out: &Path) -> Res
     Ok(())
 }
 
-fn report_install(steps: &Steps, tool: &Installed) {
+fn report_install(steps: &Spinner<'_>, tool: &Installed) {
     if tool.fresh {
         steps.done(&format!("installed {} into {}", tool.spec.label(), tool.dir.display()));
     }
@@ -324,53 +322,5 @@ fn print_import(config: &Config, client_version: &str, entry: &str, target: &Pat
                 "note: set `[client] base-url` in pdp.toml to the URL <out> is published at to print the import URL",
             );
         }
-    }
-}
-
-/// A spinner naming the current step on a terminal; plain status lines otherwise.
-struct Steps<'a> {
-    printer: &'a Printer,
-    spinner: Option<ProgressBar>,
-}
-
-impl<'a> Steps<'a> {
-    fn new(printer: &'a Printer) -> Steps<'a> {
-        let spinner = (!printer.quiet() && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new_spinner();
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar.enable_steady_tick(Duration::from_millis(100));
-            bar
-        });
-        Steps { printer, spinner }
-    }
-
-    fn step(&self, what: &str) {
-        tracing::debug!(step = what);
-        match &self.spinner {
-            Some(bar) => bar.set_message(what.to_owned()),
-            None => self.printer.status("Step", what),
-        }
-    }
-
-    fn done(&self, what: &str) {
-        match &self.spinner {
-            Some(bar) => bar.suspend(|| self.printer.status("Done", what)),
-            None => self.printer.status("Done", what),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.spinner {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl Drop for Steps<'_> {
-    fn drop(&mut self) {
-        self.finish();
     }
 }

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use pdp_config::env::{self, Env, ProcessEnv};
+use pdp_config::env::{Env, ProcessEnv};
 use pdp_config::{Config, Overrides, targets};
 use pdp_toolchain::engines::{Cache, EngineError, EngineKind, ResolvedHash, file_name, resolve_hash};
 use pdp_toolchain::fetch::{Fetcher, How, Job, Reporter, Silent};
@@ -84,10 +84,6 @@ impl Setup {
     fn override_for(&self, kind: EngineKind) -> Option<overrides::Override> {
         overrides::find(self.config.prisma.version.generation(), kind, &|name| self.env.var(name))
     }
-
-    fn hide_progress(&self, printer: &Printer) -> bool {
-        printer.quiet() || self.env.var(env::PDP_NO_PROGRESS).is_some_and(|v| !v.is_empty())
-    }
 }
 
 fn kind_of(arg: EngineArg) -> EngineKind {
@@ -143,7 +139,7 @@ async fn fetch(s: &Setup, a: &EnginesFetchArgs, printer: &Printer) -> anyhow::Re
         }
     }
 
-    let bars = Bars::new(printer, s.hide_progress(printer));
+    let bars = Bars::new(printer);
     let results = fetcher.fetch_all(&jobs, &bars).await;
     for (job, result) in jobs.iter().zip(results) {
         match result {
