@@ -9,13 +9,15 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::{
+    ApiKey, ClientConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig, DatabaseUrl, EnginesConfig, Limits,
+    MigrateConfig, NetworkConfig, PrismaConfig, QueryEngine, Runtime, ServeConfig, Tls,
+};
 use crate::env::{self, Env};
 use crate::error::{ConfigError, Origin, Problem};
+use crate::prisma::PrismaVersion;
 use crate::raw::{RawConfig, S};
-use crate::{
-    ApiKey, ClientConfig, Config, DatabaseConfig, DatabaseUrl, EnginesConfig, Limits, MigrateConfig, NetworkConfig,
-    PrismaConfig, PrismaVersion, QueryEngine, Runtime, Secret, ServeConfig, Tls,
-};
+use crate::secret::{Secret, redact_url};
 
 /// Values given on the command line; they win over the file and the environment.
 #[derive(Clone, Debug, Default)]
@@ -296,7 +298,7 @@ impl Resolver<'_> {
                 self.problem(
                     input.origin.clone(),
                     key,
-                    format!("`{key}` = `{}` is not a URL: {e}", crate::redact_url(&input.value)),
+                    format!("`{key}` = `{}` is not a URL: {e}", redact_url(&input.value)),
                     Some("e.g. `https://proxy.example.com`".into()),
                 );
                 None
@@ -869,7 +871,7 @@ fn resolve_network(r: &mut Resolver<'_>) -> NetworkConfig {
                 r.problem(
                     Origin::Env(var),
                     var,
-                    format!("`{var}` = `{}` is not a proxy URL: {why}", crate::redact_url(&value)),
+                    format!("`{var}` = `{}` is not a proxy URL: {why}", redact_url(&value)),
                     Some(format!("set it to e.g. `http://proxy.example.com:3128`, or unset `{var}`")),
                 );
                 None
@@ -889,7 +891,7 @@ fn resolve_network(r: &mut Resolver<'_>) -> NetworkConfig {
                 p.hint = Some(format!(
                     "set `{}` to a registry base URL such as {}, or unset it",
                     env::PDP_NPM_REGISTRY,
-                    crate::DEFAULT_NPM_REGISTRY
+                    DEFAULT_NPM_REGISTRY
                 ));
             }
             url

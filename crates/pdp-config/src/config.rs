@@ -1,0 +1,332 @@
+//! The resolved configuration's types: what every command reads once `pdp.toml`, the environment and
+//! the flags are layered (`resolve` builds them; `lib.rs` re-exports them), including the database URL
+//! that never shows its password and the Prisma provider it implies.
+//!
+//! Deliberately not here: parsing and validation (`raw`, `resolve`), defaults (`resolve::defaults`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::Problem;
+use crate::prisma::PrismaVersion;
+use crate::secret::{Secret, redact_url};
+
+/// The fully resolved configuration of one project.
+#[derive(Debug)]
+pub struct Config {
+    /// The `pdp.toml` this came from.
+    pub file: PathBuf,
+    /// The project root: the directory holding `pdp.toml`. Relative paths are resolved against it.
+    pub root: PathBuf,
+    /// Local state (embedded database, local CA): `.pdp/` under the root unless overridden.
+    pub state_dir: PathBuf,
+    /// `[prisma]`.
+    pub prisma: PrismaConfig,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[engines]`.
+    pub engines: EnginesConfig,
+    /// `[client]`.
+    pub client: ClientConfig,
+    /// `[serve]`.
+    pub serve: ServeConfig,
+    /// `[migrate]`.
+    pub migrate: MigrateConfig,
+    /// How pdp reaches the network (proxies, the npm registry), from the environment.
+    pub network: NetworkConfig,
+    /// Where temporary files go: `TMPDIR`, else the system's default.
+    pub temp_dir: PathBuf,
+    /// Things that are allowed but probably not what the user wants (shown by `pdp doctor`).
+    pub warnings: Vec<Problem>,
+}
+
+/// `[prisma]`: which Prisma, and where the project's schema and migrations are.
+#[derive(Debug)]
+pub struct PrismaConfig {
+    /// The Prisma version; decides generation, protocol and engines.
+    pub version: PrismaVersion,
+    /// Absolute path of the schema file.
+    pub schema: PathBuf,
+    /// Absolute path of the migrations directory.
+    pub migrations: PathBuf,
+}
+
+/// `[database]`.
+#[derive(Debug)]
+pub struct DatabaseConfig {
+    /// The database pdp connects to; `None` means the embedded PostgreSQL under the state dir.
+    pub url: Option<DatabaseUrl>,
+}
+
+/// A database URL with its provider, never displayed unredacted.
+#[derive(Clone, Debug)]
+pub struct DatabaseUrl {
+    secret: Secret,
+    redacted: String,
+    provider: Provider,
+    /// Where the value came from, e.g. "environment variable `DATABASE_URL`".
+    pub source: String,
+}
+
+impl DatabaseUrl {
+    /// Parses a URL in any of the forms Prisma accepts for a datasource.
+    pub fn parse(value: &str, source: impl Into<String>) -> Result<DatabaseUrl, String> {
+        let provider = Provider::from_url(value)?;
+        Ok(DatabaseUrl { secret: Secret::new(value), redacted: redact_url(value), provider, source: source.into() })
+    }
+
+    /// The URL itself, for the driver that connects.
+    pub fn expose(&self) -> &str {
+        self.secret.expose()
+    }
+
+    /// The URL with its password masked.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// The Prisma provider the URL's scheme implies.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+/// A Prisma datasource provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    /// `postgresql` (also CockroachDB URLs).
+    Postgresql,
+    /// `mysql` (MySQL and MariaDB).
+    Mysql,
+    /// `sqlite` (`file:` URLs).
+    Sqlite,
+    /// `sqlserver`.
+    Sqlserver,
+    /// `mongodb`.
+    Mongodb,
+}
+
+impl Provider {
+    /// Every provider, in the order prompts list them.
+    pub const ALL: [Provider; 5] =
+        [Provider::Postgresql, Provider::Mysql, Provider::Sqlite, Provider::Sqlserver, Provider::Mongodb];
+
+    /// The name used in `datasource { provider = "…" }`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Postgresql => "postgresql",
+            Provider::Mysql => "mysql",
+            Provider::Sqlite => "sqlite",
+            Provider::Sqlserver => "sqlserver",
+            Provider::Mongodb => "mongodb",
+        }
+    }
+
+    /// Parses a schema provider name (`postgres` and `cockroachdb` are accepted as Prisma does).
+    pub fn from_schema_name(name: &str) -> Option<Provider> {
+        match name {
+            "postgresql" | "postgres" | "cockroachdb" => Some(Provider::Postgresql),
+            "mysql" => Some(Provider::Mysql),
+            "sqlite" => Some(Provider::Sqlite),
+            "sqlserver" => Some(Provider::Sqlserver),
+            "mongodb" => Some(Provider::Mongodb),
+            _ => None,
+        }
+    }
+
+    /// The provider a datasource URL implies, or why the URL is not one.
+    pub fn from_url(url: &str) -> Result<Provider, String> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err("the database URL is empty".into());
+        }
+        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgresql" | "postgres") => Ok(Provider::Postgresql),
+            Some("mysql" | "mariadb") => Ok(Provider::Mysql),
+            Some("file") => Ok(Provider::Sqlite),
+            Some("sqlserver") => Ok(Provider::Sqlserver),
+            Some("mongodb" | "mongodb+srv") => Ok(Provider::Mongodb),
+            Some("prisma" | "prisma+postgres") => {
+                Err("this is a Prisma Data Proxy/Accelerate URL, not a database URL; pdp needs the database's own URL"
+                    .into())
+            }
+            Some(other) => Err(format!(
+                "unsupported database URL scheme `{other}:` (expected postgresql://, mysql://, file:, sqlserver:// or mongodb://)"
+            )),
+            None => Err("not a URL (expected e.g. `postgresql://user@host:5432/db` or `file:./dev.db`)".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[engines]`.
+#[derive(Debug)]
+pub struct EnginesConfig {
+    /// Binary target names as written (`native` allowed); validated against Prisma's list.
+    pub targets: Vec<String>,
+    /// Base URL of the engine download host.
+    pub mirror: url::Url,
+    /// Cache directory for downloaded engines and tools.
+    pub cache: PathBuf,
+}
+
+/// `[client]`.
+#[derive(Debug)]
+pub struct ClientConfig {
+    /// Runtime the client is generated for.
+    pub runtime: Runtime,
+    /// Absolute output directory; the client goes to `<out>/<version>/`.
+    pub out: PathBuf,
+    /// The client's own version: the folder name it is published under.
+    pub version: String,
+    /// Where `<out>` is served from (for printing import URLs), if known.
+    pub base_url: Option<url::Url>,
+}
+
+/// Client runtimes pdp generates for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// Deno (Windmill, Deno Deploy).
+    Deno,
+}
+
+/// `[serve]`.
+#[derive(Debug)]
+pub struct ServeConfig {
+    /// Socket address to listen on.
+    pub listen: SocketAddr,
+    /// The URL clients reach the proxy at (used in generated examples and ITX endpoints).
+    pub public_url: url::Url,
+    /// TLS mode.
+    pub tls: Tls,
+    /// Accepted API keys.
+    pub api_keys: Vec<ApiKey>,
+    /// How long shutdown waits for in-flight requests and transactions.
+    pub shutdown_timeout: Duration,
+    /// A separate plain-HTTP address serving `/metrics` without a key; `None`: `/metrics` needs a key.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The proxy's own worker threads; `None`: half the CPUs pdp may use, at least one
+    /// (`pdp_serve::worker_threads`).
+    pub threads: Option<u32>,
+    /// Which query engine serves Prisma 4.x–6.x clients.
+    pub engine: QueryEngine,
+    /// Whether engines accept raw queries (`$queryRaw`, `$executeRaw`).
+    pub raw_queries: bool,
+    /// Whether engines keep metrics, merged into pdp's `/metrics`.
+    pub engine_metrics: bool,
+    /// Whether engines return logs and traces a client asks for (`X-capture-telemetry`).
+    pub telemetry_in_response: bool,
+    /// Whether engines log every SQL statement (to pdp's log).
+    pub log_queries: bool,
+    /// `[serve.limits]`.
+    pub limits: Limits,
+}
+
+/// The query engine behind Prisma 4.x–6.x clients (`[serve] engine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryEngine {
+    /// Prisma's `query-engine` binary of each client's engine commit.
+    Native,
+    /// The WASM build of Prisma 6.19's engine under Node, hosted by pdp's launcher (JSON protocol only).
+    Wasm,
+}
+
+/// How `pdp serve` terminates TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// A local CA and localhost certificate under the state dir, created once.
+    Auto,
+    /// Plain HTTP (only behind a TLS-terminating proxy: Prisma clients require https).
+    Off,
+    /// Certificate and key files, reloaded when they change.
+    Files {
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+    },
+}
+
+/// One accepted API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiKey {
+    /// A key read from the environment.
+    Env {
+        /// The variable it came from.
+        var: String,
+        /// The key.
+        key: Secret,
+    },
+    /// The lowercase hex SHA-256 of a key.
+    Sha256(String),
+}
+
+/// `[serve.limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub max_body_size: u64,
+    /// Largest response an executor or engine may return, in bytes.
+    pub max_response_size: u64,
+    /// Longest a single query may run.
+    pub query_timeout: Duration,
+    /// Longest an interactive transaction may stay open.
+    pub transaction_max_timeout: Duration,
+    /// Longest a transaction may wait to start.
+    pub transaction_max_wait: Duration,
+    /// Pool size per engine (`connection_limit`), engine default when `None`.
+    pub connection_limit: Option<u32>,
+    /// How long a query waits for a pooled connection.
+    pub pool_timeout: Duration,
+    /// How long a request waits for its engine to start.
+    pub engine_start_timeout: Duration,
+    /// Unused engines are stopped after this long.
+    pub engine_idle_timeout: Duration,
+}
+
+/// The npm registry pdp asks when `PDP_NPM_REGISTRY` is not set.
+pub const DEFAULT_NPM_REGISTRY: &str = "https://registry.npmjs.org";
+
+/// How pdp reaches the network, read from the environment once for every command (downloads, engine-hash
+/// lookups, `npm install`). Each value has been checked: a proxy is a URL (or `host:port`, as curl takes
+/// it) of a scheme reqwest speaks, the registry an http(s) URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// `HTTPS_PROXY` (else `https_proxy`): the proxy for https URLs.
+    pub https_proxy: Option<String>,
+    /// `HTTP_PROXY` (else `http_proxy`): the proxy for http URLs, and for https ones without an https proxy.
+    pub http_proxy: Option<String>,
+    /// `NO_PROXY` (else `no_proxy`): hosts, domains and CIDRs reached directly (`*` for all).
+    pub no_proxy: Option<String>,
+    /// `PDP_NPM_REGISTRY`, when set.
+    pub npm_registry: Option<url::Url>,
+}
+
+impl NetworkConfig {
+    /// The npm registry to ask: the configured one, else [`DEFAULT_NPM_REGISTRY`].
+    pub fn registry(&self) -> url::Url {
+        self.npm_registry.clone().unwrap_or_else(|| {
+            url::Url::parse(DEFAULT_NPM_REGISTRY).unwrap_or_else(|e| unreachable!("the default registry parses: {e}"))
+        })
+    }
+}
+
+/// `[migrate]`.
+#[derive(Debug)]
+pub struct MigrateConfig {
+    /// How long `pdp migrate deploy` waits for another deployer's lock.
+    pub lock_timeout: Duration,
+}
