@@ -132,6 +132,35 @@ fn demo_on_the_embedded_database_and_the_certificate_survives_a_restart() {
 }
 
 #[test]
+fn children_listen_only_on_private_unix_sockets_no_other_user_can_reach() {
+    let p = project(&Db::Embedded);
+    let key = api_key(&p);
+    let s = Serving::start(&p, &[]);
+    p.write("count.ts", &client_script("console.log(JSON.stringify({ users: await prisma.user.count() }));\n"));
+    let (ok, out) = s.deno("count.ts", &key, &[]);
+    assert!(ok && out.contains(r#"{"users":"#), "{out}\n{}", s.log());
+    // The executor (HTTP) and the embedded PostgreSQL (psql probes it).
+    let probe = |socket: &std::path::Path| (!socket.ends_with(".s.PGSQL.5432")).then_some("/connection-info");
+    let sockets = serve::assert_children_private(s.pid(), &probe);
+    assert_eq!(sockets.len(), 2, "{sockets:?}");
+    // Another pdp of the same user finds the running embedded database through its record: the socket
+    // directory, not a port.
+    let record: serde_json::Value = serde_json::from_str(&p.read(".pdp/pglite/server.json")).expect("record");
+    let pglite = sockets.iter().find(|s| s.ends_with(".s.PGSQL.5432")).expect("the PGlite socket");
+    assert_eq!(record["socket_dir"].as_str().map(std::path::Path::new), pglite.parent(), "{record}");
+    assert!(record.get("port").is_none(), "{record}");
+    let status = cached(&p, &["migrate", "status"]).expect_code(0);
+    assert!(status.all().contains("up to date"), "{}", status.all());
+    let dirs: Vec<_> = sockets.iter().filter_map(|p| p.parent().map(std::path::Path::to_path_buf)).collect();
+    s.signal("TERM");
+    let (code, log) = s.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{log}");
+    for dir in dirs {
+        assert!(!dir.exists(), "{} is removed when pdp stops", dir.display());
+    }
+}
+
+#[test]
 fn a_wrong_or_missing_key_is_the_clients_unauthorized_error_and_is_never_logged() {
     let name = db_name("auth");
     let p = project(&Db::Postgres(name.clone()));

@@ -452,6 +452,20 @@ fn prisma_6_node_client_through_pdp_and_the_wasm_engine() {
     );
 }
 
+#[test]
+fn the_wasm_engine_listens_only_on_a_private_unix_socket() {
+    let url = fresh_database("pdp_dp1_private");
+    let p = project("6.19.3", &url, "engine = \"wasm\"\n");
+    let s = Serving::start(&p, &[]);
+    let sc = inline(&schema("postgresql", "", "User"));
+    assert_eq!(json_request(&s, "PUT", &format!("/6.19.3/{}/schema", sc.hash), Some(&sc.b64), &[]).0, 200);
+    let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;
+    let (status, body) = json_request(&s, "POST", &format!("/6.19.3/{}/graphql", sc.hash), Some(count), &[]);
+    assert_eq!(status, 200, "{body}");
+    let sockets = serve::assert_children_private(s.pid(), &|_| Some("/status"));
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+}
+
 /// A transaction that waits, mid-way, for the test to kill its engine, then goes on.
 const NODE_TX_OWNER_DIES: &str = r#"
 const fs = require("fs");

@@ -276,8 +276,108 @@ pub fn signal(pid: u32, sig: &str) {
 
 /// The pids of `parent`'s children whose command line contains `needle`.
 pub fn children(parent: u32, needle: &str) -> Vec<u32> {
-    let out = Command::new("pgrep").args(["-P", &parent.to_string(), "-f", needle]).output().expect("pgrep runs");
+    let mut pgrep = Command::new("pgrep");
+    pgrep.args(["-P", &parent.to_string()]);
+    if !needle.is_empty() {
+        pgrep.args(["-f", needle]);
+    }
+    let out = pgrep.output().expect("pgrep runs");
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// What a process listens on: its listening TCP ports (v4 and v6) and listening Unix socket paths, read
+/// from /proc (its open socket inodes matched against the kernel's socket tables).
+pub fn listening(pid: u32) -> (Vec<u16>, Vec<PathBuf>) {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tcp = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, st (0A = LISTEN), inode
+            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+                let port = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()).unwrap_or(0);
+                tcp.push(port);
+            }
+        }
+    }
+    let mut unix = Vec::new();
+    for line in std::fs::read_to_string("/proc/net/unix").unwrap_or_default().lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // Flags 00010000 is __SO_ACCEPTCON: a listening socket.
+        if f.len() > 7 && f[3] == "00010000" && inodes.iter().any(|i| i == f[6]) {
+            unix.push(PathBuf::from(f[7]));
+        }
+    }
+    (tcp, unix)
+}
+
+/// Runs `program args` as the unprivileged user `nobody` (root, which the tests run as, ignores file modes).
+pub fn as_nobody(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("setpriv runs (util-linux)")
+}
+
+/// Asserts what pdp's children listen on: no TCP port at all, one Unix socket each, inside a directory
+/// only pdp's user may enter; and that the user `nobody` cannot connect to any of them while pdp's own
+/// user can (so the refusal is the permission, not a dead socket). `probe` is an HTTP path each child
+/// answers (`None` for a child that is not HTTP, which is probed with psql). Returns the sockets seen.
+pub fn assert_children_private(pdp: u32, probe: &dyn Fn(&Path) -> Option<&'static str>) -> Vec<PathBuf> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let kids = children(pdp, "");
+    assert!(!kids.is_empty(), "pdp {pdp} has no children");
+    let mut sockets = Vec::new();
+    for kid in kids {
+        let cmdline = std::fs::read_to_string(format!("/proc/{kid}/cmdline")).unwrap_or_default().replace('\0', " ");
+        let (tcp, unix) = listening(kid);
+        assert!(tcp.is_empty(), "child {kid} ({cmdline}) listens on TCP ports {tcp:?}");
+        assert_eq!(unix.len(), 1, "child {kid} ({cmdline}) should listen on exactly one Unix socket: {unix:?}");
+        let socket = unix[0].clone();
+        let dir = socket.parent().expect("a directory");
+        let meta = std::fs::metadata(dir).expect("the socket directory");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{} must be 0700", dir.display());
+        assert_eq!(meta.uid(), std::fs::metadata(format!("/proc/{pdp}")).expect("pdp").uid(), "owned by pdp's user");
+        let socket_text = socket.to_string_lossy().into_owned();
+        match probe(&socket) {
+            Some(path) => {
+                let url = format!("http://localhost{path}");
+                let curl = |out: std::process::Output| out.status.code();
+                let mine = Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "--unix-socket", &socket_text, &url])
+                    .output()
+                    .expect("curl");
+                assert_eq!(curl(mine), Some(0), "pdp's user reaches {socket_text}");
+                let theirs = as_nobody("curl", &["-s", "-o", "/dev/null", "--unix-socket", &socket_text, &url]);
+                assert_eq!(curl(theirs), Some(7), "user nobody must not connect to {socket_text}");
+            }
+            None => {
+                let dir_text = dir.to_string_lossy().into_owned();
+                let conn = format!("host={dir_text} user=postgres dbname=postgres");
+                let mine = Command::new("psql").args([conn.as_str(), "-Atc", "SELECT 1"]).output().expect("psql");
+                assert!(
+                    mine.status.success(),
+                    "pdp's user reaches {socket_text}: {}",
+                    String::from_utf8_lossy(&mine.stderr)
+                );
+                let theirs = as_nobody("psql", &[conn.as_str(), "-Atc", "SELECT 1"]);
+                assert!(!theirs.status.success(), "user nobody must not connect to {socket_text}");
+                let why = String::from_utf8_lossy(&theirs.stderr);
+                assert!(why.contains("Permission denied"), "refused by the directory's mode: {why}");
+            }
+        }
+        sockets.push(socket);
+    }
+    sockets
 }
 
 /// Runs SQL on the machine's PostgreSQL database `db` with psql; the unaligned output.

@@ -3,16 +3,18 @@
 //
 // Inputs (environment, so the database URL never appears in a process listing):
 //   PDP_QPE_DATABASE_URL          the database (never printed)
-//   PDP_QPE_PORT                  loopback port, 0 = any free port (the chosen one is reported)
+//   PDP_QPE_SOCKET                the Unix socket to listen on (in pdp's private 0700 directory; a stale
+//                                 file there is removed first). It never listens on TCP.
 //   PDP_QPE_QUERY_TIMEOUT_MS, PDP_QPE_MAX_TX_TIMEOUT_MS, PDP_QPE_MAX_TX_WAIT_MS, PDP_QPE_MAX_RESPONSE_SIZE
 //   PDP_QPE_LOG_LEVEL             debug | info | warn | error | off
-// Output: one line `{"pdp_ready":{"host":"127.0.0.1","port":N,"version":"…"}}` on stdout once it serves;
+// Output: one line `{"pdp_ready":{"path":"<socket>","version":"…"}}` on stdout once it serves;
 // the executor's own JSON log lines otherwise. It exits when its stdin closes (pdp is gone or asks it to
 // stop), on SIGTERM/SIGINT, or with code 1 (and a message on stderr) if it cannot start.
 // Deliberately not here: retries, auth, limits beyond the executor's own options (pdp does those).
 import { context } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { serve } from "@hono/node-server";
+import { createAdaptorServer } from "@hono/node-server";
+import { rmSync } from "node:fs";
 import { createRequire } from "node:module";
 
 // The executor reads the active OpenTelemetry context for its logger; without a global context manager
@@ -47,8 +49,16 @@ await qpe.withActiveLogger(logger, async () => {
     process.stderr.write(`cannot start the query-plan executor: ${err?.message ?? err}\n`);
     process.exit(1);
   }
-  const http = serve({ fetch: server.fetch, hostname: "127.0.0.1", port: Number(need("PDP_QPE_PORT")) }, (info) => {
-    process.stdout.write(JSON.stringify({ pdp_ready: { host: "127.0.0.1", port: info.port, version } }) + "\n");
+  // `hostname` is only the fallback for a request without a Host header (pdp always sends one).
+  const http = createAdaptorServer({ fetch: server.fetch, hostname: "localhost" });
+  const socket = need("PDP_QPE_SOCKET");
+  rmSync(socket, { force: true });
+  http.once("error", (err) => {
+    process.stderr.write(`cannot listen on ${socket}: ${err?.message ?? err}\n`);
+    process.exit(1);
+  });
+  http.listen(socket, () => {
+    process.stdout.write(JSON.stringify({ pdp_ready: { path: socket, version } }) + "\n");
   });
   // Keep idle connections longer than pdp's pool does (60 s): with Node's default of 5 s the executor
   // would close connections pdp still counts as reusable, and a request could meet a closing socket.

@@ -18,6 +18,8 @@
 //   --datamodel-path FILE      schema file (env PRISMA_DML_PATH); or --datamodel / PRISMA_DML (base64 or text)
 //   -H/--host IP               default 127.0.0.1
 //   -p/--port N                default 4466; 0 = ephemeral (the chosen port is in the ready line)
+//   -u/--unix-path PATH        listen on this Unix socket instead of TCP (what pdp always passes: the socket is
+//                              in pdp's private 0700 directory; a stale file there is removed first)
 //   --engine-protocol json     env PRISMA_ENGINE_PROTOCOL; `graphql` is refused (the WASM engine is JSON-only)
 //   -m/--enable-metrics, --dataproxy-metric-override   serve /metrics (counters kept by this launcher,
 //                              the WASM engine has no metrics: "Metrics is not enabled in Wasm")
@@ -40,8 +42,9 @@
 // the URL reaches the driver. sqlite `file:` paths are resolved against the schema file's directory.
 //
 // Output, like the native engine:
-//   stdout, once the database answered and the port is bound, exactly one line
-//     {"timestamp":"…Z","level":"INFO","fields":{"message":"Started query engine http server on http://127.0.0.1:PORT","ip":"127.0.0.1","port":"PORT"},"target":"query_engine::server"}
+//   stdout, once the database answered and the socket or port is bound, exactly one line
+//     {"timestamp":"…Z","level":"INFO","fields":{"message":"Started query engine http server on unix:PATH","unix_path":"PATH"},"target":"query_engine::server"}
+//   (with --port instead: `…on http://127.0.0.1:PORT","ip":"127.0.0.1","port":"PORT"`, the native engine's line),
 //   plus, later, JSON log lines in the same shape (engine events; query lines with --log-queries).
 //   stderr + exit 1 on a start failure: one line, the engine's user-facing error, e.g.
 //     {"is_panic":false,"message":"Can't reach database server at `127.0.0.1:1`…","meta":{…},"error_code":"P1001"}
@@ -140,7 +143,7 @@ function parseArgs(argv) {
     logQueries: process.env.LOG_QUERIES !== undefined,
     overwriteDatasources: process.env.OVERWRITE_DATASOURCES,
   };
-  const ignoredWithValue = new Set(["--open-telemetry-endpoint", "--log-format", "-u", "--unix-path"]);
+  const ignoredWithValue = new Set(["--open-telemetry-endpoint", "--log-format"]);
   const ignored = new Set([
     "-r", "--enable-raw-queries", "-g", "--enable-playground", "-d", "--debug",
     "--enable-open-telemetry", "--legacy",
@@ -160,6 +163,7 @@ function parseArgs(argv) {
       case "--datamodel": opts.datamodel = next(); break;
       case "-H": case "--host": opts.host = next(); break;
       case "-p": case "--port": opts.port = Number(next()); break;
+      case "-u": case "--unix-path": opts.unixPath = next(); break;
       case "--engine-protocol": opts.protocol = next(); break;
       case "-m": case "--enable-metrics": case "--dataproxy-metric-override": opts.metrics = true; break;
       case "--enable-telemetry-in-response": opts.telemetryInResponse = true; break;
@@ -706,18 +710,28 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 65_000;
 
+const where = opts.unixPath ?? `${opts.host}:${opts.port}`;
+if (opts.unixPath) fs.rmSync(opts.unixPath, { force: true });
 await new Promise((resolve, reject) => {
   server.once("error", reject);
-  server.listen(opts.port, opts.host, resolve);
-}).catch((e) => failStart(`cannot listen on ${opts.host}:${opts.port}: ${e.message}`));
+  if (opts.unixPath) server.listen(opts.unixPath, resolve);
+  else server.listen(opts.port, opts.host, resolve);
+}).catch((e) => failStart(`cannot listen on ${where}: ${e.message}`));
 
-const address = server.address();
-const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
-logLine("INFO", "query_engine::server", {
-  message: `Started query engine http server on http://${shownHost}:${address.port}`,
-  ip: address.address,
-  port: String(address.port),
-});
+if (opts.unixPath) {
+  logLine("INFO", "query_engine::server", {
+    message: `Started query engine http server on unix:${opts.unixPath}`,
+    unix_path: opts.unixPath,
+  });
+} else {
+  const address = server.address();
+  const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  logLine("INFO", "query_engine::server", {
+    message: `Started query engine http server on http://${shownHost}:${address.port}`,
+    ip: address.address,
+    port: String(address.port),
+  });
+}
 
 async function shutdown() {
   if (stopping) return;

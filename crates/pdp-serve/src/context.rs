@@ -1,6 +1,7 @@
 //! What every part of the running proxy borrows, declared once: `[serve]`'s settings for requests and
 //! children ([`Settings`], from the binary), and, once the database is up, the [`Context`] built from them
-//! in `Server::start` (the database URL children connect to, supervision timing, pdp's metrics). The
+//! in `Server::start` (the database URL children connect to, supervision timing, pdp's metrics, and the
+//! private directory where every child of pdp's own listens on a Unix socket). The
 //! dispatcher, the protocol routers, the proxy kit and the launchers of executors and engines all hold
 //! the same `Arc<Context>`.
 //!
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use pdp_config::{DatabaseUrl, Limits};
 use pdp_toolchain::npm::Npm;
+use pdp_toolchain::sockets::{SocketDir, SocketDirError};
 
 use crate::metrics::Metrics;
 use crate::supervisor::Timing;
@@ -43,18 +45,37 @@ pub struct Context {
     pub timing: Timing,
     /// pdp's metrics.
     pub metrics: Arc<Metrics>,
+    /// The private (0700) directory of the children's sockets, removed when pdp stops.
+    pub sockets: SocketDir,
 }
 
 impl Context {
     /// The context for `settings` and `database`; supervision timing follows from the limits.
-    pub fn new(settings: Settings, database: DatabaseUrl, metrics: Arc<Metrics>) -> Arc<Context> {
+    pub fn new(settings: Settings, database: DatabaseUrl, metrics: Arc<Metrics>, sockets: SocketDir) -> Arc<Context> {
         let limits = &settings.limits;
         // An interactive transaction is never idle longer than its own maximum, so a child with one open
         // is never stopped for idleness.
         let idle_timeout = limits.engine_idle_timeout.max(limits.transaction_max_timeout + Duration::from_secs(5));
         let timing =
             Timing { start_timeout: limits.engine_start_timeout, idle_timeout, stop_grace: Duration::from_secs(5) };
-        Arc::new(Context { settings, database, timing, metrics })
+        Arc::new(Context { settings, database, timing, metrics, sockets })
+    }
+
+    /// The socket a child of `kind` for `key` listens on: `<dir>/<kind>-<key>.sock`, the key reduced to
+    /// lowercase letters, digits and `-` (the file name doubles as the host name pdp's client uses).
+    pub fn socket_for(&self, kind: &str, key: &str) -> Result<PathBuf, SocketDirError> {
+        let mut name = String::with_capacity(kind.len() + key.len() + 6);
+        name.push_str(kind);
+        name.push('-');
+        for c in key.chars() {
+            let c = c.to_ascii_lowercase();
+            let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+            if !(c == '-' && name.ends_with('-')) {
+                name.push(c);
+            }
+        }
+        let name = name.trim_end_matches('-');
+        self.sockets.socket(&format!("{name}.sock"))
     }
 
     /// `[serve.limits]`.

@@ -353,7 +353,7 @@ impl Dp1 {
         };
         let outcome = kit
             .forwarder
-            .forward(endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5))
+            .forward(&endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5))
             .await;
         ticket.settle(&outcome);
         let resp = match outcome {

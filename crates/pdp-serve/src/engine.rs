@@ -3,14 +3,15 @@
 //! commit (`PRISMA_QUERY_ENGINE_BINARY` first, else the engines cache that `pdp engines fetch` fills); the
 //! WASM engine is Prisma 6.19.3's, provisioned from npm and hosted by pdp's launcher under Node. Either gets
 //! the schema as a file, pdp's database URL through the environment (never argv, never the schema's own
-//! `url`), the engine protocol explicitly, a free loopback port, and the flags `[serve]` chooses.
+//! `url`), the engine protocol explicitly, and the flags `[serve]` chooses. The WASM engine listens on a
+//! Unix socket in pdp's private directory; a native engine on a free loopback port, because Prisma's
+//! 4.x–6.x engines bind TCP only (`--unix-path` is still parsed by them and then ignored).
 //!
 //! Deliberately not here: HTTP routing and error bodies (`dp1`), restarts and waiting (`supervisor`),
 //! downloading native engines (only `pdp engines fetch` downloads them; a missing one is an error with a hint).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use pdp_config::{Provider, QueryEngine};
 use pdp_toolchain::engines::{Cache, EngineHash, EngineKind, file_name, resolve_hash};
 use pdp_toolchain::files::{self, FileError};
 use pdp_toolchain::http::Http;
+use pdp_toolchain::launch::ChildAddr;
 use pdp_toolchain::npm::{self, NpmError, ToolSpec};
 use pdp_toolchain::overrides::{self, Pin, Probe};
 use pdp_toolchain::process::Cmd;
@@ -80,6 +82,14 @@ pub struct EngineKey {
     pub schema: String,
     /// The protocol it is started with.
     pub protocol: Protocol,
+}
+
+impl EngineKey {
+    /// What names the engine's socket: the engine, 96 bits of the schema hash, the protocol.
+    pub fn socket_key(&self) -> String {
+        let short = self.schema.get(..24).unwrap_or(&self.schema);
+        format!("{}-{short}-{}", self.engine, self.protocol.as_str())
+    }
 }
 
 impl fmt::Display for EngineKey {
@@ -229,7 +239,11 @@ impl Engines {
         }
     }
 
-    fn wasm_command(&self, datamodel: &Path, schema: &Schema) -> Result<Cmd, StartError> {
+    fn wasm_command(&self, key: &EngineKey, datamodel: &Path, schema: &Schema) -> Result<Cmd, StartError> {
+        let socket = self
+            .cx
+            .socket_for("engine", &key.socket_key())
+            .map_err(|e| StartError { message: format!("{e}; {}", e.hint().unwrap_or_default()), permanent: true })?;
         let settings = &self.cx.settings;
         let node = settings.node.clone().ok_or_else(|| StartError {
             message: "the WASM query engine runs on Node.js, and `node` is not on PATH".into(),
@@ -254,7 +268,9 @@ impl Engines {
             .arg(&launcher)
             .arg("--datamodel-path")
             .arg(datamodel)
-            .args(["--port", "0", "--engine-protocol", "json"])
+            .arg("--unix-path")
+            .arg(&socket)
+            .args(["--engine-protocol", "json"])
             .env("PDP_DATABASE_URL", self.datasource_url())
             .env("PDP_QE_MODULES_DIR", &installed.dir)
             .env("PDP_QE_PROVIDER", &schema.provider)
@@ -302,13 +318,17 @@ pub fn with_pool_params(url: &str, connection_limit: Option<u32>, pool_timeout: 
     format!("{base}?{}", params.join("&"))
 }
 
-/// Reads the native engine's ready line:
-/// `{"fields":{"message":"Started query engine http server on http://127.0.0.1:PORT","ip":"127.0.0.1","port":"PORT"}}`.
-pub fn native_ready(line: &str) -> Option<SocketAddr> {
+/// Reads an engine's ready line: the native engine's
+/// `{"fields":{"message":"Started query engine http server on http://127.0.0.1:PORT","ip":"127.0.0.1","port":"PORT"}}`,
+/// or pdp's WASM launcher's on its socket, `{"fields":{"message":"Started query engine http server on unix:PATH","unix_path":"PATH"}}`.
+pub fn native_ready(line: &str) -> Option<ChildAddr> {
     let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
     let fields = value.get("fields")?;
     if !fields.get("message")?.as_str()?.starts_with("Started query engine http server") {
         return None;
+    }
+    if let Some(path) = fields.get("unix_path").and_then(serde_json::Value::as_str) {
+        return Some(ChildAddr::Unix(Arc::from(Path::new(path))));
     }
     let ip = fields.get("ip")?.as_str()?;
     let port = match fields.get("port")? {
@@ -316,7 +336,7 @@ pub fn native_ready(line: &str) -> Option<SocketAddr> {
         serde_json::Value::Number(n) => u16::try_from(n.as_u64()?).ok()?,
         _ => return None,
     };
-    format!("{ip}:{port}").parse().ok()
+    format!("{ip}:{port}").parse().ok().map(ChildAddr::Tcp)
 }
 
 impl Launch for Engines {
@@ -340,9 +360,14 @@ impl Launch for Engines {
         let datamodel = self.dir.path().join(format!("{}.prisma", key.schema));
         files::write_if_changed(&datamodel, &schema.text).map_err(file_error)?;
         match self.kind {
-            QueryEngine::Wasm => self.wasm_command(&datamodel, &schema),
+            QueryEngine::Wasm => self.wasm_command(key, &datamodel, &schema),
             QueryEngine::Native => {
                 let binary = self.native_binary(&key.engine)?;
+                tracing::info!(
+                    target: "pdp::engine",
+                    engine = %key,
+                    "native query engine on loopback TCP: Prisma's 4.x-6.x engines cannot listen on a Unix socket"
+                );
                 let overwrite = serde_json::json!([{ "name": schema.datasource, "url": self.datasource_url() }]);
                 let encoded = base64_encode(overwrite.to_string().as_bytes());
                 let cmd =
@@ -358,7 +383,7 @@ impl Launch for Engines {
         }
     }
 
-    fn ready(&self, line: &str) -> Option<SocketAddr> {
+    fn ready(&self, line: &str) -> Option<ChildAddr> {
         native_ready(line)
     }
 }
@@ -417,7 +442,9 @@ mod tests {
     #[test]
     fn ready_lines_of_the_native_engine() {
         let line = r#"{"timestamp":"x","level":"INFO","fields":{"message":"Started query engine http server on http://127.0.0.1:40123","ip":"127.0.0.1","port":"40123"},"target":"query_engine::server"}"#;
-        assert_eq!(native_ready(line), Some("127.0.0.1:40123".parse().unwrap()));
+        assert_eq!(native_ready(line), Some(ChildAddr::Tcp("127.0.0.1:40123".parse().unwrap())));
+        let unix = r#"{"fields":{"message":"Started query engine http server on unix:/tmp/pdp-x/e.sock","unix_path":"/tmp/pdp-x/e.sock"}}"#;
+        assert_eq!(native_ready(unix), Some(ChildAddr::Unix(Arc::from(Path::new("/tmp/pdp-x/e.sock")))));
         assert_eq!(native_ready(r#"{"fields":{"message":"Starting","ip":"127.0.0.1","port":"1"}}"#), None);
         assert_eq!(native_ready("Started query engine http server"), None);
     }

@@ -5,23 +5,24 @@
 //! Deliberately not here: pdp's own metrics (`metrics`), which engines run (`dp1` lists them).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use http_body_util::BodyExt;
 
+use pdp_toolchain::launch::ChildAddr;
+
 use crate::kit::Forwarder;
 
 /// The `/metrics` of each running child in `children` (a short timeout each), labelled `engine="<label>"`,
 /// HELP/TYPE once per family, ready to insert before pdp's `# EOF`.
-pub async fn scrape(forwarder: &Forwarder, children: &[(String, SocketAddr)]) -> String {
+pub async fn scrape(forwarder: &Forwarder, children: &[(String, ChildAddr)]) -> String {
     let mut seen_meta: HashSet<String> = HashSet::new();
     let mut out = String::new();
     for (label, addr) in children {
         let Ok(resp) = forwarder
-            .forward(*addr, Method::GET, "/metrics", &HeaderMap::new(), Bytes::new(), Duration::from_millis(500))
+            .forward(addr, Method::GET, "/metrics", &HeaderMap::new(), Bytes::new(), Duration::from_millis(500))
             .await
         else {
             continue;

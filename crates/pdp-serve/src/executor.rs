@@ -1,6 +1,7 @@
 //! The Prisma 7 query-plan executor as a supervised child: `@prisma/query-plan-executor` of the client's
 //! exact version, provisioned through npm into pdp's tool cache (or ahead by `pdp engines fetch`), run by
-//! pdp's launcher under Node on a free loopback port with the limits of `[serve.limits]`.
+//! pdp's launcher under Node on a Unix socket in pdp's private socket directory, with the limits of
+//! `[serve.limits]`.
 //!
 //! Deliberately not here: HTTP forwarding (`qpe`), restarts (`supervisor`).
 
@@ -122,10 +123,14 @@ impl Launch for Executors {
             message: format!("{e}; {}", e.hint()),
         })?;
         let dir = launcher.parent().map(PathBuf::from).unwrap_or_default();
+        let socket = self
+            .cx
+            .socket_for("executor", version)
+            .map_err(|e| StartError { message: format!("{e}; {}", e.hint().unwrap_or_default()), permanent: true })?;
         Ok(Cmd::new(node, format!("start the query-plan executor for Prisma {version}"), dir)
             .arg(&launcher)
             .env("PDP_QPE_DATABASE_URL", self.cx.database.expose())
-            .env("PDP_QPE_PORT", "0")
+            .env("PDP_QPE_SOCKET", &socket)
             .env("PDP_QPE_QUERY_TIMEOUT_MS", limits.query_timeout.as_millis().to_string())
             .env("PDP_QPE_MAX_TX_TIMEOUT_MS", limits.transaction_max_timeout.as_millis().to_string())
             .env("PDP_QPE_MAX_TX_WAIT_MS", limits.transaction_max_wait.as_millis().to_string())

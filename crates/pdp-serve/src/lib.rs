@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use hyper_util::server::graceful::GracefulShutdown;
 use pdp_config::DatabaseUrl;
 use pdp_toolchain::embedded::{self, Embedded, EmbeddedError};
+use pdp_toolchain::sockets::{SocketDir, SocketDirError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -134,6 +135,9 @@ pub enum ServeError {
     /// The embedded database did not start.
     #[error(transparent)]
     Embedded(#[from] EmbeddedError),
+    /// No private directory for the children's sockets.
+    #[error(transparent)]
+    Sockets(#[from] SocketDirError),
     /// No directory for the engines' schema files.
     #[error("cannot create a temporary directory for the query engines' schema files")]
     EngineDir(#[source] std::io::Error),
@@ -162,6 +166,7 @@ impl ServeError {
             }
             ServeError::Bind { .. } => Some("check `[serve] listen` (PDP_LISTEN, --listen)".into()),
             ServeError::Embedded(e) => e.hint(),
+            ServeError::Sockets(e) => e.hint(),
             ServeError::EngineDir(_) => Some("check that TMPDIR (or /tmp) exists and is writable".into()),
             ServeError::Executor { .. } => Some(
                 "the executor's output is above; `pdp doctor` checks Node.js and the database, `pdp engines fetch` provisions the executor ahead".into(),
@@ -177,7 +182,9 @@ impl ServeError {
             ServeError::NoKeys | ServeError::Bind { .. } => true,
             ServeError::Tls(e) => e.is_user_error(),
             ServeError::Embedded(e) => e.is_user_error(),
-            // The temporary directory is the machine's.
+            // A TMPDIR too long for socket paths is the user's to shorten; one that cannot be written is
+            // the machine's.
+            ServeError::Sockets(e) => matches!(e, SocketDirError::TooLong { .. }),
             ServeError::EngineDir(_) => false,
             ServeError::Executor { permanent, .. } => *permanent,
         }
@@ -205,6 +212,11 @@ pub struct Started {
     pub keys: usize,
     /// The URL clients reach pdp at, with the bound port when `listen` asked for port 0.
     pub public_url: url::Url,
+    /// The private directory of the children's sockets.
+    pub socket_dir: PathBuf,
+    /// Whether the project's 4.x–6.x clients are served by Prisma's native query engines, which listen on
+    /// loopback TCP (they have no other way) where any local process reaches them without a key.
+    pub native_engines_on_tcp: bool,
 }
 
 /// TLS as set up.
@@ -297,7 +309,16 @@ impl Server {
                 (e.url().clone(), Some(e))
             }
         };
-        let cx = Context::new(options.settings.clone(), database.clone(), Arc::new(Metrics::new()));
+        let sockets = match SocketDir::create(&options.settings.temp_dir, "pdp-") {
+            Ok(dir) => dir,
+            Err(e) => {
+                if let Some(db) = embedded {
+                    db.stop().await;
+                }
+                return Err(e.into());
+            }
+        };
+        let cx = Context::new(options.settings.clone(), database.clone(), Arc::new(Metrics::new()), sockets);
         let version = options.project_version.clone();
         let qpe = Qpe::new(cx.clone(), version.clone(), options.project_uses_executor);
         let stop_all = |qpe: Qpe, embedded: Option<Embedded>| async move {
@@ -343,6 +364,9 @@ impl Server {
             executor,
             keys: options.keys.len(),
             public_url,
+            socket_dir: app.kit.cx.sockets.path().to_path_buf(),
+            native_engines_on_tcp: !options.project_uses_executor
+                && options.dp1.engine == pdp_config::QueryEngine::Native,
         };
         Ok(Server {
             started,

@@ -220,7 +220,7 @@ impl Qpe {
         };
         let outcome = kit
             .forwarder
-            .forward(endpoint.addr, parts.method.clone(), parts.uri.path(), &parts.headers, body, limit)
+            .forward(&endpoint.addr, parts.method.clone(), parts.uri.path(), &parts.headers, body, limit)
             .await;
         ticket.settle(&outcome);
         let resp = match outcome {

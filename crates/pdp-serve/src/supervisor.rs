@@ -10,11 +10,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pdp_toolchain::launch::{self, LaunchError};
+use pdp_toolchain::launch::{self, ChildAddr, LaunchError};
 use pdp_toolchain::process::Cmd;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -30,7 +29,7 @@ pub trait Launch: Send + Sync + 'static {
     /// Provisions what the child needs (may block: runs off the async threads) and returns its command.
     fn prepare(&self, key: &Self::Key) -> Result<Cmd, StartError>;
     /// Reads the child's address from one of its output lines.
-    fn ready(&self, line: &str) -> Option<SocketAddr> {
+    fn ready(&self, line: &str) -> Option<ChildAddr> {
         launch::pdp_ready(line)
     }
 }
@@ -51,10 +50,10 @@ impl fmt::Display for StartError {
 }
 
 /// A ready child: where it listens and which incarnation it is (bumped on every restart).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
-    /// The loopback address.
-    pub addr: SocketAddr,
+    /// Its Unix socket (or, for a native query engine, its loopback port).
+    pub addr: ChildAddr,
     /// 1 for the first start, 2 after the first restart, …
     pub generation: u64,
 }
@@ -161,7 +160,7 @@ impl<L: Launch> Supervisor<L> {
         .await;
         match waited {
             Ok(Ok(state)) => match &*state {
-                State::Ready(ep) => Ok(*ep),
+                State::Ready(ep) => Ok(ep.clone()),
                 State::Failed(e, _) => Err(e.clone()),
                 _ => Err(Arc::new(StartError {
                     message: format!("the {} for {key} is stopping", self.launch.kind()),
@@ -185,7 +184,7 @@ impl<L: Launch> Supervisor<L> {
         let slots = self.slots();
         let slot = slots.get(key)?;
         match &*slot.state.borrow() {
-            State::Ready(ep) => Some(*ep),
+            State::Ready(ep) => Some(ep.clone()),
             _ => None,
         }
     }
@@ -208,7 +207,7 @@ impl<L: Launch> Supervisor<L> {
             .map(|(key, slot)| {
                 let (word, endpoint) = match &*slot.state.borrow() {
                     State::Starting => ("starting", None),
-                    State::Ready(ep) => ("ready", Some(*ep)),
+                    State::Ready(ep) => ("ready", Some(ep.clone())),
                     State::Failed(..) => ("failed", None),
                     State::Stopped => ("stopped", None),
                 };
@@ -304,7 +303,7 @@ impl<L: Launch> Supervisor<L> {
             let up_since = Instant::now();
             tracing::info!(target: "pdp::supervisor", kind, key = %key, %addr, generation, "ready");
             self.metrics.running.get_or_create(&labels).inc();
-            slot.state.send_replace(State::Ready(Endpoint { addr, generation }));
+            slot.state.send_replace(State::Ready(Endpoint { addr: addr.clone(), generation }));
             let forward_key = key.to_string();
             let forward = tokio::spawn(async move {
                 let (mut out_open, mut err_open) = (true, true);

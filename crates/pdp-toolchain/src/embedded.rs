@@ -2,9 +2,10 @@
 //! with Node from packages provisioned through npm, data under the project's state dir. What pdp uses
 //! when pdp.toml configures no database, so `pdp init && pdp migrate deploy && pdp serve` needs no server.
 //!
-//! One process owns a data directory at a time (a lock file); a second pdp (say `pdp migrate deploy`
-//! while `pdp serve` runs) connects to the running one through the port it recorded instead of opening
-//! the files twice. Deliberately not here: restarts (the caller decides), anything production-grade
+//! It listens only on a Unix socket in a private directory (mode 0700, removed when it stops): no other
+//! user of the machine can connect to it. One process owns a data directory at a time (a lock file); a
+//! second pdp of the same user (say `pdp migrate deploy` while `pdp serve` runs) connects to the running
+//! one through the socket it recorded instead of opening the files twice. Deliberately not here: restarts (the caller decides), anything production-grade
 //! (PGlite runs one query at a time; the docs say to configure a real database for production).
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use crate::files::{self, FileError, FileLock, TryLock};
 use crate::launch::{self, LaunchError};
 use crate::npm::{self, Npm, NpmError, ToolSpec};
 use crate::process::Cmd;
+use crate::sockets::{SocketDir, SocketDirError};
 
 /// `@electric-sql/pglite`, pinned.
 pub const PGLITE_VERSION: &str = "0.5.14";
@@ -55,7 +57,12 @@ pub struct Options {
     pub node: PathBuf,
     /// How long the first start (which creates the cluster) may take.
     pub start_timeout: Duration,
+    /// Where its private socket directory is made (the temporary directory, `TMPDIR`).
+    pub socket_parent: PathBuf,
 }
+
+/// The file name PostgreSQL clients look for in a socket directory (`<dir>/.s.PGSQL.<port>`).
+const SOCKET_NAME: &str = ".s.PGSQL.5432";
 
 /// The running embedded database: ours (stopped by [`Embedded::stop`] or on drop) or another pdp's.
 #[derive(Debug)]
@@ -70,12 +77,15 @@ struct Owned {
     child: Child,
     stdin: Option<ChildStdin>,
     _lock: FileLock,
+    /// Removed (socket and all) when the database stops.
+    _sockets: SocketDir,
 }
 
-/// Recorded by the owner so other pdp processes can connect.
+/// Recorded by the owner so other pdp processes of the same user can connect.
 #[derive(Serialize, Deserialize)]
 struct Record {
-    port: u16,
+    /// The socket directory.
+    socket_dir: PathBuf,
     pid: u32,
 }
 
@@ -106,6 +116,9 @@ pub enum EmbeddedError {
     /// Its lock or its address record could not be written.
     #[error(transparent)]
     File(#[from] FileError),
+    /// Its private socket directory could not be made.
+    #[error(transparent)]
+    Sockets(#[from] SocketDirError),
     /// Another pdp owns the data directory but left no usable address.
     #[error("another pdp process holds the embedded PostgreSQL in {}, but its address cannot be read", .dir.display())]
     Busy {
@@ -118,7 +131,7 @@ impl EmbeddedError {
     /// Whether the user can fix it (npm missing, a damaged data directory, another pdp holding it) rather
     /// than the machine failing (the state dir cannot be written).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, EmbeddedError::Io { .. } | EmbeddedError::File(_))
+        !matches!(self, EmbeddedError::Io { .. } | EmbeddedError::File(_) | EmbeddedError::Sockets(_))
     }
 
     /// One line telling the user what to do.
@@ -130,6 +143,7 @@ impl EmbeddedError {
             EmbeddedError::Io { .. } | EmbeddedError::File(_) => {
                 "check that the project's state dir (.pdp, PDP_STATE_DIR) is writable".into()
             }
+            EmbeddedError::Sockets(e) => return e.hint(),
             EmbeddedError::Start { .. } => {
                 "the output above is PGlite's; if its data is damaged, move `.pdp/pglite` aside (it holds the embedded database) or set `[database] url`".into()
             }
@@ -197,7 +211,7 @@ pub async fn start(
             let record: Option<Record> =
                 fs_err::read_to_string(&record_path).ok().and_then(|t| serde_json::from_str(&t).ok());
             return match record {
-                Some(r) => Ok(Embedded { url: url_for(r.port), data_dir, owned: None }),
+                Some(r) => Ok(Embedded { url: url_for(&r.socket_dir), data_dir, owned: None }),
                 None => Err(EmbeddedError::Busy { dir: data_dir }),
             };
         }
@@ -209,18 +223,21 @@ pub async fn start(
         .map_err(EmbeddedError::Provision)?;
     let launcher = installed.dir.join(LAUNCHER_FILE);
     files::write_if_changed(&launcher, LAUNCHER)?;
+    let sockets = SocketDir::create(&options.socket_parent, "pdp-pglite-")?;
+    let socket = sockets.socket(SOCKET_NAME)?;
     let cmd = Cmd::new(&options.node, "start the embedded PostgreSQL (PGlite)", &installed.dir)
         .arg(&launcher)
         .env("PDP_PGLITE_DIR", &data_dir)
-        .env("PDP_PGLITE_PORT", "0")
+        .env("PDP_PGLITE_SOCKET", &socket)
         .env("PDP_PGLITE_MAX_CONNECTIONS", "64");
     let launched = launch::launch(&cmd, launch::pdp_ready, options.start_timeout, |line| {
         tracing::debug!(target: "pdp::embedded", "{line}");
     })
     .await
     .map_err(|source| EmbeddedError::Start { dir: data_dir.clone(), source })?;
-    let port = launched.addr.port();
-    let record = serde_json::to_vec(&Record { port, pid: launched.child.id().unwrap_or(0) }).unwrap_or_default();
+    let socket_dir = sockets.path().to_path_buf();
+    let record = serde_json::to_vec(&Record { socket_dir: socket_dir.clone(), pid: launched.child.id().unwrap_or(0) })
+        .unwrap_or_default();
     files::write_atomic(&record_path, &record, None)?;
     let launch::Launched { child, stdin, mut stdout, mut stderr, .. } = launched;
     // Keep draining its output so it never blocks on a full pipe.
@@ -232,13 +249,19 @@ pub async fn start(
             }
         }
     });
-    Ok(Embedded { url: url_for(port), data_dir, owned: Some(Owned { child, stdin, _lock: lock }) })
+    Ok(Embedded {
+        url: url_for(&socket_dir),
+        data_dir,
+        owned: Some(Owned { child, stdin, _lock: lock, _sockets: sockets }),
+    })
 }
 
-fn url_for(port: u16) -> DatabaseUrl {
-    DatabaseUrl::parse(
-        &format!("postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable"),
-        "the embedded PostgreSQL (PGlite)",
-    )
-    .unwrap_or_else(|e| unreachable!("a fixed postgresql URL parses: {e}"))
+/// The URL of the embedded database listening in `socket_dir`: the `host` parameter names a socket
+/// directory, which libpq, node-postgres, sqlx and Prisma's engines all read the same way.
+fn url_for(socket_dir: &Path) -> DatabaseUrl {
+    let mut url = url::Url::parse("postgresql://postgres@localhost:5432/postgres")
+        .unwrap_or_else(|e| unreachable!("a fixed postgresql URL parses: {e}"));
+    url.query_pairs_mut().append_pair("host", &socket_dir.to_string_lossy()).append_pair("sslmode", "disable");
+    DatabaseUrl::parse(url.as_str(), "the embedded PostgreSQL (PGlite)")
+        .unwrap_or_else(|e| unreachable!("a postgresql URL parses: {e}"))
 }

@@ -6,7 +6,10 @@
 //! what the child printed.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -17,13 +20,32 @@ use crate::process::{Cmd, ProcessError, frame};
 /// How many of a child's last output lines an error shows.
 const TAIL: usize = 40;
 
+/// Where a ready child listens: a Unix socket in pdp's private directory (every child of pdp's own), or
+/// a loopback TCP port (Prisma's native query engines, which cannot listen on anything else).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ChildAddr {
+    /// A Unix domain socket.
+    Unix(Arc<Path>),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for ChildAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChildAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+            ChildAddr::Tcp(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
 /// A child that reported its address.
 #[derive(Debug)]
 pub struct Launched {
     /// The process (killed when dropped).
     pub child: Child,
     /// Where it listens.
-    pub addr: SocketAddr,
+    pub addr: ChildAddr,
     /// Its stdin: dropping it asks pdp's launchers to exit.
     pub stdin: Option<ChildStdin>,
     /// The rest of its stdout.
@@ -70,20 +92,24 @@ impl LaunchError {
     }
 }
 
-/// Reads pdp's launchers' ready line: `{"pdp_ready":{"host":"127.0.0.1","port":N}}`.
-pub fn pdp_ready(line: &str) -> Option<SocketAddr> {
+/// Reads pdp's launchers' ready line: `{"pdp_ready":{"path":"/run/dir/x.sock"}}` (or, for a child on
+/// TCP, `{"pdp_ready":{"host":"127.0.0.1","port":N}}`).
+pub fn pdp_ready(line: &str) -> Option<ChildAddr> {
     let value: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
     let ready = value.get("pdp_ready")?;
+    if let Some(path) = ready.get("path").and_then(|p| p.as_str()) {
+        return Some(ChildAddr::Unix(Arc::from(PathBuf::from(path).as_path())));
+    }
     let host = ready.get("host")?.as_str()?;
     let port = u16::try_from(ready.get("port")?.as_u64()?).ok()?;
-    format!("{host}:{port}").parse().ok()
+    format!("{host}:{port}").parse().ok().map(ChildAddr::Tcp)
 }
 
 /// Spawns `cmd` and waits up to `timeout` for a stdout or stderr line that `ready` turns into an address.
 /// Lines before that are passed to `seen` (for logging) and kept for the error.
 pub async fn launch(
     cmd: &Cmd,
-    ready: impl Fn(&str) -> Option<SocketAddr>,
+    ready: impl Fn(&str) -> Option<ChildAddr>,
     timeout: Duration,
     mut seen: impl FnMut(&str),
 ) -> Result<Launched, LaunchError> {
@@ -163,7 +189,11 @@ mod tests {
     fn ready_line_is_parsed_and_other_lines_are_not() {
         assert_eq!(
             pdp_ready(r#"{"pdp_ready":{"host":"127.0.0.1","port":4567}}"#),
-            Some("127.0.0.1:4567".parse().unwrap())
+            Some(ChildAddr::Tcp("127.0.0.1:4567".parse().unwrap()))
+        );
+        assert_eq!(
+            pdp_ready(r#"{"pdp_ready":{"path":"/tmp/pdp-x/a.sock"}}"#),
+            Some(ChildAddr::Unix(Arc::from(Path::new("/tmp/pdp-x/a.sock"))))
         );
         assert_eq!(pdp_ready(r#"{"level":"info","message":"hi"}"#), None);
         assert_eq!(pdp_ready("listening on 4567"), None);

@@ -15,5 +15,6 @@ pub mod launch;
 pub mod npm;
 pub mod overrides;
 pub mod process;
+pub mod sockets;
 pub mod target;
 pub mod tools;

@@ -34,7 +34,8 @@ impl Kit {
     /// A kit for `cx`.
     pub fn new(cx: Arc<Context>) -> Kit {
         let txs = Transactions::new(cx.metrics.open_transactions.clone(), cx.limits().transaction_max_timeout);
-        Kit { cx, forwarder: Forwarder::new(), txs }
+        let forwarder = Forwarder::new(cx.sockets.path());
+        Kit { cx, forwarder, txs }
     }
 
     /// `[serve.limits]`.

@@ -52,12 +52,7 @@ pub fn run(args: &MigrateArgs, config_flag: Option<&Path>, cwd: &Path, printer: 
         Some(_) => None,
         None => {
             let (node, npm) = super::node_and_npm(&config, &process_env);
-            let options = pdp_toolchain::embedded::Options {
-                state_dir: config.state_dir.clone(),
-                cache_root: config.engines.cache.clone(),
-                node: node.unwrap_or_else(|| "node".into()),
-                start_timeout: Duration::from_secs(120),
-            };
+            let options = super::embedded_options(&config, node);
             printer.status("Starting", "the embedded PostgreSQL (PGlite; no `[database] url` is configured)");
             let started = runtime.block_on(pdp_toolchain::embedded::start(&options, move || {
                 npm.ok_or(pdp_toolchain::npm::NpmError::NotFound { program: "npm", tool: "PGlite".into() })

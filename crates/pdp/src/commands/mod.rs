@@ -54,3 +54,18 @@ pub fn node_and_npm(
         });
     (node, npm)
 }
+
+/// How `pdp serve` and `pdp migrate` start the embedded database: under the project's state dir, its
+/// socket directory in the temporary directory, `node` as found (PATH's when none was).
+pub fn embedded_options(
+    config: &pdp_config::Config,
+    node: Option<std::path::PathBuf>,
+) -> pdp_toolchain::embedded::Options {
+    pdp_toolchain::embedded::Options {
+        state_dir: config.state_dir.clone(),
+        cache_root: config.engines.cache.clone(),
+        node: node.unwrap_or_else(|| "node".into()),
+        start_timeout: std::time::Duration::from_secs(120),
+        socket_parent: config.temp_dir.clone(),
+    }
+}

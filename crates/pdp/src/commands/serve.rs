@@ -5,7 +5,6 @@
 //! the subscriber `main` installs (text or JSON, secrets masked).
 
 use std::path::Path;
-use std::time::Duration;
 
 use pdp_config::{Overrides, Secret, Tls};
 use pdp_serve::auth::KeySet;
@@ -40,12 +39,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
     };
     let database = match &config.database.url {
         Some(url) => Database::Url(url.clone()),
-        None => Database::Embedded(pdp_toolchain::embedded::Options {
-            state_dir: config.state_dir.clone(),
-            cache_root: config.engines.cache.clone(),
-            node: node.clone().unwrap_or_else(|| "node".into()),
-            start_timeout: Duration::from_secs(120),
-        }),
+        None => Database::Embedded(super::embedded_options(&config, node.clone())),
     };
     let version = config.prisma.version.to_string();
     let options = Options {
@@ -164,6 +158,14 @@ fn render_started(printer: &Printer, s: &Started, root: &Path) {
             ),
         ),
         None => printer.status("Database", &format!("{} ({})", s.database.redacted(), s.database.provider())),
+    }
+    printer.status("Children", &format!("on Unix sockets in {} (mode 0700: pdp's user only)", s.socket_dir.display()));
+    if s.native_engines_on_tcp {
+        printer.warn(
+            "Prisma's native query engines listen on loopback TCP (Prisma 4.x–6.x engines cannot listen on a Unix \
+             socket): any process on this host can reach them without an API key",
+            Some("use `[serve] engine = \"wasm\"` for 5.x/6.x clients, or run pdp alone in its network namespace (its own container)"),
+        );
     }
     if let Some(v) = &s.executor {
         printer.status("Executor", &format!("Prisma {v} ready (clients of other 7.x versions start their own)"));
