@@ -29,5 +29,7 @@ mod build_client;
 mod init;
 // `pdp migrate`: deploy, status and resolve against PostgreSQL, MariaDB and SQLite.
 mod migrate;
+// `pdp serve` against slow and idle clients: header, TLS handshake and idle timeouts, max connections.
+mod serve_limits;
 // `pdp serve` for Prisma 4.x–6.x (Data Proxy protocol): the engine double (4.x GraphQL, faults), the WASM engine.
 mod serve_dp1;

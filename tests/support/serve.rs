@@ -95,6 +95,8 @@ pub struct Serving {
     log: Arc<Mutex<String>>,
     /// Reads pdp's stderr into `log` until pdp exits.
     reader: Option<JoinHandle<()>>,
+    /// `https`, or `http` with `tls = "off"`.
+    scheme: String,
     /// The bound port.
     pub port: u16,
     /// The project's auto CA.
@@ -117,10 +119,12 @@ impl Serving {
         let sink = log.clone();
         let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
-            let mut port: Option<u16> = None;
+            let mut port: Option<(String, u16)> = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(p) = line.split("Listening on https://127.0.0.1:").nth(1) {
-                    port = p.split(' ').next().and_then(|s| s.parse().ok());
+                if let Some(rest) = line.split("Listening on ").nth(1)
+                    && let Some((scheme, p)) = rest.split_once("://127.0.0.1:")
+                {
+                    port = p.split(' ').next().and_then(|s| s.parse().ok()).map(|port| (scheme.to_owned(), port));
                 }
                 {
                     let mut log = sink.lock().expect("log");
@@ -129,14 +133,14 @@ impl Serving {
                 }
                 // The `Clients` line ends the start-up report: everything above it is in the log now.
                 if line.contains("Clients prisma://")
-                    && let (Some(tx), Some(port)) = (tx.take(), port)
+                    && let (Some(tx), Some(port)) = (tx.take(), port.take())
                 {
                     let _ = tx.send(port);
                 }
             }
         });
-        let port = match rx.recv_timeout(Duration::from_secs(240)) {
-            Ok(port) => port,
+        let (scheme, port) = match rx.recv_timeout(Duration::from_secs(240)) {
+            Ok(found) => found,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -149,6 +153,7 @@ impl Serving {
             child: Some(child),
             log,
             reader: Some(reader),
+            scheme,
             port,
             ca: p.path(".pdp/tls/ca.pem"),
             root: p.root().to_path_buf(),
@@ -165,9 +170,9 @@ impl Serving {
         self.child.as_ref().expect("running").id()
     }
 
-    /// `https://localhost:PORT`.
+    /// `https://localhost:PORT` (`http://` with `tls = "off"`).
     pub fn url(&self) -> String {
-        format!("https://localhost:{}", self.port)
+        format!("{}://localhost:{}", self.scheme, self.port)
     }
 
     /// Sends a signal (`TERM`, `KILL`, …) to pdp serve.
@@ -199,7 +204,7 @@ impl Serving {
     /// `curl` against the server (trusting the project's CA): status and body. `path` is a path on this
     /// server or a whole `https://` URL (an interactive-transaction endpoint); the body goes through stdin.
     pub fn curl(&self, method: &str, path: &str, headers: &[&str], body: Option<&str>) -> (u16, String) {
-        let url = if path.starts_with("https://") { path.to_owned() } else { format!("{}{path}", self.url()) };
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.url()) };
         let mut cmd = Command::new("curl");
         cmd.args(["-s", "-S", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}", "-X", method])
             .arg("--cacert")

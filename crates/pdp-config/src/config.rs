@@ -295,6 +295,14 @@ pub struct Limits {
     pub engine_start_timeout: Duration,
     /// Unused engines are stopped after this long.
     pub engine_idle_timeout: Duration,
+    /// Longest a client may take to send a request's head, from its first byte.
+    pub header_read_timeout: Duration,
+    /// Longest a client may take to complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most client connections served at once; beyond it pdp stops accepting until one closes.
+    pub max_connections: u32,
 }
 
 /// The npm registry pdp asks when `PDP_NPM_REGISTRY` is not set.

@@ -83,6 +83,10 @@ pub(crate) struct RawLimits {
     pub pool_timeout: Option<S>,
     pub engine_start_timeout: Option<S>,
     pub engine_idle_timeout: Option<S>,
+    pub header_read_timeout: Option<S>,
+    pub tls_handshake_timeout: Option<S>,
+    pub idle_timeout: Option<S>,
+    pub max_connections: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

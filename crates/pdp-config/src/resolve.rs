@@ -64,6 +64,14 @@ pub mod defaults {
     pub const ENGINE_START_TIMEOUT: &str = "30s";
     /// `[serve.limits] engine-idle-timeout`.
     pub const ENGINE_IDLE_TIMEOUT: &str = "15m";
+    /// `[serve.limits] header-read-timeout`.
+    pub const HEADER_READ_TIMEOUT: &str = "10s";
+    /// `[serve.limits] tls-handshake-timeout`.
+    pub const TLS_HANDSHAKE_TIMEOUT: &str = "10s";
+    /// `[serve.limits] idle-timeout` (longer than the clients' own idle keep-alive, a few seconds).
+    pub const IDLE_TIMEOUT: &str = "60s";
+    /// `[serve.limits] max-connections`.
+    pub const MAX_CONNECTIONS: u32 = 4096;
     /// `[migrate] lock-timeout` (Prisma's advisory-lock timeout).
     pub const LOCK_TIMEOUT: &str = "10s";
     /// The state directory under the project root.
@@ -635,6 +643,11 @@ pub(crate) fn resolve(
         lim("serve.limits.engine-start-timeout", &limits_raw.engine_start_timeout, defaults::ENGINE_START_TIMEOUT);
     let engine_idle_timeout =
         lim("serve.limits.engine-idle-timeout", &limits_raw.engine_idle_timeout, defaults::ENGINE_IDLE_TIMEOUT);
+    let header_read_timeout =
+        lim("serve.limits.header-read-timeout", &limits_raw.header_read_timeout, defaults::HEADER_READ_TIMEOUT);
+    let tls_handshake_timeout =
+        lim("serve.limits.tls-handshake-timeout", &limits_raw.tls_handshake_timeout, defaults::TLS_HANDSHAKE_TIMEOUT);
+    let idle_timeout = lim("serve.limits.idle-timeout", &limits_raw.idle_timeout, defaults::IDLE_TIMEOUT);
     let mut size = |key: &str, v: &Option<S>, default: &str| {
         let (value, origin) = match v {
             Some(s) => (s.get_ref().clone(), Some(r.at(s))),
@@ -680,6 +693,8 @@ pub(crate) fn resolve(
     };
     let threads = at_least_one("serve.threads", &serve.threads, Some("leave it out for half the CPUs"));
     let connection_limit = at_least_one("serve.limits.connection-limit", &limits_raw.connection_limit, None);
+    let max_connections = at_least_one("serve.limits.max-connections", &limits_raw.max_connections, None)
+        .unwrap_or(defaults::MAX_CONNECTIONS);
 
     let engine = match serve.engine.as_ref().map(|s| (s, s.get_ref().trim())) {
         None | Some((_, "native")) => QueryEngine::Native,
@@ -754,6 +769,10 @@ pub(crate) fn resolve(
                 pool_timeout,
                 engine_start_timeout,
                 engine_idle_timeout,
+                header_read_timeout,
+                tls_handshake_timeout,
+                idle_timeout,
+                max_connections,
             },
         },
         migrate: MigrateConfig { lock_timeout },

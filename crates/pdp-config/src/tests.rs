@@ -81,6 +81,10 @@ fn reference_parses_with_every_value() {
     assert_eq!(l.pool_timeout, Duration::from_secs(20));
     assert_eq!(l.engine_start_timeout, Duration::from_secs(12));
     assert_eq!(l.engine_idle_timeout, Duration::from_secs(3600));
+    assert_eq!(l.header_read_timeout, Duration::from_secs(4));
+    assert_eq!(l.tls_handshake_timeout, Duration::from_secs(3));
+    assert_eq!(l.idle_timeout, Duration::from_secs(120));
+    assert_eq!(l.max_connections, 1000);
     assert_eq!(c.migrate.lock_timeout, Duration::from_secs(120));
     assert!(c.warnings.is_empty());
 }
@@ -109,6 +113,10 @@ fn reference_values_are_not_the_defaults() {
     assert_eq!(d.serve.engine, crate::QueryEngine::Native);
     assert!(d.serve.raw_queries && d.serve.engine_metrics && d.serve.telemetry_in_response && !d.serve.log_queries);
     assert_eq!(d.serve.limits.connection_limit, None);
+    assert_eq!(d.serve.limits.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(d.serve.limits.tls_handshake_timeout, Duration::from_secs(10));
+    assert_eq!(d.serve.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(d.serve.limits.max_connections, 4096);
     assert_eq!(d.migrate.lock_timeout, Duration::from_secs(10));
     assert_eq!(d.state_dir, Path::new("/p/.pdp"));
 }

@@ -303,7 +303,7 @@ impl Dp1 {
         };
         let limits = kit.limits();
         let (parts, incoming) = req.into_parts();
-        let bytes = match read_body(&parts.headers, incoming, limits.max_body_size).await {
+        let bytes = match read_body(&parts.headers, incoming, limits.max_body_size, limits.query_timeout).await {
             Ok(b) => b,
             Err(e) => return e.response(limits.max_body_size),
         };
@@ -550,6 +550,10 @@ mod tests {
             pool_timeout: Duration::from_secs(10),
             engine_start_timeout: Duration::from_secs(30),
             engine_idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
         }
     }
 

@@ -10,6 +10,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
+pub mod conn;
 pub mod context;
 pub mod dp1;
 pub mod engine;
@@ -214,6 +215,10 @@ pub struct Started {
     pub public_url: url::Url,
     /// The private directory of the children's sockets.
     pub socket_dir: PathBuf,
+    /// Client connections served at once.
+    pub max_connections: u32,
+    /// `[serve.limits] max-connections` when the open-file limit forced fewer: (configured, the limit).
+    pub max_connections_reduced: Option<(u32, u64)>,
     /// Whether the project's 4.x–6.x clients are served by Prisma's native query engines, which listen on
     /// loopback TCP (they have no other way) where any local process reaches them without a key.
     pub native_engines_on_tcp: bool,
@@ -259,6 +264,40 @@ pub struct Server {
     tls_watch: Option<(tls::Current, PathBuf, PathBuf)>,
     embedded: Option<Embedded>,
     shutdown_timeout: Duration,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many client connections one pdp serves at once: the configured maximum, within the open-file
+/// limit (raised to its hard value first, as nginx's `worker_rlimit_nofile` does), less what children,
+/// the database and pdp's own files need.
+struct ConnectionBudget {
+    max: u32,
+    reduced: Option<(u32, u64)>,
+}
+
+/// Descriptors kept back from client connections: children's sockets and pipes, pooled connections to
+/// children and the database, TLS and log files.
+const RESERVED_FDS: u64 = 512;
+
+fn connection_budget(configured: u32) -> ConnectionBudget {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => return ConnectionBudget { max: configured, reduced: None },
+    };
+    let room = u32::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(u32::MAX).max(1);
+    if room < configured {
+        ConnectionBudget { max: room, reduced: Some((configured, soft)) }
+    } else {
+        ConnectionBudget { max: configured, reduced: None }
+    }
 }
 
 impl Server {
@@ -346,6 +385,8 @@ impl Server {
         } else {
             None
         };
+        let connections = connection_budget(options.settings.limits.max_connections);
+        cx.metrics.connections_max.set(i64::from(connections.max));
         let app = Arc::new(App {
             keys: options.keys.clone(),
             metrics_on_main: options.metrics_listen.is_none(),
@@ -365,6 +406,8 @@ impl Server {
             keys: options.keys.len(),
             public_url,
             socket_dir: app.kit.cx.sockets.path().to_path_buf(),
+            max_connections: connections.max,
+            max_connections_reduced: connections.reduced,
             native_engines_on_tcp: !options.project_uses_executor
                 && options.dp1.engine == pdp_config::QueryEngine::Native,
         };
@@ -377,6 +420,7 @@ impl Server {
             tls_watch,
             embedded,
             shutdown_timeout: options.shutdown_timeout,
+            slots: Arc::new(tokio::sync::Semaphore::new(usize::try_from(connections.max).unwrap_or(usize::MAX))),
         })
     }
 
@@ -387,11 +431,19 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains within the shutdown timeout and stops the children.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Summary {
-        let Server { app, listener, metrics_listener, transport, tls_watch, mut embedded, shutdown_timeout, .. } = self;
+        let Server {
+            app, listener, metrics_listener, transport, tls_watch, mut embedded, shutdown_timeout, slots, ..
+        } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
-        let accept =
-            tokio::spawn(server::accept_loop(listener, transport, app.clone(), graceful.clone(), stop_rx.clone()));
+        let accept = tokio::spawn(server::accept_loop(
+            listener,
+            transport,
+            app.clone(),
+            graceful.clone(),
+            stop_rx.clone(),
+            slots,
+        ));
         let metrics_task =
             metrics_listener.map(|l| tokio::spawn(server::metrics_loop(l, app.clone(), stop_rx.clone())));
         let reload =

@@ -30,6 +30,13 @@ pub struct RouteLabels {
     pub route: &'static str,
 }
 
+/// Why a client connection was closed by pdp.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `idle`, `header_timeout`, `tls_handshake`.
+    pub reason: &'static str,
+}
+
 /// A child's labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChildLabels {
@@ -58,6 +65,12 @@ pub struct Metrics {
     pub running: Family<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     /// `pdp_auth_failures_total`.
     pub auth_failures: Counter<u64, AtomicU64>,
+    /// `pdp_client_connections`.
+    pub connections: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// `pdp_client_connections_max`.
+    pub connections_max: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// `pdp_client_connections_closed_total`.
+    pub connections_closed: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -93,7 +106,34 @@ impl Metrics {
         registry.register("children_running", "Children currently serving", running.clone());
         let auth_failures = Counter::default();
         registry.register("auth_failures", "Requests refused for a missing or wrong API key", auth_failures.clone());
-        Metrics { registry, requests, latency, in_flight, open_transactions, starts, restarts, running, auth_failures }
+        let connections = Gauge::default();
+        registry.register("client_connections", "Client connections open (on the main listener)", connections.clone());
+        let connections_max = Gauge::default();
+        registry.register(
+            "client_connections_max",
+            "Most client connections served at once ([serve.limits] max-connections, within the open-file limit)",
+            connections_max.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "client_connections_closed",
+            "Client connections pdp closed: idle, a request head or a TLS handshake too slow",
+            connections_closed.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight,
+            open_transactions,
+            starts,
+            restarts,
+            running,
+            auth_failures,
+            connections,
+            connections_max,
+            connections_closed,
+        }
     }
 
     /// The text exposition.

@@ -201,7 +201,7 @@ impl Qpe {
         };
         let limits = kit.limits();
         let (parts, body) = req.into_parts();
-        let body = match read_body(&parts.headers, body, limits.max_body_size).await {
+        let body = match read_body(&parts.headers, body, limits.max_body_size, limits.query_timeout).await {
             Ok(b) => b,
             Err(e) => return e.response(limits.max_body_size),
         };

@@ -16,10 +16,12 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::auth::KeySet;
+use crate::conn::{self, Clock, Timed, Tracked};
 use crate::dp1::{self, Dp1};
 use crate::kit::respond::{error, full, json};
 use crate::kit::{Body, Kit};
@@ -160,16 +162,28 @@ pub enum Transport {
     Plain,
 }
 
-/// Accepts connections until `stop` flips, serving each with `app`. Connections are registered with
-/// `graceful` so shutdown can wait for them.
+/// Accepts connections until `stop` flips, serving each with `app`. At most `slots` connections are served
+/// at once: at the maximum pdp stops accepting and the kernel's backlog holds the rest. During a drain
+/// connections are accepted regardless (a client's commit may need a new one). Connections are
+/// registered with `graceful` so shutdown can wait for them.
 pub async fn accept_loop(
     listener: TcpListener,
     transport: Transport,
     app: Arc<App>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
 ) {
     loop {
+        let permit = if app.kit.txs.draining() {
+            None
+        } else {
+            tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.ok(),
+                () = app.kit.txs.until_draining() => None,
+                () = crate::supervisor::stopped(&mut stop) => break,
+            }
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -187,57 +201,87 @@ pub async fn accept_loop(
         let transport = transport.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(req).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let metrics = app.kit.cx.metrics.clone();
+            metrics.connections.inc();
+            let _permit = permit;
             match transport {
-                Transport::Plain => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
-                    let _ = watcher.watch(conn).await;
-                }
+                Transport::Plain => serve_connection(tcp, app, watcher).await,
                 Transport::Tls(current) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(current.get());
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(target: "pdp::listener", %peer, "TLS handshake failed: {e}");
-                            return;
-                        }
+                    let limit = app.kit.limits().tls_handshake_timeout;
+                    match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(target: "pdp::listener", %peer, "TLS handshake failed: {e}"),
                         Err(_) => {
+                            metrics.connections_closed.get_or_create(&conn::Reason::TlsHandshake.into()).inc();
                             tracing::debug!(target: "pdp::listener", %peer, "TLS handshake timed out");
-                            return;
                         }
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let _ = watcher.watch(conn).await;
+                    }
                 }
             }
+            metrics.connections.dec();
         });
     }
 }
 
-/// Serves `/metrics` (and `/health`) over plain HTTP on its own address, without a key.
+/// Serves one client connection: HTTP/1.1 (or HTTP/2 with prior knowledge on a plain listener), under the
+/// head and idle timers of `[serve.limits]`.
+async fn serve_connection<IO>(io: IO, app: Arc<App>, watcher: hyper_util::server::graceful::Watcher)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = app.kit.limits();
+    let clock = Clock::new();
+    let timed =
+        Timed::new(io, clock.clone(), limits.header_read_timeout, limits.idle_timeout, app.kit.cx.metrics.clone());
+    let service = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        let in_flight = clock.start();
+        async move { Ok::<_, Infallible>(app.handle(req).await.map(|body| Tracked::new(body, in_flight))) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(timed), service).into_owned();
+    let _ = watcher.watch(conn).await;
+}
+
+/// Serves `/metrics` (and `/health`) over plain HTTP on its own address, without a key; a few connections
+/// at a time, under the same timers.
 pub async fn metrics_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(16));
     loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.ok(),
+            () = crate::supervisor::stopped(&mut stop) => break,
+        };
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted { Ok(p) => p, Err(_) => continue },
             () = crate::supervisor::stopped(&mut stop) => break,
         };
         let app = app.clone();
         tokio::spawn(async move {
+            let _permit = permit;
+            let limits = app.kit.limits();
+            let clock = Clock::new();
+            let timed = Timed::new(
+                tcp,
+                clock.clone(),
+                limits.header_read_timeout,
+                limits.idle_timeout,
+                app.kit.cx.metrics.clone(),
+            );
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let app = app.clone();
+                let in_flight = clock.start();
                 async move {
-                    Ok::<_, Infallible>(match (req.method(), req.uri().path()) {
+                    let resp = match (req.method(), req.uri().path()) {
                         (&Method::GET, "/metrics") => app.metrics_response().await,
                         (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
                         _ => error(StatusCode::NOT_FOUND, "P6000", "this address serves only /metrics and /health"),
-                    })
+                    };
+                    Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_flight)))
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service).await;
         });
     }
 }

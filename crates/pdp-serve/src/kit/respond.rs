@@ -49,6 +49,8 @@ pub enum BodyError {
     TooLarge,
     /// The client went away or sent garbage.
     Broken(String),
+    /// The body did not arrive within the limit.
+    Slow(std::time::Duration),
 }
 
 impl BodyError {
@@ -65,19 +67,33 @@ impl BodyError {
             BodyError::Broken(why) => {
                 error(StatusCode::BAD_REQUEST, "P6005", &format!("cannot read the request body: {why}"))
             }
+            BodyError::Slow(d) => error(
+                StatusCode::REQUEST_TIMEOUT,
+                "P6005",
+                &format!("the request body did not arrive within {}s ([serve.limits] query-timeout)", d.as_secs()),
+            ),
         }
     }
 }
 
-/// Reads a whole request body, refusing more than `limit` bytes (early when Content-Length says so).
-pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, BodyError> {
+/// Reads a whole request body within `within`, refusing more than `limit` bytes (early when Content-Length
+/// says so).
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: u64,
+    within: std::time::Duration,
+) -> Result<Bytes, BodyError> {
     let declared =
         headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge);
     }
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
+    let Ok(collected) = tokio::time::timeout(within, limited.collect()).await else {
+        return Err(BodyError::Slow(within));
+    };
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
         Err(e) => Err(BodyError::Broken(e.to_string())),

@@ -17,14 +17,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::forward::ForwardError;
 use super::respond::{self, Body};
@@ -74,7 +74,7 @@ pub trait TxErrors {
 pub struct Transactions {
     open: Mutex<HashMap<String, OpenTx>>,
     closed: Notify,
-    draining: AtomicBool,
+    draining: watch::Sender<bool>,
     gauge: Gauge<i64, AtomicI64>,
     max_timeout: Duration,
 }
@@ -85,7 +85,7 @@ impl Transactions {
         Transactions {
             open: Mutex::new(HashMap::new()),
             closed: Notify::new(),
-            draining: AtomicBool::new(false),
+            draining: watch::Sender::new(false),
             gauge,
             max_timeout,
         }
@@ -140,13 +140,19 @@ impl Transactions {
 
     /// Whether shutdown has begun.
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        *self.draining.borrow()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn until_draining(&self) {
+        let mut rx = self.draining.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
     }
 
     /// Shutdown, phase one: refuses new work from now on and waits until no transaction is open or
     /// `deadline` (from `started`) passes. Returns the transactions still open then.
     pub async fn drain(&self, started: Instant, deadline: Duration) -> Vec<String> {
-        self.draining.store(true, Ordering::SeqCst);
+        self.draining.send_replace(true);
         loop {
             let closed = self.closed.notified();
             let open = self.sweep();
@@ -285,7 +291,7 @@ mod tests {
         ticket.opened("t1".into(), &"7.10.0", 1);
         assert_eq!(txs.len(), 1);
         assert_eq!(txs.get("t1").map(|t| (t.owner, t.generation)), Some(("7.10.0".into(), 1)));
-        txs.draining.store(true, Ordering::SeqCst);
+        txs.draining.send_replace(true);
         assert_eq!(status(txs.admit(Role::Plain, &Shape)), 503);
         assert_eq!(status(txs.admit(Role::Start, &Shape)), 503);
         assert_eq!(status(txs.admit(Role::Use("t1"), &Shape)), 200, "an open transaction may finish");

@@ -160,6 +160,16 @@ fn render_started(printer: &Printer, s: &Started, root: &Path) {
         None => printer.status("Database", &format!("{} ({})", s.database.redacted(), s.database.provider())),
     }
     printer.status("Children", &format!("on Unix sockets in {} (mode 0700: pdp's user only)", s.socket_dir.display()));
+    if let Some((configured, nofile)) = s.max_connections_reduced {
+        printer.warn(
+            &format!(
+                "serving at most {} client connections, not the {configured} of `[serve.limits] max-connections`: \
+                 the open-file limit is {nofile}",
+                s.max_connections
+            ),
+            Some("raise the limit (`ulimit -n`, systemd's LimitNOFILE, the container's nofile ulimit)"),
+        );
+    }
     if s.native_engines_on_tcp {
         printer.warn(
             "Prisma's native query engines listen on loopback TCP (Prisma 4.x–6.x engines cannot listen on a Unix \
