@@ -162,23 +162,33 @@ fn module_path(src: &Path, file: &Path) -> ModPath {
     parts
 }
 
-/// The modules `text` (the file of `module`) refers to, as far as `exists` knows them. Test modules
-/// (from the first `#[cfg(test)]`) and comment lines are left out.
+/// The modules `text` (the file of `module`) refers to, as far as `exists` knows them. The test module
+/// (from `#[cfg(test)]` followed by `mod`) and comments (whole-line and trailing `//`) are left out. A
+/// path through a re-export (`crate::kit::Body` where `kit` re-exports `kit::body::Body`) counts as a
+/// reference to the re-exporting module: import from where a thing is defined, or the circle shows.
 fn references(module: &ModPath, text: &str, exists: &dyn Fn(&ModPath) -> bool) -> BTreeSet<ModPath> {
-    let code: String = text
-        .split("#[cfg(test)]")
-        .next()
-        .unwrap_or("")
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let mut code = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]")
+            && lines.peek().is_some_and(|next| strip_visibility(next.trim()).starts_with("mod "))
+        {
+            break;
+        }
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        let without_comment = match line.find(" //") {
+            Some(at) => &line[..at],
+            None => line,
+        };
+        code.push_str(without_comment);
+        code.push('\n');
+    }
     let children: BTreeSet<String> = code
         .lines()
-        .filter_map(|l| {
-            let l = l.trim().trim_start_matches("pub(crate) ").trim_start_matches("pub ");
-            l.strip_prefix("mod ")?.strip_suffix(';').map(|n| n.trim().to_owned())
-        })
+        .filter_map(|l| strip_visibility(l.trim()).strip_prefix("mod ")?.strip_suffix(';').map(|n| n.trim().to_owned()))
         .collect();
     let mut out = BTreeSet::new();
     let bytes = code.as_bytes();
@@ -200,6 +210,7 @@ fn references(module: &ModPath, text: &str, exists: &dyn Fn(&ModPath) -> bool) -
         let base: Option<ModPath> = match word {
             "crate" => Some(Vec::new()),
             "super" => Some(module[..module.len().saturating_sub(1)].to_vec()),
+            "self" => Some(module.clone()),
             w if children.contains(w) => Some([module.clone(), vec![w.to_owned()]].concat()),
             _ => None,
         };
@@ -215,6 +226,15 @@ fn references(module: &ModPath, text: &str, exists: &dyn Fn(&ModPath) -> bool) -
         }
     }
     out
+}
+
+/// `pub mod x`, `pub(crate) mod x`, `pub(super) mod x` … as `mod x`.
+fn strip_visibility(line: &str) -> &str {
+    match line.strip_prefix("pub") {
+        Some(rest) if rest.starts_with(' ') => rest.trim_start(),
+        Some(rest) if rest.starts_with('(') => rest.split_once(')').map_or(line, |(_, r)| r.trim_start()),
+        _ => line,
+    }
 }
 
 /// The paths a `use` or expression continues with after `prefix::`: `a::b`, or each item of `{a, b::c}`.
@@ -314,6 +334,15 @@ mod tests {
         );
         assert_eq!(refs("", "pub mod a;\nfn f() { a::g(); other::h(); }\n"), [m("a")].into_iter().collect());
         assert!(refs("b", "fn f() {}\n#[cfg(test)]\nmod tests { use crate::a; }\n").is_empty());
+        // A `#[cfg(test)]` item before the end does not hide the code after it.
+        assert_eq!(
+            refs("b", "#[cfg(test)]\nfn only_in_tests() {}\nuse crate::a; // and crate::kit in a comment\n"),
+            [m("a")].into_iter().collect()
+        );
+        assert_eq!(
+            refs("kit", "pub(super) mod txs;\nuse self::txs::T;\nfn f() { forward::g() }\n"),
+            [m("kit::txs")].into_iter().collect()
+        );
         let mut edges: BTreeMap<ModPath, BTreeSet<ModPath>> = BTreeMap::new();
         edges.insert(m("a"), [m("b")].into_iter().collect());
         edges.insert(m("b"), [m("a")].into_iter().collect());

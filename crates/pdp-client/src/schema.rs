@@ -234,14 +234,25 @@ fn generator_blocks(source: &str, lines: &[&str], schema: &Path) -> Result<Vec<B
         .blocks_of("generator")
         .map(|b| {
             let mut items = Vec::new();
-            let mut n = b.first_line + 1;
-            while n < b.last_line {
+            // A setting on the header's line (`generator client { provider = …`) or on the closing
+            // brace's (`… = "x" }`) becomes an item of its own; the header and the brace are rebuilt alone.
+            let on_header = b.entries.first().is_some_and(|e| e.first_line == b.first_line);
+            let on_closing = b.entries.last().is_some_and(|e| e.last_line == b.last_line);
+            let mut n = if on_header { b.first_line } else { b.first_line + 1 };
+            let end = if on_closing { b.last_line + 1 } else { b.last_line };
+            while n < end {
                 match b.entries.iter().find(|e| e.first_line == n) {
                     Some(e) => {
-                        let indent: String = e.lead.chars().take_while(|c| c.is_whitespace()).collect();
+                        let lead = if n == b.first_line {
+                            let after = e.lead.split_once('{').map_or(e.lead, |(_, rest)| rest).trim_start();
+                            format!("  {after}")
+                        } else {
+                            e.lead.to_owned()
+                        };
+                        let indent: String = lead.chars().take_while(|c| c.is_whitespace()).collect();
                         items.push(Item::Entry {
                             indent,
-                            lead: e.lead.to_owned(),
+                            lead,
                             key: e.key.to_owned(),
                             value: e.raw.to_owned(),
                             strings: e.value.strings().into_iter().map(str::to_owned).collect(),
@@ -255,14 +266,10 @@ fn generator_blocks(source: &str, lines: &[&str], schema: &Path) -> Result<Vec<B
                     }
                 }
             }
-            Block {
-                name: b.name.to_owned(),
-                start: b.first_line,
-                end: b.last_line,
-                header: line(b.first_line).trim_end().to_owned(),
-                closing: line(b.last_line).trim_end().to_owned(),
-                items,
-            }
+            let header =
+                if on_header { format!("generator {} {{", b.name) } else { line(b.first_line).trim_end().to_owned() };
+            let closing = if on_closing { "}".to_owned() } else { line(b.last_line).trim_end().to_owned() };
+            Block { name: b.name.to_owned(), start: b.first_line, end: b.last_line, header, closing, items }
         })
         .collect())
 }
@@ -432,6 +439,15 @@ model A {
             JS,
             "// generator old {\ngenerator client {\n  provider = \"prisma-client-js\"\n  output = \"a//b\" // note\n}\n",
             "generator client {\n  provider = \"prisma-client-js\"\n  output = \"./generated\" // note\n  previewFeatures = [\"deno\"]\n}\n-- features [\"deno\"] removed [] dropped []",
+        );
+    }
+
+    #[test]
+    fn settings_on_the_header_or_the_closing_line() {
+        check(
+            JS,
+            "generator client { provider = \"prisma-client-js\"\n  previewFeatures = [\"tracing\"] }\n",
+            "generator client {\n  provider = \"prisma-client-js\"\n  previewFeatures = [\"tracing\", \"deno\"]\n  output = \"./generated\"\n}\n-- features [\"tracing\", \"deno\"] removed [] dropped []",
         );
     }
 

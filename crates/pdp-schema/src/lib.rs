@@ -210,7 +210,7 @@ fn tokenize(text: &str) -> Vec<Token> {
                 // A string ends at its unescaped quote, or (unterminated) at the end of the line.
                 let mut escaped = false;
                 while let Some(&(i, n)) = chars.peek() {
-                    if n == '\n' {
+                    if n == '\n' || n == '\r' {
                         break;
                     }
                     end = i + n.len_utf8();
@@ -350,12 +350,14 @@ impl<'a> Parser<'a> {
                     entries.push(self.entry(&t, eq)?);
                 }
                 _ => {
-                    // Not `key = value`: Prisma reports it. Stop at the line's end or a closing brace.
+                    // Not `key = value`: Prisma reports it. Stop at the line's end or a closing brace; an
+                    // opening brace means this block was never closed (the next block's header).
                     while let Some(n) = self.peek() {
-                        if matches!(n.kind, Kind::Newline | Kind::Punct(b'}')) {
-                            break;
+                        match n.kind {
+                            Kind::Newline | Kind::Punct(b'}') => break,
+                            Kind::Punct(b'{') => return Err(unclosed()),
+                            _ => self.pos += 1,
                         }
-                        self.pos += 1;
                     }
                 }
             }
@@ -440,14 +442,7 @@ impl<'a> Parser<'a> {
                     return Ok(items);
                 }
                 Some(Kind::Punct(b',')) => self.pos += 1,
-                Some(_) => {
-                    let before = self.pos;
-                    items.push(self.value(key, line)?);
-                    if self.pos == before {
-                        // A token no value starts with (e.g. a stray `)` in an array): step over it.
-                        self.pos += 1;
-                    }
-                }
+                Some(_) => items.push(self.value(key, line)?),
             }
             if self.at(Kind::Punct(b'}')) {
                 return Err(unclosed());

@@ -159,10 +159,23 @@ fn unclosed_blocks_arrays_and_calls_name_the_line() {
     );
     check("datasource db {\n  url = env(\"X\"\n}\n", "error: line 2: the `url` value is never closed");
     check("model A {\n  id Int @id\n", "error: line 1: model block `A` is never closed");
+    // A settings block that runs into the next block's header.
+    check(
+        "generator client {\n  provider = \"x\"\n\nmodel A {\n  id Int @id\n}\n",
+        "error: line 1: generator block `client` is never closed",
+    );
     // An unterminated string ends at its line; the block still closes.
     check(
         "datasource db {\n  provider = \"postgresql\n}\n",
         "datasource db 1-3\n  provider = \"postgresql\" | \"\\\"postgresql\" | \"\" | 2-2",
+    );
+}
+
+#[test]
+fn attributes_with_arrays_and_an_unterminated_string_in_crlf() {
+    check(
+        "model Post {\r\n  id Int @id\r\n  a  Int\r\n  b  Int\r\n  @@index([a, b], map: \"{ab}\")\r\n}\r\ndatasource db {\r\n  provider = \"postgresql\r\n}\r\n",
+        "model Post 1-6\ndatasource db 7-9\n  provider = \"postgresql\" | \"\\\"postgresql\" | \"\" | 8-8",
     );
 }
 

@@ -160,6 +160,14 @@ fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
             return None;
         }
     };
+    if let Err(e) = pdp_schema::scan(&text) {
+        report.fail(
+            "schema",
+            format!("{}: {e}", path.display()),
+            Some("close it (`]` or `}`); `prisma format` shows where".into()),
+        );
+        return None;
+    }
     let Some(name) = crate::scaffold::schema_provider(&text) else {
         report.fail(
             "schema",
