@@ -248,6 +248,22 @@ pub(crate) fn listening_port(pid: u32) -> anyhow::Result<u16> {
         .ok_or_else(|| anyhow::format_err!("process {pid} listens on no TCP port"))
 }
 
+/// The Unix socket process `pid` listens on (from `ss`, iproute2).
+pub(crate) fn unix_socket(pid: u32) -> anyhow::Result<std::path::PathBuf> {
+    let out = Command::new("ss").args(["-xlpH"]).output().context("cannot run ss")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let marker = format!("pid={pid},");
+    text.lines()
+        .filter(|l| l.contains(&marker))
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with('/')).map(std::path::PathBuf::from))
+        .ok_or_else(|| anyhow::format_err!("process {pid} listens on no Unix socket"))
+}
+
+/// A loopback port nothing listens on now.
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// The pids whose parent is `pid`.
 pub(crate) fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };

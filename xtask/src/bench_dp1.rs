@@ -1,10 +1,14 @@
 //! `cargo xtask bench serve-dp1`: the Data Proxy protocol (Prisma 4.x–6.x clients) through `pdp serve`
 //! (release build, https, API key, `[serve] engine = "wasm"`) versus straight to the same WASM query engine
-//! on PostgreSQL: the very process pdp started, on its loopback port. A second pdp with `tls = "off"`
-//! (and its own engine, reached the same two ways) separates what TLS costs from what proxying costs.
+//! on PostgreSQL (the very process pdp started, on the bench-only loopback port `PDP_BENCH_CHILD_TCP`
+//! opens beside its private socket, because wrk cannot speak Unix sockets), and versus nginx doing pdp's
+//! job in front of the same engine: one worker, TLS with pdp's own certificate, the key checked, keep-alive
+//! to the engine's Unix socket, an access log buffered like pdp's. A second pdp with `tls = "off"` (and its
+//! own engine, reached the same two ways) separates what TLS costs from what proxying costs.
 //!
 //! Workload: findUnique by a random id, 32 connections with a request each in flight, 10 s per round,
-//! rounds alternating direct / pdp https / direct / pdp tls-off, medians compared. The load comes from
+//! rounds alternating direct / pdp https / nginx https / direct / pdp tls-off, medians compared, with the
+//! spread of the rounds. The load comes from
 //! wrk (C, one thread, keep-alive, a Lua script building the JSON-protocol body) so that the measuring tool
 //! takes little of this 2-core machine: the single-threaded engine is what a Data Proxy deployment waits
 //! on, and the question is what pdp adds in front of it: TLS, the key check, routing, the forward.
@@ -116,7 +120,8 @@ fn field(text: &str, k: &str) -> f64 {
 pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     crate::step("build pdp (release)", crate::cargo().args(["build", "--release", "--locked", "-p", "pdp"]))?;
     crate::services::ensure()?;
-    ensure_wrk()?;
+    ensure_package("wrk", "wrk")?;
+    ensure_package("nginx", "nginx-light")?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let pdp = target.join("release/pdp");
     let work = std::env::temp_dir().join(format!("pdp-bench-dp1-{}", std::process::id()));
@@ -149,7 +154,9 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
             .args(["serve", "--config", config])
             .current_dir(&work)
             .env("PDP_CACHE_DIR", &cache)
-            .env("PDP_LOG", "warn")
+            // pdp's own default: the access log on (one line per request), as nginx's is.
+            .env("PDP_LOG", "info")
+            .env("PDP_BENCH_CHILD_TCP", "1")
             .stderr(Stdio::piped())
             .spawn()?;
         let port = crate::bench::read_listen_port(&mut child, scheme)?;
@@ -248,9 +255,17 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     };
     let [direct_a, https] =
         proxied("pdp https", format!("https://localhost:{port}/6.19.3/{hash}/graphql"), serve.id())?;
+    let mut nginx = start_nginx(&work, direct_a.engine)?;
+    let nginx_way = Way {
+        name: "nginx https",
+        url: format!("https://localhost:{}/6.19.3/{hash}/graphql", nginx.port),
+        key: KEY,
+        proxy: Some(nginx.worker),
+        engine: direct_a.engine,
+    };
     let [direct_b, tls_off] =
         proxied("pdp tls off", format!("http://127.0.0.1:{plain_port}/6.19.3/{hash}/graphql"), plain.id())?;
-    let paths = [direct_a, https, direct_b, tls_off];
+    let paths = [direct_a, https, nginx_way, direct_b, tls_off];
     // The engine (WASM, JIT-compiled by Node) gets faster for a while: warm every path before measuring.
     for path in &paths {
         let _ = run(Tool::Node, path, 5)?;
@@ -271,8 +286,10 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         }
         Ok(results)
     };
-    let with_wrk = rounds(Tool::Wrk, &[&paths[0], &paths[1], &paths[2], &paths[3]], ROUNDS)?;
+    let with_wrk = rounds(Tool::Wrk, &[&paths[0], &paths[1], &paths[2], &paths[3], &paths[4]], ROUNDS)?;
     let with_node = rounds(Tool::Node, &[&paths[0], &paths[1]], NODE_ROUNDS)?;
+    let _ = nginx.master.kill();
+    let _ = nginx.master.wait();
     let _ = Command::new("kill").args(["-TERM", &plain.id().to_string()]).status();
     let _ = plain.wait();
     let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
@@ -282,13 +299,40 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         .status();
     let _ = std::fs::remove_dir_all(&work);
 
-    let [(d, dc), (p, pc), (d2, d2c), (h, hc)] = &with_wrk[..] else { unreachable!("four paths") };
+    let [(d, dc), (p, pc), (n, nc), (d2, d2c), (h, hc)] = &with_wrk[..] else { unreachable!("five paths") };
     crate::bench::print_proxy_comparison(
         "DP1 findUnique by id, 32 connections from wrk, WASM engine on PostgreSQL, 10 s rounds after a warm-up",
         "direct to the engine (http):",
         "through pdp serve (https+key):",
         d,
         p,
+    );
+    crate::bench::print_proxy_comparison(
+        "The same engine behind nginx 1.22 (one worker, TLS, key check, keep-alive to the engine's socket)",
+        "direct to the engine (http):",
+        "through nginx (https+key):",
+        d,
+        n,
+    );
+    let med = |v: &[Cpu]| median(v.iter().map(|c| c.proxy).collect());
+    let spread = |v: &[Cpu]| {
+        let xs: Vec<f64> = v.iter().map(|c| c.proxy).collect();
+        (xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(0.0, f64::max))
+    };
+    let rps = |v: &[Load]| median(v.iter().map(|l| l.rps).collect());
+    let ((plo, phi), (nlo, nhi)) = (spread(pc), spread(nc));
+    println!(
+        "  proxy CPU per request: pdp {:.0} µs (rounds {plo:.0}–{phi:.0}), nginx {:.0} µs (rounds {nlo:.0}–{nhi:.0}): \
+         pdp/nginx {:.2}× (target ≤ 1.00×)",
+        med(pc),
+        med(nc),
+        med(pc) / med(nc)
+    );
+    println!(
+        "  throughput: pdp {:.1}% of direct (target ≥ 97%), nginx {:.1}% of direct; pdp/nginx {:.2}× (target ≥ 1.00×)",
+        rps(p) / rps(d) * 100.0,
+        rps(n) / rps(d) * 100.0,
+        rps(p) / rps(n)
     );
     crate::bench::print_proxy_comparison(
         "The same through a pdp serve with `tls = \"off\"`, to separate TLS from proxying",
@@ -305,6 +349,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     };
     cpu_line("direct to the engine", dc);
     cpu_line("through pdp (https)", pc);
+    cpu_line("through nginx (https)", nc);
     cpu_line("direct to the tls-off pdp's engine", d2c);
     cpu_line("through pdp (tls off)", hc);
     let [(nd, ndc), (np, npc)] = &with_node[..] else { unreachable!("two paths") };
@@ -326,23 +371,78 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// wrk is a Debian package: installed when missing and this is a root shell with apt (as on the CI and
-/// development machines of this project), otherwise asked for.
-fn ensure_wrk() -> anyhow::Result<()> {
-    let found = || Command::new("wrk").arg("--version").output().is_ok();
+/// A tool of the benchmark from a Debian package: installed when missing and this is a root shell with
+/// apt (as on the CI and development machines of this project), otherwise asked for.
+fn ensure_package(program: &str, package: &str) -> anyhow::Result<()> {
+    let found = || Command::new(program).arg("-v").output().is_ok();
     if found() {
         return Ok(());
     }
     let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     if root && Command::new("apt-get").arg("--version").output().is_ok() {
-        crate::step("install wrk (the load generator)", Command::new("apt-get").args(["install", "-y", "-q", "wrk"]))?;
+        crate::step(
+            &format!("install {program} ({package})"),
+            Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
     }
     if !found() {
-        bail!(
-            "wrk is not installed: the DP1 benchmark loads pdp with it\nhint: `apt-get install wrk` (or your system's package)"
-        );
+        bail!("{program} is not installed: the DP1 benchmark runs it\nhint: `apt-get install {package}`");
     }
     Ok(())
+}
+
+/// A running nginx: the master (killed at the end) and the worker whose CPU is counted.
+struct Nginx {
+    master: std::process::Child,
+    worker: u32,
+    port: u16,
+}
+
+/// nginx in front of the engine `engine`'s Unix socket, configured as the issue describes the template's
+/// peer: one worker, TLS with pdp's own certificate, a bearer-key check, keep-alive upstream, the Data
+/// Proxy path mapped to the engine's `/`, and an access log buffered as pdp's is.
+fn start_nginx(work: &Path, engine: u32) -> anyhow::Result<Nginx> {
+    let socket = crate::bench::unix_socket(engine)?;
+    let port = crate::bench::free_port()?;
+    let dir = work.join("nginx");
+    std::fs::create_dir_all(dir.join("logs"))?;
+    let tls = work.join(".pdp/tls");
+    let conf = format!(
+        "user root;\nworker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log {dir}/logs/access.log combined buffer=64k flush=1s;\n\
+           upstream engine {{ server unix:{socket}; keepalive 32; }}\n\
+           server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+             location / {{\n      if ($http_authorization != \"Bearer {KEY}\") {{ return 401; }}\n\
+               rewrite ^ / break;\n      proxy_pass http://engine;\n      proxy_http_version 1.1;\n\
+               proxy_set_header Connection \"\";\n      proxy_set_header Authorization \"\";\n    }}\n  }}\n}}\n",
+        dir = dir.display(),
+        socket = socket.display(),
+        cert = tls.join("localhost.pem").display(),
+        key = tls.join("localhost-key.pem").display(),
+    );
+    std::fs::write(dir.join("nginx.conf"), conf)?;
+    let master = Command::new("nginx")
+        .args(["-p"])
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start nginx")?;
+    let started = std::time::Instant::now();
+    let worker = loop {
+        if let Some(w) = crate::bench::children(master.id()).into_iter().next()
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            break w;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            bail!("nginx did not start: see {}", dir.join("logs/error.log").display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Ok(Nginx { master, worker, port })
 }
 
 #[derive(Clone, Copy, Debug)]

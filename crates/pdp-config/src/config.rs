@@ -221,6 +221,8 @@ pub struct ServeConfig {
     /// The proxy's own worker threads; `None`: half the CPUs pdp may use, at least one
     /// (`pdp_serve::worker_threads`).
     pub threads: Option<u32>,
+    /// `PDP_BENCH_CHILD_TCP`: children also listen on loopback TCP, for benchmarks only.
+    pub bench_child_tcp: bool,
     /// Which query engine serves Prisma 4.x–6.x clients.
     pub engine: QueryEngine,
     /// Whether engines accept raw queries (`$queryRaw`, `$executeRaw`).

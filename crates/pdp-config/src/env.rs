@@ -141,6 +141,10 @@ pub const HTTPS_PROXY: &str = "HTTPS_PROXY";
 pub const HTTP_PROXY: &str = "HTTP_PROXY";
 /// Hosts that are reached directly, not through the proxy (`no_proxy` is read too).
 pub const NO_PROXY: &str = "NO_PROXY";
+/// Benchmarks only: children of pdp's own also listen on a loopback TCP port (any non-empty value), so a
+/// load generator that cannot speak Unix sockets can reach them "straight". Never set it in production:
+/// it gives up what the private sockets protect.
+pub const PDP_BENCH_CHILD_TCP: &str = "PDP_BENCH_CHILD_TCP";
 /// Where temporary files go (the query engines' schema copies; the fallback cache without a home).
 pub const TMPDIR: &str = "TMPDIR";
 
@@ -184,6 +188,10 @@ pub static ENV_VARS: &[EnvVar] = &[
         doc: "Proxy for http downloads, and https ones without `HTTPS_PROXY` (`http_proxy` too).",
     },
     EnvVar { name: NO_PROXY, doc: "Hosts reached directly, bypassing the proxy (`no_proxy` is read too)." },
+    EnvVar {
+        name: PDP_BENCH_CHILD_TCP,
+        doc: "Benchmarks only: children also listen on loopback TCP (gives up the private sockets' protection).",
+    },
     EnvVar {
         name: TMPDIR,
         doc: "Where temporary files go (engines' schema copies; the cache when there is no home directory).",

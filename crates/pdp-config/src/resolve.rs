@@ -754,6 +754,7 @@ pub(crate) fn resolve(
             shutdown_timeout,
             metrics_listen,
             threads,
+            bench_child_tcp: env.var(env::PDP_BENCH_CHILD_TCP).is_some_and(|v| !v.is_empty()),
             engine,
             raw_queries,
             engine_metrics,
@@ -861,9 +862,9 @@ fn default_cache_dir(env: &dyn Env) -> PathBuf {
     base.unwrap_or_else(|| temp_dir(env)).join("pdp")
 }
 
-/// `TMPDIR` when it is an absolute path, else the system's temporary directory (`/tmp` on Unix).
+/// `TMPDIR` when set, else the system's temporary directory (`/tmp` on Unix), as the standard library reads it.
 fn temp_dir(env: &dyn Env) -> PathBuf {
-    match env.var(env::TMPDIR).filter(|v| Path::new(v).is_absolute()) {
+    match env.var(env::TMPDIR).filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None if cfg!(unix) => PathBuf::from("/tmp"),
         // Windows keeps it in TEMP/TMP; the Env registry does not name those, so ask the OS.
@@ -874,8 +875,14 @@ fn temp_dir(env: &dyn Env) -> PathBuf {
 /// Proxies (upper-case name first, an empty value is unset, as curl and Prisma's CLI read them) and the
 /// npm registry, each checked once so that every command means the same by them.
 fn resolve_network(r: &mut Resolver<'_>) -> NetworkConfig {
+    // The upper-case name wins when it is set at all (an empty value then means "no proxy", masking the
+    // lower-case one), as pdp has always read them.
     let either = |upper: &'static str, lower: &'static str| -> Option<(String, &'static str)> {
-        [upper, lower].into_iter().find_map(|name| r.env.var(name).filter(|v| !v.trim().is_empty()).map(|v| (v, name)))
+        let (value, name) = match r.env.var(upper) {
+            Some(v) => (v, upper),
+            None => (r.env.var(lower)?, lower),
+        };
+        (!value.trim().is_empty()).then_some((value, name))
     };
     let (https, http, no_proxy) = (
         either(env::HTTPS_PROXY, "https_proxy"),

@@ -358,15 +358,16 @@ fn network_settings_are_read_once_and_checked() {
         ("https_proxy", "http://lower:1"),
         ("HTTPS_PROXY", "http://upper:1"),
         ("http_proxy", "proxy.internal:3128"),
-        ("NO_PROXY", ""),
         ("no_proxy", "localhost,.internal"),
         ("PDP_NPM_REGISTRY", "https://npm.example.com/repo/"),
     ])
     .expect("ok");
     assert_eq!(c.network.https_proxy.as_deref(), Some("http://upper:1"), "the upper-case name wins");
     assert_eq!(c.network.http_proxy.as_deref(), Some("proxy.internal:3128"), "host:port is a proxy, as in curl");
-    assert_eq!(c.network.no_proxy.as_deref(), Some("localhost,.internal"), "an empty value is unset");
+    assert_eq!(c.network.no_proxy.as_deref(), Some("localhost,.internal"), "the lower-case name alone counts");
     assert_eq!(c.network.registry().as_str(), "https://npm.example.com/repo/");
+    let c = load(&[("NO_PROXY", ""), ("no_proxy", "localhost")]).expect("ok");
+    assert_eq!(c.network.no_proxy, None, "a set but empty upper-case name means none, masking the lower-case one");
     let c = load(&[("https_proxy", "http://lower:1")]).expect("ok");
     assert_eq!((c.network.https_proxy.as_deref(), c.network.http_proxy.as_deref()), (Some("http://lower:1"), None));
     let c = load(&[("HTTPS_PROXY", ""), ("HTTP_PROXY", "http://h:8")]).expect("ok");
@@ -388,8 +389,8 @@ fn the_temporary_directory_comes_from_the_environment() {
     let toml = "[prisma]\nversion = \"7.10.1\"\n";
     let c = from_str(toml, Path::new(FILE), &env(&[("TMPDIR", "/scratch")]), &Overrides::default()).expect("ok");
     assert_eq!(c.temp_dir, Path::new("/scratch"));
-    let c = from_str(toml, Path::new(FILE), &env(&[("TMPDIR", "relative")]), &Overrides::default()).expect("ok");
-    assert_eq!(c.temp_dir, Path::new("/tmp"), "a relative TMPDIR is ignored");
+    let c = from_str(toml, Path::new(FILE), &env(&[("TMPDIR", "")]), &Overrides::default()).expect("ok");
+    assert_eq!(c.temp_dir, Path::new("/tmp"), "an empty TMPDIR is unset");
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //                                 file there is removed first). It never listens on TCP.
 //   PDP_QPE_QUERY_TIMEOUT_MS, PDP_QPE_MAX_TX_TIMEOUT_MS, PDP_QPE_MAX_TX_WAIT_MS, PDP_QPE_MAX_RESPONSE_SIZE
 //   PDP_QPE_LOG_LEVEL             debug | info | warn | error | off
+//   PDP_BENCH_TCP                 benchmarks only (`PDP_BENCH_CHILD_TCP`): also listen on this host:port, printed as
+//                                 `{"pdp_bench_tcp":{"port":N}}`; pdp never connects there
 // Output: one line `{"pdp_ready":{"path":"<socket>","version":"…"}}` on stdout once it serves;
 // the executor's own JSON log lines otherwise. It exits when its stdin closes (pdp is gone or asks it to
 // stop), on SIGTERM/SIGINT, or with code 1 (and a message on stderr) if it cannot start.
@@ -60,6 +62,14 @@ await qpe.withActiveLogger(logger, async () => {
   http.listen(socket, () => {
     process.stdout.write(JSON.stringify({ pdp_ready: { path: socket, version } }) + "\n");
   });
+  if (process.env.PDP_BENCH_TCP) {
+    const [host, port] = process.env.PDP_BENCH_TCP.split(":");
+    const bench = createAdaptorServer({ fetch: server.fetch, hostname: "localhost" });
+    bench.keepAliveTimeout = 65_000;
+    bench.listen(Number(port), host, () => {
+      process.stdout.write(JSON.stringify({ pdp_bench_tcp: { port: bench.address().port } }) + "\n");
+    });
+  }
   // Keep idle connections longer than pdp's pool does (60 s): with Node's default of 5 s the executor
   // would close connections pdp still counts as reusable, and a request could meet a closing socket.
   http.keepAliveTimeout = 65_000;

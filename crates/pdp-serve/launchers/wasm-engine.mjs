@@ -37,6 +37,8 @@
 //   PDP_QE_CONNECTION_LIMIT    pool size; default = the URL's `connection_limit`, else cores*2+1 like Prisma
 //   RUST_LOG                   engine log level error|warn|info|debug|trace (default info)
 //   PDP_QE_IGNORE_STDIN=1      do not exit when stdin closes (for running it by hand in the background)
+//   PDP_BENCH_TCP              benchmarks only (`PDP_BENCH_CHILD_TCP`): also listen on this host:port, printed
+//                              as `{"pdp_bench_tcp":{"port":N}}`; pdp never connects there
 // URL parameters understood: postgres `schema`, `connection_limit`, `connect_timeout` (s),
 // `pool_timeout` (s, the pool's wait for a connection); other Prisma-only parameters are dropped before
 // the URL reaches the driver. sqlite `file:` paths are resolved against the schema file's directory.
@@ -700,15 +702,24 @@ async function route(req, res) {
   res.end();
 }
 
-const server = http.createServer((req, res) => {
+function serveRequest(req, res) {
   inFlight++;
   res.on("close", () => inFlight--);
   route(req, res).catch((e) => {
     if (e instanceof WebAssembly.RuntimeError) panic(e);
     if (!res.headersSent) send(res, 500, { is_panic: false, message: String(e?.message ?? e), backtrace: null });
   });
-});
+}
+const server = http.createServer(serveRequest);
 server.keepAliveTimeout = 65_000;
+if (process.env.PDP_BENCH_TCP) {
+  const [host, port] = process.env.PDP_BENCH_TCP.split(":");
+  const bench = http.createServer(serveRequest);
+  bench.keepAliveTimeout = 65_000;
+  bench.listen(Number(port), host, () =>
+    process.stdout.write(JSON.stringify({ pdp_bench_tcp: { port: bench.address().port } }) + "\n"),
+  );
+}
 
 const where = opts.unixPath ?? `${opts.host}:${opts.port}`;
 if (opts.unixPath) fs.rmSync(opts.unixPath, { force: true });

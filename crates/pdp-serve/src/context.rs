@@ -33,6 +33,9 @@ pub struct Settings {
     pub log_level: String,
     /// Where temporary files go (`TMPDIR`, resolved by the config).
     pub temp_dir: PathBuf,
+    /// Benchmarks only (`PDP_BENCH_CHILD_TCP`): children also listen on a loopback TCP port, which pdp
+    /// itself never uses.
+    pub bench_child_tcp: bool,
 }
 
 /// The running proxy's shared settings and services.
@@ -81,5 +84,15 @@ impl Context {
     /// `[serve.limits]`.
     pub fn limits(&self) -> &Limits {
         &self.settings.limits
+    }
+
+    /// The bench-only TCP listener's setting for a child's command (removed from what the child would
+    /// inherit unless benchmarks asked for it).
+    pub fn bench_tcp(&self, cmd: pdp_toolchain::process::Cmd) -> pdp_toolchain::process::Cmd {
+        if self.settings.bench_child_tcp {
+            cmd.env("PDP_BENCH_TCP", "127.0.0.1:0")
+        } else {
+            cmd.env_remove("PDP_BENCH_TCP")
+        }
     }
 }

@@ -278,7 +278,7 @@ impl Engines {
         if let Some(n) = settings.limits.connection_limit {
             cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", n.to_string());
         }
-        Ok(self.common_flags(cmd))
+        Ok(self.cx.bench_tcp(self.common_flags(cmd)))
     }
 
     fn common_flags(&self, mut cmd: Cmd) -> Cmd {

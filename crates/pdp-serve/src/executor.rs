@@ -60,7 +60,10 @@ pub enum ProvisionError {
         /// The version asked for.
         version: String,
     },
-    /// Anything else (npm missing, registry unreachable, disk).
+    /// npm is not installed (the user's to fix, as in every other command).
+    #[error("{0}")]
+    NoNpm(String),
+    /// Anything else (registry unreachable, disk).
     #[error("{0}")]
     Other(String),
 }
@@ -72,7 +75,9 @@ impl ProvisionError {
             ProvisionError::NoRelease { .. } => {
                 "use a Prisma Client version that has an executor release (`npm view @prisma/query-plan-executor versions`) and set `[prisma] version` to it".into()
             }
-            ProvisionError::Other(_) => "provision it ahead with `pdp engines fetch` where the npm registry is reachable".into(),
+            ProvisionError::NoNpm(_) | ProvisionError::Other(_) => {
+                "provision it ahead with `pdp engines fetch` where the npm registry is reachable".into()
+            }
         }
     }
 }
@@ -84,6 +89,12 @@ fn classify(version: &str, e: NpmError) -> ProvisionError {
     };
     if text.contains("ETARGET") || text.contains("E404") || text.contains("No matching version") {
         ProvisionError::NoRelease { version: version.to_owned() }
+    } else if e.is_user_error() {
+        let mut message = e.to_string();
+        if let Some(h) = e.hint() {
+            message.push_str(&format!(" ({h})"));
+        }
+        ProvisionError::NoNpm(message)
     } else {
         let mut message = e.to_string();
         if let Some(h) = e.hint() {
@@ -127,7 +138,7 @@ impl Launch for Executors {
             .cx
             .socket_for("executor", version)
             .map_err(|e| StartError { message: format!("{e}; {}", e.hint().unwrap_or_default()), permanent: true })?;
-        Ok(Cmd::new(node, format!("start the query-plan executor for Prisma {version}"), dir)
+        let cmd = Cmd::new(node, format!("start the query-plan executor for Prisma {version}"), dir)
             .arg(&launcher)
             .env("PDP_QPE_DATABASE_URL", self.cx.database.expose())
             .env("PDP_QPE_SOCKET", &socket)
@@ -135,7 +146,8 @@ impl Launch for Executors {
             .env("PDP_QPE_MAX_TX_TIMEOUT_MS", limits.transaction_max_timeout.as_millis().to_string())
             .env("PDP_QPE_MAX_TX_WAIT_MS", limits.transaction_max_wait.as_millis().to_string())
             .env("PDP_QPE_MAX_RESPONSE_SIZE", limits.max_response_size.to_string())
-            .env("PDP_QPE_LOG_LEVEL", &settings.log_level))
+            .env("PDP_QPE_LOG_LEVEL", &settings.log_level);
+        Ok(self.cx.bench_tcp(cmd))
     }
 }
 
