@@ -2,7 +2,7 @@
 //! `pdp build-client` generates, real Deno, the real `@prisma/query-plan-executor`, the machine's
 //! PostgreSQL and the embedded PGlite. No doubles here.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::serve::{self, Db, Serving, api_key, cached, children, db_name, drop_db, project, psql};
 
@@ -78,7 +78,7 @@ fn demo_on_postgresql_with_health_ready_and_metrics() {
         assert!(metrics.contains(expected), "`{expected}` missing from:\n{metrics}");
     }
     // One access-log line per request, with its id and key id, never the key.
-    let log = s.log();
+    let log = s.log_when("the access log of the transaction start", |l| l.contains("route=\"qpe_tx_start\""));
     let access: Vec<&str> = log.lines().filter(|l| l.contains("pdp::access")).collect();
     assert!(access.iter().any(|l| l.contains("route=\"qpe_tx_start\"") && l.contains("key=\"sha256:")), "{log}");
     assert!(access.iter().all(|l| l.contains(" id=") && l.contains("status=") && l.contains("ms=")), "{log}");
@@ -186,8 +186,7 @@ fn a_wrong_or_missing_key_is_the_clients_unauthorized_error_and_is_never_logged(
     let (code, body) = s.curl("POST", "/query", &["Prisma-Engine-Hash: 7.10.0"], Some("{}"));
     assert_eq!(code, 401);
     assert!(body.contains("\"code\":\"P6002\"") && body.contains("no API key"), "{body}");
-    let log = s.log();
-    assert!(log.contains("pdp::auth") && log.contains("refused"), "{log}");
+    let log = s.log_when("the refusal in the log", |l| l.contains("pdp::auth") && l.contains("refused"));
     assert!(!log.contains(wrong), "a presented key must never be logged:\n{log}");
     drop(s);
     drop_db(&name);
@@ -211,7 +210,7 @@ fn a_killed_executor_restarts_and_the_next_request_succeeds() {
     let restarted = children(s.pid(), "pdp-qpe.mjs");
     assert_eq!(restarted.len(), 1);
     assert_ne!(restarted, executors, "a new executor process");
-    assert!(s.log().contains("exited unexpectedly"), "{}", s.log());
+    s.log_when("the executor's exit in the log", |l| l.contains("exited unexpectedly"));
     let (_, metrics) = s.curl("GET", "/metrics", &[&format!("Authorization: Bearer {key}")], None);
     assert!(metrics.contains("pdp_child_restarts_total{kind=\"executor\",version=\"7.10.0\"} 1"), "{metrics}");
     assert!(metrics.contains("pdp_child_starts_total{kind=\"executor\",version=\"7.10.0\"} 2"), "{metrics}");
@@ -294,7 +293,6 @@ fn sigterm_lets_an_open_interactive_transaction_commit_and_refuses_new_work() {
          console.log('committed');\n",
         ),
     );
-    let started = Instant::now();
     let script = {
         let root = p.root().to_path_buf();
         let (url, ca, key) = (s.url(), s.ca.clone(), key.clone());
@@ -312,10 +310,7 @@ fn sigterm_lets_an_open_interactive_transaction_commit_and_refuses_new_work() {
                 .expect("deno runs")
         })
     };
-    while !p.path("tx-open").exists() {
-        assert!(started.elapsed() < Duration::from_secs(120), "the transaction never opened:\n{}", s.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    serve::poll(Duration::from_secs(120), "the transaction to open", || p.path("tx-open").exists().then_some(()));
     s.signal("TERM");
     // While draining: not ready, and work outside the open transaction is refused.
     serve::poll(Duration::from_secs(10), "/ready to turn 503", || {

@@ -124,3 +124,37 @@ fn at_max_connections_pdp_stops_accepting_until_one_closes() {
     assert!(at < Duration::from_secs(4), "answered late: {at:?}");
     assert!(health(s.port, Duration::from_secs(2)).is_some(), "serving normally again");
 }
+
+#[test]
+fn the_access_log_is_one_line_per_request_in_text_and_in_json() {
+    let p = project("tls = \"off\"\n", "");
+    for (format, check) in [("text", false), ("json", true)] {
+        let s = Serving::start(&p, &[("PDP_LOG_FORMAT", format)]);
+        assert!(health(s.port, Duration::from_secs(5)).is_some());
+        let (code, _) =
+            s.curl("GET", "/nope?api_key=secret-in-query", &[&format!("Authorization: Bearer {KEY}")], None);
+        assert_eq!(code, 404);
+        let log = s.log_when("two access-log lines", |l| l.matches("pdp::access").count() >= 2);
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("pdp::access")).collect();
+        if check {
+            let health: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON line");
+            assert_eq!(health["target"], "pdp::access", "{log}");
+            assert_eq!(health["route"], "health");
+            assert_eq!(health["status"], 200);
+            assert_eq!(health["method"], "GET");
+            assert_eq!(health["key"], "-");
+            assert!(health["id"].as_str().is_some_and(|id| id.len() == 32), "{log}");
+            let nope: serde_json::Value = serde_json::from_str(lines[1]).expect("a JSON line");
+            assert_eq!((nope["path"].as_str(), nope["status"].as_u64()), (Some("/nope"), Some(404)), "{log}");
+            assert!(nope["key"].as_str().is_some_and(|k| k.starts_with("sha256:")), "{log}");
+        } else {
+            assert!(
+                lines[0].contains("INFO pdp::access: id=") && lines[0].contains(" route=\"health\" status=200 "),
+                "{log}"
+            );
+            assert!(lines[1].contains("path=/nope ") && lines[1].contains("key=\"sha256:"), "{log}");
+        }
+        assert!(!log.contains("secret-in-query"), "the query string is never logged:\n{log}");
+        assert!(!log.contains(KEY), "the key is never logged:\n{log}");
+    }
+}

@@ -165,6 +165,14 @@ impl Serving {
         self.log.lock().expect("log").clone()
     }
 
+    /// The log once `ready` holds for it (pdp writes its log in batches a few milliseconds apart).
+    pub fn log_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        poll(Duration::from_secs(5), what, || {
+            let log = self.log();
+            ready(&log).then_some(log)
+        })
+    }
+
     /// pdp serve's pid.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

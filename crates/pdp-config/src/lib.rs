@@ -25,7 +25,7 @@ pub use config::{
 pub use error::{ConfigError, Origin, Problem};
 pub use prisma::{Generation, PrismaVersion};
 pub use resolve::Overrides;
-pub use secret::{Secret, redact_text, redact_url};
+pub use secret::{Secret, redact, redact_text, redact_url};
 
 /// The file name pdp looks for.
 pub const FILE_NAME: &str = "pdp.toml";

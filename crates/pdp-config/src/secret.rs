@@ -48,8 +48,18 @@ pub fn redact_url(url: &str) -> String {
 /// Masks every credential found in free text: `scheme://user:password@`, and `password=…` style
 /// parameters (in query strings and in `;key=value` connection strings). Everything else is unchanged.
 pub fn redact_text(text: &str) -> String {
-    let masked = mask_userinfo(text);
-    mask_params(&masked)
+    redact(text).into_owned()
+}
+
+/// [`redact_text`] without a copy when nothing is masked (the log writer's path: most lines, every
+/// access-log line among them, hold no credential).
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let masked = if text.contains("://") { Cow::Owned(mask_userinfo(text)) } else { Cow::Borrowed(text) };
+    match masked {
+        Cow::Borrowed(t) => mask_params(t).map_or(Cow::Borrowed(t), Cow::Owned),
+        Cow::Owned(t) => Cow::Owned(mask_params(&t).unwrap_or(t)),
+    }
 }
 
 fn mask_userinfo(text: &str) -> String {
@@ -99,29 +109,36 @@ fn mask_userinfo(text: &str) -> String {
     out
 }
 
-fn mask_params(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let lower = text.to_ascii_lowercase();
+/// Masks the value of every `name=value` whose name is a secret parameter and starts at a boundary
+/// (line start, `?`, `&`, `;` or whitespace); `None` when there is none. Only the `=` signs are visited,
+/// and only a name of a secret parameter's length is compared, so a line of many ordinary pairs (an
+/// access-log line) costs a few comparisons each.
+fn mask_params(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < text.len() {
-        let boundary = i == 0 || matches!(bytes[i - 1], b'?' | b'&' | b';' | b' ' | b'\t' | b'\n');
-        let hit = boundary.then(|| SECRET_PARAMS.iter().find(|p| lower[i..].starts_with(&format!("{p}=")))).flatten();
-        if let Some(param) = hit {
-            let value_start = i + param.len() + 1;
-            let value_end = text[value_start..]
-                .find(|c: char| c == '&' || c == ';' || c == '#' || c.is_whitespace())
-                .map_or(text.len(), |e| value_start + e);
-            out.push_str(&text[i..value_start]);
-            out.push_str("****");
-            i = value_end;
-        } else {
-            let ch = text[i..].chars().next().map_or(1, char::len_utf8);
-            out.push_str(&text[i..i + ch]);
-            i += ch;
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    for (eq, _) in text.match_indices('=') {
+        if eq < copied {
+            continue;
         }
+        let start = bytes[..eq].iter().rposition(|b| matches!(b, b'?' | b'&' | b';' | b' ' | b'\t' | b'\n'));
+        let name = &bytes[start.map_or(0, |s| s + 1)..eq];
+        if !SECRET_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p.as_bytes())) {
+            continue;
+        }
+        let value_start = eq + 1;
+        let value_end = text[value_start..]
+            .find(|c: char| c == '&' || c == ';' || c == '#' || c.is_whitespace())
+            .map_or(text.len(), |e| value_start + e);
+        let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
+        buf.push_str(&text[copied..value_start]);
+        buf.push_str("****");
+        copied = value_end;
     }
-    out
+    out.map(|mut buf| {
+        buf.push_str(&text[copied..]);
+        buf
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! did that; pdp keeps the database URL server-side). A key's id in logs is `sha256:` plus the first 8 hex
 //! digits of its digest: enough to tell rotated keys apart, useless to an attacker.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 use pdp_config::ApiKey;
 use sha2::{Digest, Sha256};
@@ -15,6 +17,8 @@ use subtle::ConstantTimeEq;
 #[derive(Clone, Debug)]
 pub struct KeySet {
     digests: Vec<[u8; 32]>,
+    /// Each key's log id, made once (a request only clones its `Arc`).
+    ids: Vec<Arc<str>>,
 }
 
 /// Why a request was refused.
@@ -47,8 +51,9 @@ impl KeySet {
                 ApiKey::Env { key, .. } => Some(Sha256::digest(key.expose().as_bytes()).into()),
                 ApiKey::Sha256(hex) => hex::decode(hex).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()),
             })
-            .collect();
-        KeySet { digests }
+            .collect::<Vec<[u8; 32]>>();
+        let ids = digests.iter().map(|d| Arc::from(key_id(d))).collect();
+        KeySet { digests, ids }
     }
 
     /// How many keys are accepted.
@@ -62,7 +67,7 @@ impl KeySet {
     }
 
     /// Checks a request's `Authorization` header; on success returns the key's log id.
-    pub fn check(&self, headers: &HeaderMap) -> Result<String, Refused> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<Arc<str>, Refused> {
         let value = headers.get(http::header::AUTHORIZATION).ok_or(Refused::Missing)?;
         let value = value.to_str().map_err(|_| Refused::Wrong)?;
         let key = value
@@ -79,7 +84,7 @@ impl KeySet {
                 found = Some(i);
             }
         }
-        found.map(|_| key_id(&digest)).ok_or(Refused::Wrong)
+        found.map(|i| self.ids[i].clone()).ok_or(Refused::Wrong)
     }
 }
 
@@ -107,8 +112,8 @@ mod tests {
             ApiKey::Sha256(hashed.clone()),
         ]);
         assert_eq!(set.len(), 2);
-        assert_eq!(set.check(&headers("Bearer first-key")).unwrap(), key_id(&Sha256::digest(b"first-key").into()));
-        assert_eq!(set.check(&headers("Bearer second-key")).unwrap(), format!("sha256:{}", &hashed[..8]));
+        assert_eq!(*set.check(&headers("Bearer first-key")).unwrap(), key_id(&Sha256::digest(b"first-key").into()));
+        assert_eq!(*set.check(&headers("Bearer second-key")).unwrap(), format!("sha256:{}", &hashed[..8]));
         assert_eq!(set.check(&headers("Bearer third-key")), Err(Refused::Wrong));
         assert_eq!(set.check(&headers("Basic Zmlyc3Qta2V5")), Err(Refused::Missing));
         assert_eq!(set.check(&headers("Bearer ")), Err(Refused::Missing));

@@ -163,16 +163,28 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Timed<IO> {
                 let Some((deadline, reason)) = this.clock.deadline(this.header, this.idle) else {
                     return Poll::Pending;
                 };
-                if this.armed != Some(deadline) {
+                // Re-arm only when the deadline came earlier: a later one (the usual case, each response
+                // moves the idle deadline on) is found when the armed sleep fires, so a busy connection
+                // touches the timer wheel about once per idle period, not once per request.
+                if this.armed.is_none_or(|armed| deadline < armed) {
                     this.sleep.as_mut().reset(deadline);
                     this.armed = Some(deadline);
                 }
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.metrics.connections_closed.get_or_create(&reason.into()).inc();
-                        Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, reason.as_str())))
+                loop {
+                    match this.sleep.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(()) if Instant::now() >= deadline => {
+                            this.metrics.connections_closed.get_or_create(&reason.into()).inc();
+                            return Poll::Ready(Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                reason.as_str(),
+                            )));
+                        }
+                        Poll::Ready(()) => {
+                            this.sleep.as_mut().reset(deadline);
+                            this.armed = Some(deadline);
+                        }
                     }
-                    Poll::Pending => Poll::Pending,
                 }
             }
         }

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::context::Context;
 use crate::engine::{self, EngineKey, Engines, Flags, NativeSource, Protocol, Schemas};
-use crate::kit::forward::{self, ForwardError};
+use crate::kit::forward::{self, ForwardError, Upstreams};
 use crate::kit::respond::{self, read_body};
 use crate::kit::txs::{Role, TxErrors};
 use crate::kit::{Body, Kit};
@@ -296,7 +296,7 @@ impl Dp1 {
 
 impl Dp1 {
     /// Handles one Data Proxy request.
-    pub async fn handle(&self, kit: &Kit, route: Route, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, kit: &Kit, via: &Upstreams, route: Route, req: Request<Incoming>) -> Response<Body> {
         let ticket = match kit.txs.admit(route.role(), self) {
             Ok(t) => t,
             Err(resp) => return *resp,
@@ -353,7 +353,7 @@ impl Dp1 {
         };
         let outcome = kit
             .forwarder
-            .forward(&endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5))
+            .forward(via, &endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5))
             .await;
         ticket.settle(&outcome);
         let resp = match outcome {

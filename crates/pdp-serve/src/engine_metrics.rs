@@ -14,15 +14,16 @@ use http_body_util::BodyExt;
 use pdp_toolchain::launch::ChildAddr;
 
 use crate::kit::Forwarder;
+use crate::kit::forward::Upstreams;
 
 /// The `/metrics` of each running child in `children` (a short timeout each), labelled `engine="<label>"`,
 /// HELP/TYPE once per family, ready to insert before pdp's `# EOF`.
-pub async fn scrape(forwarder: &Forwarder, children: &[(String, ChildAddr)]) -> String {
+pub async fn scrape(forwarder: &Forwarder, via: &Upstreams, children: &[(String, ChildAddr)]) -> String {
     let mut seen_meta: HashSet<String> = HashSet::new();
     let mut out = String::new();
     for (label, addr) in children {
         let Ok(resp) = forwarder
-            .forward(addr, Method::GET, "/metrics", &HeaderMap::new(), Bytes::new(), Duration::from_millis(500))
+            .forward(via, addr, Method::GET, "/metrics", &HeaderMap::new(), Bytes::new(), Duration::from_millis(500))
             .await
         else {
             continue;

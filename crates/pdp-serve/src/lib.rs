@@ -9,6 +9,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod access;
 pub mod auth;
 pub mod conn;
 pub mod context;
@@ -87,7 +88,7 @@ pub enum Database {
 }
 
 /// Everything `pdp serve` needs, resolved.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// Main listen address.
     pub listen: SocketAddr,
@@ -97,6 +98,8 @@ pub struct Options {
     pub tls: TlsMode,
     /// Accepted keys.
     pub keys: KeySet,
+    /// Where the access log goes.
+    pub access_log: Arc<dyn access::AccessLog>,
     /// What requests and children share: limits, tools, log level, temporary directory.
     pub settings: Settings,
     /// `[serve] shutdown-timeout`.
@@ -389,6 +392,7 @@ impl Server {
         cx.metrics.connections_max.set(i64::from(connections.max));
         let app = Arc::new(App {
             keys: options.keys.clone(),
+            access: options.access_log.clone(),
             metrics_on_main: options.metrics_listen.is_none(),
             schema_dir: options.schema_dir.clone(),
             kit: Kit::new(cx),

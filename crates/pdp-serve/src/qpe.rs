@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 
 use crate::context::Context;
 use crate::executor::{Executors, is_exact_version};
-use crate::kit::forward::{self, ForwardError};
+use crate::kit::forward::{self, ForwardError, Upstreams};
 use crate::kit::respond::{error, full, read_body};
 use crate::kit::txs::{Role, TxErrors};
 use crate::kit::{Body, Kit};
@@ -190,7 +190,7 @@ impl Qpe {
     }
 
     /// Handles one Prisma 7 request.
-    pub async fn handle(&self, kit: &Kit, route: Route, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, kit: &Kit, via: &Upstreams, route: Route, req: Request<Incoming>) -> Response<Body> {
         let version = match self.client_version(&req) {
             Ok(v) => v.to_owned(),
             Err(resp) => return *resp,
@@ -220,7 +220,7 @@ impl Qpe {
         };
         let outcome = kit
             .forwarder
-            .forward(&endpoint.addr, parts.method.clone(), parts.uri.path(), &parts.headers, body, limit)
+            .forward(via, &endpoint.addr, parts.method.clone(), parts.uri.path(), &parts.headers, body, limit)
             .await;
         ticket.settle(&outcome);
         let resp = match outcome {

@@ -1,4 +1,4 @@
-//! The dispatcher: accept (TLS or, when configured, plain), HTTP/1.1, a request id, `/health`, `/ready`,
+//! The dispatcher: accept (TLS, spoken as HTTP/1.1; or, when configured, plain, HTTP/1.1 or h2c), a request id, `/health`, `/ready`,
 //! `/metrics`, API-key auth, then the request handed to the protocol router whose route it is (Prisma 7's
 //! [`Qpe`], 4.x–6.x's [`Dp1`]); the access log and the request metrics for every answer; and shutdown with
 //! a deadline that lets open interactive transactions finish.
@@ -20,18 +20,56 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use crate::access::{AccessLog, AccessRecord};
 use crate::auth::KeySet;
 use crate::conn::{self, Clock, Timed, Tracked};
 use crate::dp1::{self, Dp1};
+use crate::kit::forward::{self, Upstreams};
 use crate::kit::respond::{error, full, json};
 use crate::kit::{Body, Kit};
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::qpe::{self, Qpe, Readiness};
 use crate::{engine_metrics, tls};
 
+/// A request's id: 64 random bits drawn once per process, then a counter, as 32 hex digits (the shape
+/// of the UUIDs clients have seen), unique across replicas without a system call per request.
+#[derive(Clone, Copy)]
+struct RequestId([u8; 32]);
+
+impl RequestId {
+    fn next() -> RequestId {
+        static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut out = [0u8; 32];
+        let mut raw = [0u8; 16];
+        raw[..8].copy_from_slice(&prefix.to_be_bytes());
+        raw[8..].copy_from_slice(&n.to_be_bytes());
+        // 32 hex digits into 32 bytes always fit.
+        let _ = hex::encode_to_slice(raw, &mut out);
+        RequestId(out)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+
+    fn header(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.0).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Shared state of the running proxy.
 pub struct App {
     pub(crate) keys: KeySet,
+    pub(crate) access: Arc<dyn AccessLog>,
     pub(crate) metrics_on_main: bool,
     /// The folder of the Prisma schema (relative SQLite paths for `/ready`'s database check).
     pub(crate) schema_dir: PathBuf,
@@ -41,36 +79,38 @@ pub struct App {
 }
 
 impl App {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, via: &Upstreams) -> Response<Body> {
         let started = Instant::now();
         let metrics = &self.kit.cx.metrics;
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = RequestId::next();
         metrics.in_flight.inc();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let (route, key, mut resp) = self.dispatch(req).await;
+        // A `Uri` clone shares its bytes: the path is kept for the log without a copy.
+        let uri = req.uri().clone();
+        let (route, key, mut resp) = self.dispatch(req, via).await;
         metrics.in_flight.dec();
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert("prisma-request-id", v);
-        }
+        resp.headers_mut().insert("prisma-request-id", id.header());
         let status = resp.status().as_u16();
         let elapsed = started.elapsed();
         metrics.requests.get_or_create(&RequestLabels { route, status }).inc();
         metrics.latency.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
-        tracing::info!(
-            target: "pdp::access",
-            id = %id,
-            method = %method,
-            path = %path,
+        self.access.record(&AccessRecord {
+            id: id.as_str(),
+            method: method.as_str(),
+            path: uri.path(),
             route,
             status,
-            ms = format_args!("{:.1}", elapsed.as_secs_f64() * 1000.0),
-            key = key.as_deref().unwrap_or("-"),
-        );
+            elapsed,
+            key: key.as_deref(),
+        });
         resp
     }
 
-    async fn dispatch(&self, req: Request<Incoming>) -> (&'static str, Option<String>, Response<Body>) {
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        via: &Upstreams,
+    ) -> (&'static str, Option<Arc<str>>, Response<Body>) {
         let path = req.uri().path();
         match (req.method(), path) {
             (&Method::GET, "/health") => ("health", None, json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
@@ -85,15 +125,15 @@ impl App {
                     }
                 };
                 if req.method() == Method::GET && path == "/metrics" && self.metrics_on_main {
-                    return ("metrics", Some(key), self.metrics_response().await);
+                    return ("metrics", Some(key), self.metrics_response(via).await);
                 }
                 if let Some(route) = dp1::Route::parse(req.method(), path) {
                     let name = route.name();
-                    return (name, Some(key), self.dp1.handle(&self.kit, route, req).await);
+                    return (name, Some(key), self.dp1.handle(&self.kit, via, route, req).await);
                 }
                 if let Some(route) = qpe::Route::parse(req.method(), path) {
                     let name = route.name();
-                    return (name, Some(key), self.qpe.handle(&self.kit, route, req).await);
+                    return (name, Some(key), self.qpe.handle(&self.kit, via, route, req).await);
                 }
                 let message = format!("pdp serves no `{} {path}`", req.method());
                 ("not_found", Some(key), error(StatusCode::NOT_FOUND, "P6000", &message))
@@ -102,11 +142,11 @@ impl App {
     }
 
     /// `/metrics` in Prometheus text format, with the running query engines' series before `# EOF`.
-    pub async fn metrics_response(&self) -> Response<Body> {
+    pub async fn metrics_response(&self, via: &Upstreams) -> Response<Body> {
         let mut text = self.kit.cx.metrics.render();
         let running: Vec<_> =
             self.dp1.engines().into_iter().filter_map(|(key, _, ep)| Some((key.to_string(), ep?.addr))).collect();
-        let engines = engine_metrics::scrape(&self.kit.forwarder, &running).await;
+        let engines = engine_metrics::scrape(&self.kit.forwarder, via, &running).await;
         if !engines.is_empty() {
             let at = text.rfind("# EOF").unwrap_or(text.len());
             text.insert_str(at, &engines);
@@ -205,12 +245,12 @@ pub async fn accept_loop(
             metrics.connections.inc();
             let _permit = permit;
             match transport {
-                Transport::Plain => serve_connection(tcp, app, watcher).await,
+                Transport::Plain => serve_connection(tcp, app, watcher, false).await,
                 Transport::Tls(current) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(current.get());
                     let limit = app.kit.limits().tls_handshake_timeout;
                     match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, app, watcher).await,
+                        Ok(Ok(stream)) => serve_connection(stream, app, watcher, true).await,
                         Ok(Err(e)) => tracing::debug!(target: "pdp::listener", %peer, "TLS handshake failed: {e}"),
                         Err(_) => {
                             metrics.connections_closed.get_or_create(&conn::Reason::TlsHandshake.into()).inc();
@@ -224,9 +264,10 @@ pub async fn accept_loop(
     }
 }
 
-/// Serves one client connection: HTTP/1.1 (or HTTP/2 with prior knowledge on a plain listener), under the
-/// head and idle timers of `[serve.limits]`.
-async fn serve_connection<IO>(io: IO, app: Arc<App>, watcher: hyper_util::server::graceful::Watcher)
+/// Serves one client connection under the head and idle timers of `[serve.limits]`: HTTP/1.1 only over TLS
+/// (ALPN offers nothing else, so no protocol sniffing), HTTP/1.1 or HTTP/2 with prior knowledge on a
+/// plain listener.
+async fn serve_connection<IO>(io: IO, app: Arc<App>, watcher: hyper_util::server::graceful::Watcher, http1_only: bool)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -234,14 +275,20 @@ where
     let clock = Clock::new();
     let timed =
         Timed::new(io, clock.clone(), limits.header_read_timeout, limits.idle_timeout, app.kit.cx.metrics.clone());
+    let (via, driver) = forward::upstreams();
     let service = hyper::service::service_fn(move |req| {
-        let app = app.clone();
+        let (app, via) = (app.clone(), via.clone());
         let in_flight = clock.start();
-        async move { Ok::<_, Infallible>(app.handle(req).await.map(|body| Tracked::new(body, in_flight))) }
+        async move { Ok::<_, Infallible>(app.handle(req, &via).await.map(|body| Tracked::new(body, in_flight))) }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(timed), service).into_owned();
-    let _ = watcher.watch(conn).await;
+    if http1_only {
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service);
+        let _ = forward::with_upstreams(watcher.watch(conn), driver).await;
+    } else {
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let conn = builder.serve_connection(TokioIo::new(timed), service).into_owned();
+        let _ = forward::with_upstreams(watcher.watch(conn), driver).await;
+    }
 }
 
 /// Serves `/metrics` (and `/health`) over plain HTTP on its own address, without a key; a few connections
@@ -269,19 +316,21 @@ pub async fn metrics_loop(listener: TcpListener, app: Arc<App>, mut stop: watch:
                 limits.idle_timeout,
                 app.kit.cx.metrics.clone(),
             );
+            let (via, driver) = forward::upstreams();
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let app = app.clone();
+                let (app, via) = (app.clone(), via.clone());
                 let in_flight = clock.start();
                 async move {
                     let resp = match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => app.metrics_response().await,
+                        (&Method::GET, "/metrics") => app.metrics_response(&via).await,
                         (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
                         _ => error(StatusCode::NOT_FOUND, "P6000", "this address serves only /metrics and /health"),
                     };
                     Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_flight)))
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service).await;
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service);
+            let _ = forward::with_upstreams(conn, driver).await;
         });
     }
 }

@@ -152,6 +152,10 @@ impl<L: Launch> Supervisor<L> {
     /// The child for `key`, started if needed; waits while it starts, up to the start timeout.
     pub async fn get(self: &Arc<Self>, key: &L::Key) -> Result<Endpoint, Arc<StartError>> {
         let slot = self.slot(key, false);
+        // The common case, a child that serves: no subscription, no timer.
+        if let State::Ready(ep) = &*slot.state.borrow() {
+            return Ok(ep.clone());
+        }
         let mut rx = slot.state.subscribe();
         let waited = tokio::time::timeout(
             self.timing.start_timeout,

@@ -1,4 +1,4 @@
-//! All terminal output goes through here: stdout is data, stderr is everything else; `--quiet`,
+//! All terminal output goes through here (buffered log lines are written out first, to keep the order): stdout is data, stderr is everything else; `--quiet`,
 //! colour choice, `NO_COLOR` and `PDP_NO_PROGRESS` are decided once. Every line is passed through secret
 //! redaction, a spinner's message too ([`Printer::spinner`]).
 
@@ -72,6 +72,7 @@ impl Printer {
 
     /// A status line on stderr, e.g. `  created  pdp.toml`.
     pub fn status(&self, verb: &str, what: &str) {
+        crate::logging::flush();
         if !self.quiet {
             eprintln!("{:>10} {}", style(verb).green().bold(), pdp_config::redact_text(what));
         }
@@ -79,6 +80,7 @@ impl Printer {
 
     /// A plain message on stderr.
     pub fn info(&self, line: &str) {
+        crate::logging::flush();
         if !self.quiet {
             eprintln!("{}", pdp_config::redact_text(line));
         }
@@ -86,6 +88,7 @@ impl Printer {
 
     /// A warning on stderr (shown even with `--quiet`).
     pub fn warn(&self, message: &str, hint: Option<&str>) {
+        crate::logging::flush();
         eprintln!("{} {}", style("warning:").yellow().bold(), pdp_config::redact_text(message));
         if let Some(hint) = hint {
             eprintln!("  {} {}", style("hint:").cyan().bold(), pdp_config::redact_text(hint));
@@ -94,6 +97,7 @@ impl Printer {
 
     /// An error with its causes and hint, on stderr.
     pub fn error(&self, message: &str, causes: &[String], hint: Option<&str>) {
+        crate::logging::flush();
         eprintln!("{} {}", style("error:").red().bold(), pdp_config::redact_text(message));
         for cause in causes {
             let text = pdp_config::redact_text(cause);

@@ -1,27 +1,36 @@
-//! The one way a request reaches a child: pooled keep-alive HTTP/1.1 to the child's Unix socket in pdp's
-//! private socket directory (or, for a native query engine, its loopback port), with hop-by-hop headers, the API key and the limits a caller could set for itself taken
-//! out, one attempt within a time limit, and the child's response passed back (optionally cut at
-//! `max-response-size` for children that have no limit of their own).
+//! The one way a request reaches a child: HTTP/1.1 to the child's Unix socket in pdp's private socket
+//! directory (or, for a native query engine, its loopback port), with hop-by-hop headers, the API key and
+//! the limits a caller could set for itself taken out, one attempt within a time limit, and the child's
+//! response passed back (optionally cut at `max-response-size` for children that have no limit of their
+//! own).
+//!
+//! Connections to children belong to the client connection they serve ([`Upstreams`]) and are driven by
+//! its own task ([`with_upstreams`]): an HTTP/1.1 client's requests come one after another, so it keeps one
+//! connection per child and reuses it, with no shared pool to lock and no second task to wake for each
+//! request and its answer. A client connection's concurrent requests (HTTP/2) open more.
 //!
 //! The invariant: a forward is never retried. If the child dies under a request, that request fails
-//! with [`ForwardError::Unreachable`]; a mutation must not run twice.
+//! with [`ForwardError::Unreachable`]; a mutation must not run twice. A request goes to a fresh connection
+//! only when hyper hands it back unsent (the kept connection had closed before it was written).
 //!
 //! Deliberately not here: which child gets a request (`txs`, the routers), what errors mean to clients.
 
 use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, Method, Request, Response, Uri};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use pdp_toolchain::launch::ChildAddr;
 
 use super::respond::{Body, BoxError};
@@ -34,60 +43,131 @@ pub enum ForwardError {
     Unreachable(String),
 }
 
-/// Connects to `<socket dir>/<host of the URI>`: a child's socket file name is its host name, so the
-/// pool keeps each child's connections apart.
-#[derive(Clone)]
-struct UnixConnector {
-    dir: Arc<Path>,
+type Sender = http1::SendRequest<Full<Bytes>>;
+type Driven = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Kept connections to a child beyond this many are closed rather than kept.
+const KEEP_PER_CHILD: usize = 4;
+
+/// The connections to children of one client connection.
+pub struct Upstreams {
+    idle: Mutex<Vec<(ChildAddr, Sender)>>,
+    /// New connections for the driver to take up; `opened` says there are some.
+    opened: Mutex<Vec<Driven>>,
+    pending: AtomicBool,
 }
 
-impl tower_service::Service<Uri> for UnixConnector {
-    type Response = TokioIo<tokio::net::UnixStream>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+/// What drives a client connection's [`Upstreams`]: polled beside the client connection, in its task.
+pub struct Driver {
+    upstreams: Arc<Upstreams>,
+    running: FuturesUnordered<Driven>,
+}
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+/// A client connection's upstreams and their driver.
+pub fn upstreams() -> (Arc<Upstreams>, Driver) {
+    let upstreams = Arc::new(Upstreams {
+        idle: Mutex::new(Vec::new()),
+        opened: Mutex::new(Vec::new()),
+        pending: AtomicBool::new(false),
+    });
+    (upstreams.clone(), Driver { upstreams, running: FuturesUnordered::new() })
+}
+
+impl Driver {
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        // Connections are only ever opened from this same task (by a request future the client
+        // connection polls), so a flag checked after each poll of it is enough: no channel, no wake-up.
+        if self.upstreams.pending.swap(false, Ordering::AcqRel) {
+            let opened = std::mem::take(&mut *self.upstreams.opened.lock().unwrap_or_else(PoisonError::into_inner));
+            self.running.extend(opened);
+        }
+        while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {}
+    }
+}
+
+/// Runs `client` (a client connection being served) with its upstream connections driven beside it,
+/// until it ends; connections to children still open then are closed.
+pub async fn with_upstreams<F: Future>(client: F, mut driver: Driver) -> F::Output {
+    let mut client = pin!(client);
+    std::future::poll_fn(|cx| {
+        driver.poll(cx);
+        match client.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(out),
+            Poll::Pending => {
+                // The client connection may just have opened a connection to a child.
+                driver.poll(cx);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+impl Upstreams {
+    fn take(&self, addr: &ChildAddr) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|(_, s)| !s.is_closed());
+        let at = idle.iter().rposition(|(a, s)| a == addr && s.is_ready())?;
+        Some(idle.swap_remove(at).1)
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let path = match uri.host() {
-            Some(h) if h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) => {
-                Ok(self.dir.join(h))
+    fn keep(&self, addr: &ChildAddr, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.iter().filter(|(a, _)| a == addr).count() < KEEP_PER_CHILD {
+            idle.push((addr.clone(), sender));
+        }
+    }
+
+    /// A new connection to `addr`, its driving handed to the client connection's task.
+    async fn connect(&self, addr: &ChildAddr) -> std::io::Result<Sender> {
+        let failed = |e: hyper::Error| std::io::Error::other(e.to_string());
+        let (sender, conn): (Sender, Driven) = match addr {
+            ChildAddr::Unix(path) => {
+                let io = TokioIo::new(tokio::net::UnixStream::connect(&**path).await?);
+                let (s, c) = http1::handshake(io).await.map_err(failed)?;
+                (
+                    s,
+                    Box::pin(async move {
+                        let _ = c.await;
+                    }),
+                )
             }
-            _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no child socket for {uri}"))),
+            ChildAddr::Tcp(addr) => {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                // Native engines are on loopback TCP: no Nagle (hyper writes head and body separately; with
+                // Nagle and delayed ACKs every forwarded request waited ~40 ms).
+                tcp.set_nodelay(true)?;
+                let (s, c) = http1::handshake(TokioIo::new(tcp)).await.map_err(failed)?;
+                (
+                    s,
+                    Box::pin(async move {
+                        let _ = c.await;
+                    }),
+                )
+            }
         };
-        Box::pin(async move { Ok(TokioIo::new(tokio::net::UnixStream::connect(path?).await?)) })
+        self.opened.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+        self.pending.store(true, Ordering::Release);
+        Ok(sender)
     }
 }
 
 /// The client to children.
 pub struct Forwarder {
     dir: Arc<Path>,
-    unix: Client<UnixConnector, Full<Bytes>>,
-    tcp: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Forwarder {
-    /// Keep-alive clients for the children's sockets in `dir`, and for loopback TCP.
+    /// A forwarder to the children's sockets in `dir` (and to loopback TCP).
     pub fn new(dir: &Path) -> Forwarder {
-        let dir: Arc<Path> = Arc::from(dir);
-        // Below the launchers' keep-alive (65 s), so pdp drops an idle connection before its child does.
-        let builder = || {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(64);
-            b
-        };
-        // Native engines are on loopback TCP: no Nagle (hyper writes head and body separately; with Nagle
-        // and delayed ACKs every forwarded request waited ~40 ms).
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        Forwarder { unix: builder().build(UnixConnector { dir: dir.clone() }), tcp: builder().build(connector), dir }
+        Forwarder { dir: Arc::from(dir) }
     }
 
-    /// Sends one request to a child and returns its response head with the body streaming.
+    /// Sends one request to a child over `via` and returns its response head with the body streaming.
+    #[allow(clippy::too_many_arguments)]
     pub async fn forward(
         &self,
+        via: &Upstreams,
         addr: &ChildAddr,
         method: Method,
         path: &str,
@@ -95,37 +175,64 @@ impl Forwarder {
         body: Bytes,
         limit: Duration,
     ) -> Result<Response<Incoming>, ForwardError> {
-        let authority = match addr {
-            ChildAddr::Unix(socket) => match (socket.parent(), socket.file_name()) {
-                (Some(parent), Some(name)) if *parent == *self.dir => name.to_string_lossy().into_owned(),
-                _ => {
-                    return Err(ForwardError::Unreachable(format!(
-                        "{} is not in pdp's socket directory",
-                        socket.display()
-                    )));
-                }
-            },
-            ChildAddr::Tcp(addr) => addr.to_string(),
+        let host = match addr {
+            // A byte comparison: `Path`'s own compares component by component.
+            ChildAddr::Unix(socket)
+                if socket
+                    .parent()
+                    .is_some_and(|p| p.as_os_str().as_encoded_bytes() == self.dir.as_os_str().as_encoded_bytes()) =>
+            {
+                HeaderValue::from_static("localhost")
+            }
+            ChildAddr::Unix(socket) => {
+                return Err(ForwardError::Unreachable(format!(
+                    "{} is not in pdp's socket directory",
+                    socket.display()
+                )));
+            }
+            ChildAddr::Tcp(a) => {
+                HeaderValue::from_str(&a.to_string()).map_err(|e| ForwardError::Unreachable(e.to_string()))?
+            }
         };
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
-        *req.uri_mut() =
-            format!("http://{authority}{path}").parse().map_err(|e| ForwardError::Unreachable(format!("{e}")))?;
+        *req.uri_mut() = path.parse().map_err(|e| ForwardError::Unreachable(format!("{e}")))?;
+        let out = req.headers_mut();
+        out.reserve(headers.len() + 1);
         for (name, value) in headers {
             if forwardable(name) {
-                req.headers_mut().append(name.clone(), value.clone());
+                out.append(name.clone(), value.clone());
             }
         }
-        let sent = match addr {
-            ChildAddr::Unix(_) => tokio::time::timeout(limit, self.unix.request(req)).await,
-            ChildAddr::Tcp(_) => tokio::time::timeout(limit, self.tcp.request(req)).await,
-        };
-        match sent {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(ForwardError::Unreachable(e.to_string())),
+        out.insert(http::header::HOST, host);
+        match tokio::time::timeout(limit, send(via, addr, req)).await {
+            Ok(result) => result.map_err(ForwardError::Unreachable),
             Err(_) => Err(ForwardError::Timeout(limit)),
         }
     }
+}
+
+/// Sends `req` on a kept connection to `addr`, or on a new one; a new one only if the kept one handed the
+/// request back unsent.
+async fn send(via: &Upstreams, addr: &ChildAddr, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, String> {
+    let mut req = req;
+    if let Some(mut sender) = via.take(addr) {
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                via.keep(addr, sender);
+                return Ok(resp);
+            }
+            Err(mut e) => match e.take_message() {
+                // Never written: the kept connection had closed. A fresh one may carry it.
+                Some(unsent) => req = unsent,
+                None => return Err(e.into_error().to_string()),
+            },
+        }
+    }
+    let mut sender = via.connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    via.keep(addr, sender);
+    Ok(resp)
 }
 
 /// Headers never passed between client and child: hop-by-hop ones, the key, and the limits the executor

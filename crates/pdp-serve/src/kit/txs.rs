@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,9 @@ pub trait TxErrors {
 /// The open transactions, and whether shutdown has begun.
 pub struct Transactions {
     open: Mutex<HashMap<String, OpenTx>>,
+    /// Starts admitted and not finished: a drain waits for them too (a start admitted just before the
+    /// drain began may still open a transaction).
+    starting: AtomicUsize,
     closed: Notify,
     draining: watch::Sender<bool>,
     gauge: Gauge<i64, AtomicI64>,
@@ -84,6 +87,7 @@ impl Transactions {
     pub fn new(gauge: Gauge<i64, AtomicI64>, max_timeout: Duration) -> Transactions {
         Transactions {
             open: Mutex::new(HashMap::new()),
+            starting: AtomicUsize::new(0),
             closed: Notify::new(),
             draining: watch::Sender::new(false),
             gauge,
@@ -157,7 +161,8 @@ impl Transactions {
             let closed = self.closed.notified();
             let open = self.sweep();
             let left = deadline.saturating_sub(started.elapsed());
-            if open.is_empty() || left.is_zero() {
+            let quiet = open.is_empty() && self.starting.load(Ordering::Acquire) == 0;
+            if quiet || left.is_zero() {
                 return open;
             }
             // Woken by a close; the timeout catches expiries and the deadline.
@@ -174,6 +179,9 @@ impl Transactions {
         }
         if let (Some(id), None) = (role.id(), &open) {
             return Err(Box::new(unknown(errors, id)));
+        }
+        if role == Role::Start {
+            self.starting.fetch_add(1, Ordering::AcqRel);
         }
         Ok(Ticket { txs: self, role, open })
     }
@@ -230,6 +238,15 @@ impl Ticket<'_> {
         let ended = matches!(self.role, Role::End(_)) && outcome.is_ok();
         if ended || matches!(outcome, Err(ForwardError::Unreachable(_))) {
             self.txs.closed(id);
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.role == Role::Start {
+            self.txs.starting.fetch_sub(1, Ordering::AcqRel);
+            self.txs.closed.notify_waiters();
         }
     }
 }
@@ -312,6 +329,34 @@ mod tests {
         let broke: Result<Response<Incoming>, ForwardError> = Err(ForwardError::Unreachable("reset".into()));
         txs.admit(Role::Use("b"), &Shape).expect("admitted").settle(&broke);
         assert!(txs.get("b").is_none(), "the child went away under it");
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_a_start_admitted_before_it_began() {
+        let txs = std::sync::Arc::new(table());
+        let starter = txs.clone();
+        let (admitted_tx, admitted_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let start = tokio::spawn(async move {
+            let ticket = starter.admit(Role::Start, &Shape).expect("admitted before the drain");
+            let _ = admitted_tx.send(());
+            let _ = go_rx.await;
+            ticket.opened("late".into(), &"k", 1);
+        });
+        admitted_rx.await.expect("admitted");
+        let drain = {
+            let txs = txs.clone();
+            tokio::spawn(async move { txs.drain(Instant::now(), Duration::from_secs(5)).await })
+        };
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!drain.is_finished(), "a start is still in flight");
+        let _ = go_tx.send(());
+        start.await.expect("start");
+        // The start opened a transaction: the drain goes on waiting for it until it closes.
+        txs.closed("late");
+        assert!(drain.await.expect("drain").is_empty());
     }
 
     #[tokio::test]

@@ -47,6 +47,10 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         metrics_listen: serve.metrics_listen,
         tls,
         keys: KeySet::new(&serve.api_keys),
+        access_log: std::sync::Arc::new(crate::logging::AccessWriter::new(
+            args.log_format == crate::cli::LogFormat::Json,
+            printer.color(),
+        )),
         settings: Settings {
             limits: serve.limits.clone(),
             cache_root: config.engines.cache.clone(),
@@ -54,6 +58,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
             npm,
             log_level: "warn".into(),
             temp_dir: config.temp_dir.clone(),
+            bench_child_tcp: serve.bench_child_tcp,
         },
         shutdown_timeout: serve.shutdown_timeout,
         project_uses_executor: config.prisma.version.generation().server_engine
@@ -64,6 +69,12 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         public_url: serve.public_url.clone(),
         dp1: dp1_options(&config, &env, cwd)?,
     };
+    if serve.bench_child_tcp {
+        printer.warn(
+            "PDP_BENCH_CHILD_TCP is set: children also listen on loopback TCP, reachable without an API key",
+            Some("this is for benchmarks only: unset PDP_BENCH_CHILD_TCP"),
+        );
+    }
     if matches!(options.database, Database::Embedded(_)) {
         printer.status(
             "Starting",
@@ -75,7 +86,13 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
     }
     let threads = pdp_serve::worker_threads(serve.threads);
     tracing::debug!(target: "pdp::serve", threads, "worker threads");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    // One thread (the default on 2 cores): tokio's current-thread scheduler, which polls tasks and the IO
+    // driver on the thread itself, without the work-stealing machinery a pool of workers needs.
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
+    };
     runtime.block_on(async {
         let server = Server::start(options).await?;
         render_started(printer, server.started(), &config.root);
