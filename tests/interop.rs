@@ -55,6 +55,11 @@ fn project() -> Project {
 /// The real Prisma CLI, kept offline: the engines mirror is a closed port, and the query-engine library
 /// it insists on locating is pointed at an existing file (the offline recipe of engines.md §0.8).
 fn prisma(p: &Project, args: &[&str]) -> Outcome {
+    prisma_with(p, args, &[])
+}
+
+/// [`prisma`] with `env` set (after `DATABASE_URL` is removed, so it may set it).
+fn prisma_with(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     let bin = p.path("node_modules/.bin/prisma");
     let out = Command::new(bin)
         .args(args)
@@ -64,6 +69,7 @@ fn prisma(p: &Project, args: &[&str]) -> Outcome {
         .env("PRISMA_HIDE_UPDATE_MESSAGE", "1")
         .env("CHECKPOINT_DISABLE", "1")
         .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
         .output()
         .expect("prisma runs");
     Outcome {
@@ -218,4 +224,34 @@ fn a_failure_recorded_by_pdp_is_seen_and_resolved_by_prisma() {
     assert_eq!(bad.len(), 2, "{rows:?}");
     assert!(bad.iter().any(|r| r.rolled_back_at.is_some()), "{bad:?}");
     assert!(bad.iter().any(|r| r.logs.as_deref() == Some("") && r.finished_at.is_some()), "{bad:?}");
+}
+
+/// The SQLite migration `pdp init` writes for its sample schema is, byte for byte, the script Prisma
+/// generates for that schema (`prisma migrate diff --from-empty --to-schema-datamodel --script`, what
+/// `prisma migrate dev` writes into a first migration), and Prisma sees the database pdp migrated with it
+/// as up to date.
+#[test]
+fn the_sqlite_migration_init_writes_is_the_one_prisma_generates() {
+    let p = Project::new();
+    p.init(&["--provider", "sqlite", "--prisma", "6.19.3", "--no-ci", "--no-deploy"]);
+    p.write("prisma.config.ts", CONFIG);
+    std::os::unix::fs::symlink(node_tools(), p.path("node_modules")).expect("link node_modules");
+    let folder = std::fs::read_dir(p.path("prisma/migrations"))
+        .expect("init wrote prisma/migrations")
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .expect("a migration folder")
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    let written = p.read(&format!("prisma/migrations/{folder}/migration.sql"));
+    let generated =
+        prisma(&p, &["migrate", "diff", "--from-empty", "--to-schema-datamodel", "prisma/schema.prisma", "--script"])
+            .expect_code(0);
+    // The CLI prints the script and then a line break of its own.
+    assert_eq!(generated.stdout.strip_suffix('\n').unwrap_or(&generated.stdout), written, "{}", generated.all());
+    p.run(&["migrate", "deploy"]).expect_code(0);
+    // The schema init writes reads its URL from the environment, as `.env` gives it to pdp.
+    let status = prisma_with(&p, &["migrate", "status"], &[("DATABASE_URL", "file:./dev.db")]).expect_code(0);
+    assert!(status.all().contains("Database schema is up to date"), "{}", status.all());
 }

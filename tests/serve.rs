@@ -102,20 +102,21 @@ fn demo_on_the_embedded_database_and_the_certificate_survives_a_restart() {
     let (ok, out) = s.deno("demo.ts", &key, &[]);
     assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
     assert_demo_ran(&out);
-    // The Windmill script `pdp init` wrote, as Windmill would call it (its client import pointed at the build).
+    // The Windmill script `pdp init` wrote, unmodified, called as Windmill calls it: an import map points
+    // the published-client URL it imports (`[client] base-url` unset: the placeholder) at the local build.
     let script = p.read("examples/windmill/query_users.ts");
-    let import = script.lines().find(|l| l.starts_with("import { PrismaClient }")).expect("an import line").to_owned();
-    p.write(
-        "examples/windmill/query_users.ts",
-        &script.replace(&import, "import { PrismaClient } from \"../../dist/client/0.1.0/client.ts\";"),
-    );
+    let import = script.lines().find(|l| l.starts_with("import { PrismaClient }")).expect("an import line");
+    let published = import.split('"').nth(1).expect("a quoted URL");
+    let base = published.strip_suffix("0.1.0/client.ts").expect("the client's version and entry at the URL's end");
+    assert!(base.starts_with("https://"), "{import}");
+    p.write("import_map.json", &serde_json::json!({ "imports": { base: "./dist/client/" } }).to_string());
     p.write(
         "windmill_run.ts",
         "import { main } from './examples/windmill/query_users.ts';\n\
          const users = await main({ url: Deno.env.get('PDP_URL')!, api_key: Deno.env.get('PDP_API_KEY')! }, 5);\n\
          console.log(JSON.stringify({ users: users.length, posts: users[0].posts.length }));\n",
     );
-    let (ok, out) = s.deno("windmill_run.ts", &key, &[]);
+    let (ok, out) = s.deno_run(&["--import-map=import_map.json", "windmill_run.ts"], &key, &[]);
     assert!(ok && out.contains(r#"{"users":1,"posts":3}"#), "{out}\n{}", s.log());
     s.signal("INT");
     let (code, log) = s.wait(Duration::from_secs(30));

@@ -36,7 +36,8 @@ pub fn db_name(test: &str) -> String {
     format!("pdp_serve_{test}_{}", std::process::id())
 }
 
-/// A Prisma 7.10.0 project with the sample schema, migrated, its Deno client built.
+/// A Prisma 7.10.0 project as `pdp init` writes it (the sample schema and its first migration), migrated,
+/// its Deno client built.
 pub fn project(db: &Db) -> Project {
     let p = Project::new();
     match db {
@@ -49,15 +50,7 @@ pub fn project(db: &Db) -> Project {
             p.init(&[]);
         }
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prisma/migrations");
-    p.write(
-        "prisma/migrations/migration_lock.toml",
-        &std::fs::read_to_string(repo.join("migration_lock.toml")).expect("lock"),
-    );
-    p.write(
-        "prisma/migrations/20260101000000_init/migration.sql",
-        &std::fs::read_to_string(repo.join("20260101000000_init/migration.sql")).expect("init migration"),
-    );
+    // `pdp init` wrote the sample schema's first migration: nothing is copied from pdp's repository.
     cached(&p, &["migrate", "deploy"]).expect_code(0);
     cached(&p, &["build-client"]).expect_code(0);
     p
@@ -248,8 +241,14 @@ impl Serving {
     /// Runs a Deno script (path relative to the project) with the project's client, this server's URL and
     /// `key`; returns exit success and stdout + stderr.
     pub fn deno(&self, script: &str, key: &str, env: &[(&str, &str)]) -> (bool, String) {
+        self.deno_run(&[script], key, env)
+    }
+
+    /// [`Serving::deno`] with more arguments to `deno run` before the script (`--import-map=…`).
+    pub fn deno_run(&self, args: &[&str], key: &str, env: &[(&str, &str)]) -> (bool, String) {
         let mut cmd = Command::new(deno());
-        cmd.args(["run", "-A", "--no-config", script])
+        cmd.args(["run", "-A", "--no-config"])
+            .args(args)
             .current_dir(&self.root)
             .env("DENO_CERT", &self.ca)
             .env("DENO_DIR", tool_cache().join("deno-dir"))

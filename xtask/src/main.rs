@@ -83,10 +83,31 @@ fn test(root: &Path) -> anyhow::Result<()> {
     services::ensure()?;
     node_tools(root)?;
     lint_tools(root)?;
+    ensure_package("jq", "jq", "the deploy tests run the generated workflow's build step, which uses it")?;
     step("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
     step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     step("tests", cargo().args(["test", "--workspace", "--locked"]).env("PDP_REQUIRE_SERVICES", "1"))?;
     eprintln!("\nall checks passed");
+    Ok(())
+}
+
+/// A program from a Debian package (`why` says who runs it): installed when missing and this is a root
+/// shell with apt (as on the CI and development machines of this project), otherwise asked for.
+pub(crate) fn ensure_package(program: &str, package: &str, why: &str) -> anyhow::Result<()> {
+    let found = || Command::new(program).arg("--version").output().is_ok();
+    if found() {
+        return Ok(());
+    }
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root && Command::new("apt-get").arg("--version").output().is_ok() {
+        step(
+            &format!("install {program} ({package})"),
+            Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if !found() {
+        anyhow::bail!("{program} is not installed: {why}\nhint: `apt-get install {package}`");
+    }
     Ok(())
 }
 
@@ -155,19 +176,8 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     eprintln!("\n--- {}/pdp.toml ---", dir.display());
     eprint!("{}", std::fs::read_to_string(dir.join("pdp.toml"))?);
     step("pdp doctor", Command::new(&pdp).arg("doctor").current_dir(&dir))?;
-    if !dir.join("prisma/migrations").exists() {
-        // The sample schema's first migration (what `prisma migrate dev` writes for it).
-        copy_dir(
-            &root.join("prisma/migrations/20260101000000_init"),
-            &dir.join("prisma/migrations/20260101000000_init"),
-        )?;
-        std::fs::copy(
-            root.join("prisma/migrations/migration_lock.toml"),
-            dir.join("prisma/migrations/migration_lock.toml"),
-        )?;
-    }
     step(
-        "pdp migrate deploy (no database configured: the embedded PostgreSQL, PGlite, under .pdp/)",
+        "pdp migrate deploy (the sample schema's first migration, written by init; no database configured: the embedded PostgreSQL, PGlite, under .pdp/)",
         Command::new(&pdp).args(["migrate", "deploy"]).current_dir(&dir),
     )?;
     step(
@@ -217,17 +227,45 @@ fn demo_against(dir: &Path, serve: &mut std::process::Child, root: &Path) -> any
         .map(|v| v.trim().trim_matches(['\'', '"']).to_owned())
         .context("pdp init wrote no PDP_API_KEY to .env")?;
     let deno = deno_binary(root)?;
-    step(
-        "deno run examples/deno/demo.ts (the generated Prisma 7 client, over https with the API key)",
-        Command::new(deno)
-            .args(["run", "-A", "--no-config"])
-            .arg(root.join("examples/deno/demo.ts"))
+    let url = format!("https://localhost:{port}");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(&deno);
+        cmd.args(["run", "-A", "--no-config"])
+            .args(args)
             .current_dir(dir)
             .env("DENO_CERT", dir.join(".pdp/tls/ca.pem"))
             .env("DENO_DIR", dir.join(".deno"))
             .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
-            .env("PDP_URL", format!("https://localhost:{port}"))
-            .env("PDP_API_KEY", key),
+            .env("PDP_URL", &url)
+            .env("PDP_API_KEY", &key);
+        cmd
+    };
+    let demo = root.join("examples/deno/demo.ts");
+    step(
+        "deno run examples/deno/demo.ts (the generated Prisma 7 client, over https with the API key)",
+        &mut run(&[demo.to_str().context("a UTF-8 path")?]),
+    )?;
+    // The Windmill script init wrote, unmodified, called as Windmill would: `main({ url, api_key })`. It
+    // imports the client from where the workflow publishes it; with `[client] base-url` unset that URL is
+    // a placeholder, which an import map points at the local build.
+    let script = std::fs::read_to_string(dir.join("examples/windmill/query_users.ts"))?;
+    let published = script
+        .lines()
+        .find(|l| l.starts_with("import { PrismaClient }"))
+        .and_then(|l| l.split('"').nth(1))
+        .context("the Windmill example imports no PrismaClient")?;
+    let base = published.rsplit_once("0.1.0/").context("the client's version in the import URL")?.0;
+    std::fs::write(dir.join("import_map.json"), format!("{{\"imports\":{{\"{base}\":\"./dist/client/\"}}}}\n"))?;
+    std::fs::write(
+        dir.join("windmill_run.ts"),
+        "// As Windmill runs a script: its `main` called with the resource's fields.\n\
+         import { main } from \"./examples/windmill/query_users.ts\";\n\
+         const users = await main({ url: Deno.env.get(\"PDP_URL\")!, api_key: Deno.env.get(\"PDP_API_KEY\")! }, 5);\n\
+         console.log(JSON.stringify({ windmill: \"ok\", users: users.length }));\n",
+    )?;
+    step(
+        "deno run windmill_run.ts (examples/windmill/query_users.ts as init wrote it, called as Windmill calls it)",
+        &mut run(&["--import-map=import_map.json", "windmill_run.ts"]),
     )
 }
 
@@ -240,13 +278,4 @@ fn deno_binary(root: &Path) -> anyhow::Result<PathBuf> {
         .map(|e| e.path().join("deno"))
         .find(|p| p.is_file())
         .with_context(|| format!("no deno binary under {}", scope.display()))
-}
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
-    }
-    Ok(())
 }

@@ -105,10 +105,6 @@ struct Context<'a> {
     client_option: &'static str,
     /// `pdp serve` runs the query-plan executor (Node) rather than the query-engine binary.
     needs_node: bool,
-    /// `[database] url` is an `env:` reference (build steps must set a placeholder).
-    database_env: bool,
-    /// A URL of the project's provider that build steps set when `database_env` (never connected to).
-    database_url_placeholder: &'static str,
     publish: &'static str,
     /// Flags to repeat when regenerating (` --publish s3`), empty for the defaults.
     init_flags: String,
@@ -157,11 +153,6 @@ fn context(a: &Answers) -> Context<'_> {
         client_import: format!("{base}0.1.0/{entry}"),
         client_option,
         needs_node: generation.server_engine == ServerEngine::QueryPlanExecutor,
-        database_env: a.database_url.as_deref().is_some_and(|u| u.starts_with("env:")),
-        database_url_placeholder: match a.provider {
-            Provider::Mysql => "mysql://build@localhost/unused",
-            _ => "postgresql://build@localhost/unused",
-        },
         publish: a.publish.as_str(),
         init_flags: if a.publish == Publish::default() {
             String::new()
@@ -217,6 +208,37 @@ pub fn plan(a: &Answers) -> anyhow::Result<Vec<Planned>> {
         }
     }
     Ok(files)
+}
+
+/// The sample schema's first migration, as `prisma migrate dev --name init` writes it for the provider
+/// (`<dir>/<stamp>_init/migration.sql` and `<dir>/migration_lock.toml`), where `dir` is the migrations
+/// folder beside the schema and `stamp` Prisma's `YYYYMMDDHHMMSS` (UTC). `None` for a provider the sample
+/// has no migration for (init offers PostgreSQL, MySQL and SQLite). Init plans these only when it writes
+/// the sample schema itself and no migrations folder exists: an adopted schema's migrations are the user's.
+pub fn initial_migration(provider: Provider, dir: &str, stamp: &str) -> anyhow::Result<Option<Vec<Planned>>> {
+    let script = match provider {
+        Provider::Postgresql => "prisma/migrations/postgresql.sql",
+        Provider::Mysql => "prisma/migrations/mysql.sql",
+        Provider::Sqlite => "prisma/migrations/sqlite.sql",
+        Provider::Sqlserver | Provider::Mongodb => return Ok(None),
+    };
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    let lock = env
+        .render_str(
+            template("prisma/migrations/migration_lock.toml.j2")?,
+            minijinja::context! { provider => provider.as_str() },
+        )
+        .map_err(|e| anyhow::format_err!("cannot render the migration lock (a pdp bug): {e:#}"))?;
+    Ok(Some(vec![
+        Planned {
+            path: format!("{dir}/{stamp}_init/migration.sql"),
+            contents: template(script)?.to_owned(),
+            kind: Kind::Whole,
+        },
+        Planned { path: format!("{dir}/migration_lock.toml"), contents: lock, kind: Kind::Whole },
+    ]))
 }
 
 /// Where the workflow goes.
@@ -292,7 +314,7 @@ mod tests {
                 let config = pdp_config::from_str(toml, Path::new("/p/pdp.toml"), &env, &Default::default())
                     .unwrap_or_else(|e| panic!("{version} {provider:?}: generated pdp.toml must resolve: {e}\n{toml}"));
                 assert_eq!(config.prisma.version.to_string(), version);
-                assert_eq!(config.database.url.is_none(), url.is_none());
+                assert_eq!(matches!(config.database.url, pdp_config::DatabaseSetting::Embedded), url.is_none());
                 let schema = &files[1].contents;
                 assert_eq!(schema_provider(schema).as_deref(), Some(provider.as_str()), "{schema}");
                 let generation = config.prisma.version.generation();

@@ -20,6 +20,8 @@ struct Existing {
     prisma: Option<String>,
     database_url: Option<String>,
     schema_path: Option<String>,
+    /// `[prisma] migrations` of an existing pdp.toml.
+    migrations_path: Option<String>,
     base_url: Option<String>,
     listen: Option<String>,
     /// Provider read from an existing schema file.
@@ -39,6 +41,7 @@ fn read_existing(dir: &Path) -> Existing {
         e.prisma = get("prisma", "version");
         e.database_url = get("database", "url");
         e.schema_path = get("prisma", "schema");
+        e.migrations_path = get("prisma", "migrations");
         e.base_url = get("client", "base-url");
         e.listen = get("serve", "listen");
     }
@@ -185,6 +188,20 @@ fn choose_database(args: &InitArgs, existing: &Existing, ask: bool) -> anyhow::R
             DatabaseChoice { provider: p, toml_url: Some("env:DATABASE_URL".into()), dotenv_url }
         }
     })
+}
+
+/// Now as the timestamp Prisma starts a migration's folder name with (`YYYYMMDDHHMMSS`, UTC).
+fn migration_stamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
 }
 
 /// The state of one planned file relative to the disk.
@@ -386,6 +403,19 @@ pub fn run(args: &InitArgs, printer: &Printer) -> anyhow::Result<Status> {
     if let Some(schema) = &existing.schema_path {
         for f in files.iter_mut().filter(|f| f.kind == Kind::Adopted) {
             f.path.clone_from(schema);
+        }
+    }
+
+    // The sample schema comes with its first migration, so `pdp migrate deploy` right after init has
+    // something to apply; an existing schema or migrations folder is the user's and left as it is.
+    if let Some(at) = files.iter().position(|f| f.kind == Kind::Adopted)
+        && !dir.join(&files[at].path).exists()
+    {
+        let migrations = existing.migrations_path.clone().unwrap_or_else(|| "prisma/migrations".to_owned());
+        if !dir.join(&migrations).exists()
+            && let Some(planned) = scaffold::initial_migration(answers.provider, &migrations, &migration_stamp())?
+        {
+            files.splice(at + 1..at + 1, planned);
         }
     }
 
