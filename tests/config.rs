@@ -34,10 +34,14 @@ fn wrong_type_names_the_key_and_what_was_expected() {
 }
 
 #[test]
-fn missing_env_variable_is_named_with_a_hint() {
+fn missing_env_variable_is_shown_as_not_set_and_named_with_a_hint_where_it_is_used() {
     let p = Project::new();
     p.write("pdp.toml", &format!("{MINIMAL}[database]\nurl = \"env:APP_DATABASE_URL\"\n"));
-    let out = p.run(&["config"]).expect_code(2);
+    // `pdp config` needs no secret: it shows the reference as not set.
+    let out = p.run(&["config"]).expect_code(0);
+    assert!(out.stdout.contains("env:APP_DATABASE_URL (not set)"), "{}", out.all());
+    // A command that connects fails with the variable, its position and a hint.
+    let out = p.run(&["migrate", "status"]).expect_code(2);
     assert!(
         out.stderr.contains(":4:7: `database.url` refers to environment variable `APP_DATABASE_URL`, which is not set"),
         "{}",

@@ -501,3 +501,76 @@ fn the_windmill_script_type_checks_against_the_client_of_each_generation() {
         assert!(!bad.status.success(), "{prisma}: deno check accepted an unknown relation");
     }
 }
+
+/// The lines of the `run: |` block of the workflow step named `name`, unindented.
+fn workflow_step_script(workflow: &str, name: &str) -> String {
+    let mut lines = workflow.lines().skip_while(|l| l.trim() != format!("- name: {name}"));
+    lines.next().unwrap_or_else(|| panic!("no step `{name}` in the workflow:\n{workflow}"));
+    let mut lines = lines.skip_while(|l| l.trim() != "run: |");
+    let run = lines.next().unwrap_or_else(|| panic!("step `{name}` has no `run: |` block"));
+    let indent = run.len() - run.trim_start().len() + 2;
+    lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The workflow's build job and the image's build steps need no secret. The build job's environment
+/// names none, and its "Build the client" script runs as the workflow has it in a fresh checkout (no
+/// `.env`: it is git-ignored) with only the job's environment, the runner's tools on PATH, and pdp; the
+/// Dockerfile's steps run with an empty environment in the other tests here
+/// (`the_image_build_steps_run_and_leave_everything_serve_needs_in_the_image`).
+#[test]
+fn the_workflows_build_step_runs_with_no_secret_in_the_environment() {
+    let p = Project::new();
+    p.init(&["--database-url", "postgresql://app@db.invalid:5432/app"]);
+    let workflow = p.read(".github/workflows/pdp.yml");
+    let dockerfile = p.read("Dockerfile");
+    for secret in ["PDP_API_KEY", "PDP_DATABASE_URL", "DATABASE_URL", "placeholder"] {
+        assert!(!workflow.contains(&format!("{secret}:")), "the workflow sets {secret}:\n{workflow}");
+        assert!(
+            !dockerfile.lines().any(|l| l.starts_with("RUN") && l.contains(secret)),
+            "a RUN step sets {secret}:\n{dockerfile}"
+        );
+    }
+    std::fs::remove_file(p.path(".env")).expect("a fresh checkout has no .env");
+    let script = workflow_step_script(&workflow, "Build the client");
+    assert!(script.starts_with("pdp build-client\n"), "{script}");
+    let pdp_dir = Path::new(env!("CARGO_BIN_EXE_pdp")).parent().expect("bin dir").to_path_buf();
+    let outputs = p.path("github-output");
+    let out = Command::new("bash")
+        .args(["-e", "-c", &script])
+        .current_dir(p.root())
+        .env_clear()
+        .env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", pdp_dir.display()))
+        .env("HOME", p.path("home"))
+        .env("PDP_NO_PROGRESS", "1")
+        .env("PDP_CACHE_DIR", crate::support::serve::tool_cache())
+        .env("GITHUB_OUTPUT", &outputs)
+        .output()
+        .expect("bash runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the build step failed without secrets:\n{script}\n---\n{text}");
+    let written = std::fs::read_to_string(&outputs).expect("the step wrote its outputs");
+    assert!(written.contains("version=0.1.0") && written.contains("entry=client.ts"), "{written}");
+    assert!(p.path("dist/client/0.1.0/client.ts").is_file(), "{text}");
+    // `pdp config` shows the unset secrets as not set instead of failing; migrate names what is missing.
+    let config = p.run(&["config", "--json"]).expect_code(0);
+    assert!(config.stdout.contains("env:PDP_API_KEY (not set)"), "{}", config.stdout);
+    assert!(config.stdout.contains("env:DATABASE_URL (not set)"), "{}", config.stdout);
+    let migrate = p.run(&["migrate", "deploy"]).expect_code(2);
+    assert!(
+        migrate.stderr.contains("`database.url` refers to environment variable `DATABASE_URL`, which is not set"),
+        "{}",
+        migrate.all()
+    );
+    assert!(migrate.stderr.contains("hint: export `DATABASE_URL`"), "{}", migrate.all());
+    let serve =
+        p.run_with(p.pdp().arg("serve").env("DATABASE_URL", "postgresql://app@db.invalid:5432/app")).expect_code(2);
+    assert!(
+        serve.stderr.contains("`serve.api-keys` refers to environment variable `PDP_API_KEY`, which is not set"),
+        "{}",
+        serve.all()
+    );
+}

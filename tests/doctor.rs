@@ -32,6 +32,36 @@ fn fresh_project_passes() {
     assert!(out.stdout.contains("embedded PostgreSQL"), "{}", out.all());
     assert!(!out.stdout.contains("fail "), "{}", out.all());
     assert!(out.stderr.contains("0 failure(s)"), "{}", out.all());
+    // The Prisma CLI is pdp's to install (an empty cache here, npm on PATH): what pdp will use, no warning.
+    assert!(
+        out.stdout.contains("prisma@7.10.0: pdp installs it from the npm registry into its cache on first use"),
+        "{}",
+        out.all()
+    );
+    assert!(!out.stdout.lines().any(|l| l.starts_with("warn") && l.contains("tools")), "{}", out.all());
+}
+
+/// For a generation whose CLI runs under Deno, Deno is reported the same way; with no npm to install
+/// either, both become warnings that say what would fail. A database URL whose variable is not set is
+/// doctor's failed database line, naming the variable.
+#[test]
+fn pdps_own_tools_are_reported_as_what_pdp_will_use() {
+    let p = Project::new();
+    p.init(&["--prisma", "4.16.2", "--database-url", "postgresql://postgres@127.0.0.1:5432/test"]);
+    let out = p.run(&["doctor"]);
+    assert!(out.stdout.contains("deno@2.9.6: pdp installs it from the npm registry"), "{}", out.all());
+    assert!(out.stdout.contains("prisma@4.16.2"), "{}", out.all());
+    // No npm (and no node) on PATH: pdp cannot install them, and says so.
+    let out = p.run_with(p.pdp().arg("doctor").env("PATH", "/nonexistent"));
+    assert!(out.stdout.contains("deno@2.9.6 is not in pdp's cache and npm is missing to install it"), "{}", out.all());
+    // The URL's variable unset: doctor fails its database line with the variable's name.
+    std::fs::remove_file(p.path(".env")).expect("rm .env");
+    let out = p.run(&["doctor"]).expect_code(3);
+    assert!(
+        out.stdout.contains("`database.url` refers to environment variable `DATABASE_URL`, which is not set"),
+        "{}",
+        out.all()
+    );
 }
 
 #[test]

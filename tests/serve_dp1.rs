@@ -572,3 +572,24 @@ fn prisma_4_16_deno_client_graphql_through_the_engine_double() {
 fn prisma_4_16_deno_client_json_protocol_through_the_engine_double() {
     deno_client_against_the_double(", \"jsonProtocol\"", "json");
 }
+
+/// A 4.x–6.x project on native engines with nothing in the engines cache: `pdp serve` says so at start
+/// with the command that fixes it, `/ready` is 503 and names it, and a client's first request gets the
+/// engine's start error naming the same fix. (No native engine exists here; the point is its absence.)
+#[test]
+fn a_native_engine_missing_from_the_cache_is_said_at_start_in_ready_and_to_the_client() {
+    let p = project("5.22.0", &postgres_url(), "");
+    let s = Serving::start(&p, &[("PDP_CACHE_DIR", p.path("empty-cache").to_str().expect("utf-8"))]);
+    let log = s.log();
+    assert!(log.contains("the project's clients cannot be served yet"), "{log}");
+    assert!(log.contains("`pdp engines fetch`"), "{log}");
+    let (status, body) = json_request(&s, "GET", "/ready", None, &[]);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["project_engine"]["status"], "missing", "{body}");
+    assert!(body["project_engine"]["error"].as_str().unwrap_or("").contains("pdp engines fetch"), "{body}");
+    let sc = inline(&schema("postgresql", "", "User"));
+    let base = format!("/5.22.0/{}", sc.hash);
+    assert_eq!(json_request(&s, "PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
+    let (_, text) = request(&s, "POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
+    assert!(text.contains("pdp engines fetch"), "the client's error names the fix: {text}");
+}

@@ -120,8 +120,8 @@ fn field(text: &str, k: &str) -> f64 {
 pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     crate::step("build pdp (release)", crate::cargo().args(["build", "--release", "--locked", "-p", "pdp"]))?;
     crate::services::ensure()?;
-    ensure_package("wrk", "wrk")?;
-    ensure_package("nginx", "nginx-light")?;
+    crate::ensure_package("wrk", "wrk", "the DP1 benchmark loads with it")?;
+    crate::ensure_package("nginx", "nginx-light", "the DP1 benchmark compares pdp with it")?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let pdp = target.join("release/pdp");
     let work = std::env::temp_dir().join(format!("pdp-bench-dp1-{}", std::process::id()));
@@ -368,26 +368,6 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         colds[0],
         rest.iter().map(|c| format!("{c:.0}")).collect::<Vec<_>>().join(" / ")
     );
-    Ok(())
-}
-
-/// A tool of the benchmark from a Debian package: installed when missing and this is a root shell with
-/// apt (as on the CI and development machines of this project), otherwise asked for.
-fn ensure_package(program: &str, package: &str) -> anyhow::Result<()> {
-    let found = || Command::new(program).arg("-v").output().is_ok();
-    if found() {
-        return Ok(());
-    }
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if root && Command::new("apt-get").arg("--version").output().is_ok() {
-        crate::step(
-            &format!("install {program} ({package})"),
-            Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-    }
-    if !found() {
-        bail!("{program} is not installed: the DP1 benchmark runs it\nhint: `apt-get install {package}`");
-    }
     Ok(())
 }
 

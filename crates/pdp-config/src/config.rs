@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::Problem;
+use crate::error::{ConfigError, Problem};
 use crate::prisma::PrismaVersion;
 use crate::secret::{Secret, redact_url};
 
@@ -55,8 +55,58 @@ pub struct PrismaConfig {
 /// `[database]`.
 #[derive(Debug)]
 pub struct DatabaseConfig {
-    /// The database pdp connects to; `None` means the embedded PostgreSQL under the state dir.
-    pub url: Option<DatabaseUrl>,
+    /// The database pdp connects to: use [`DatabaseConfig::connect_to`] in a command that connects.
+    pub url: DatabaseSetting,
+}
+
+/// What `[database] url` (or `PDP_DATABASE_URL`, `--database-url`) says.
+#[derive(Clone, Debug)]
+pub enum DatabaseSetting {
+    /// No URL anywhere: the embedded PostgreSQL under the state dir.
+    Embedded,
+    /// A URL.
+    Url(DatabaseUrl),
+    /// `env:NAME` with `NAME` not set: an error for the commands that connect, nothing for the others.
+    Unset(UnsetSecret),
+}
+
+impl DatabaseConfig {
+    /// The database a command that connects uses: `Ok(None)` is the embedded one, and an `env:` reference
+    /// to a variable that is not set is that command's configuration error.
+    pub fn connect_to(&self) -> Result<Option<&DatabaseUrl>, ConfigError> {
+        match &self.url {
+            DatabaseSetting::Embedded => Ok(None),
+            DatabaseSetting::Url(url) => Ok(Some(url)),
+            DatabaseSetting::Unset(unset) => Err(unset.error()),
+        }
+    }
+
+    /// The configured URL, if one is set (for showing it; a command that connects uses `connect_to`).
+    pub fn configured(&self) -> Option<&DatabaseUrl> {
+        match &self.url {
+            DatabaseSetting::Url(url) => Some(url),
+            _ => None,
+        }
+    }
+}
+
+/// A secret `pdp.toml` refers to as `env:NAME` that neither the environment nor `.env` holds. Resolving
+/// the file does not fail on it: only a command that uses the setting does (migrate and doctor need the
+/// database URL, serve the API keys), so `pdp build-client`, `engines`, `init` and `config` run in CI with
+/// no secret at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnsetSecret {
+    /// The variable.
+    pub var: String,
+    /// The problem, naming the key, its position and the variable.
+    pub problem: Problem,
+}
+
+impl UnsetSecret {
+    /// The error a command that needs this secret fails with.
+    pub fn error(&self) -> ConfigError {
+        ConfigError::Invalid(vec![self.problem.clone()])
+    }
 }
 
 /// A database URL with its provider, never displayed unredacted.
@@ -237,6 +287,22 @@ pub struct ServeConfig {
     pub limits: Limits,
 }
 
+impl ServeConfig {
+    /// The API keys, for the command that checks them: an `env:` key whose variable is not set is an
+    /// error here (every one of them listed), rather than a key silently missing from the set.
+    pub fn keys(&self) -> Result<&[ApiKey], ConfigError> {
+        let unset: Vec<Problem> = self
+            .api_keys
+            .iter()
+            .filter_map(|k| match k {
+                ApiKey::Unset(u) => Some(u.problem.clone()),
+                _ => None,
+            })
+            .collect();
+        if unset.is_empty() { Ok(&self.api_keys) } else { Err(ConfigError::Invalid(unset)) }
+    }
+}
+
 /// The query engine behind Prisma 4.x–6.x clients (`[serve] engine`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueryEngine {
@@ -274,6 +340,8 @@ pub enum ApiKey {
     },
     /// The lowercase hex SHA-256 of a key.
     Sha256(String),
+    /// `env:NAME` with `NAME` not set: `pdp serve` refuses to start ([`ServeConfig::keys`]).
+    Unset(UnsetSecret),
 }
 
 /// `[serve.limits]`.

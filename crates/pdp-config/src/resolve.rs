@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    ApiKey, ClientConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig, DatabaseUrl, EnginesConfig, Limits,
-    MigrateConfig, NetworkConfig, PrismaConfig, QueryEngine, Runtime, ServeConfig, Tls,
+    ApiKey, ClientConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig, DatabaseSetting, DatabaseUrl, EnginesConfig,
+    Limits, MigrateConfig, NetworkConfig, PrismaConfig, QueryEngine, Runtime, ServeConfig, Tls, UnsetSecret,
 };
 use crate::env::{self, Env};
 use crate::error::{ConfigError, Origin, Problem};
@@ -332,27 +332,48 @@ impl Resolver<'_> {
             );
             return None;
         }
-        match self.env.var(name) {
-            Some(v) if !v.is_empty() => Some((v, Some(name.to_owned()))),
-            Some(_) => {
-                self.problem(
-                    input.origin.clone(),
-                    key,
-                    format!("`{key}` refers to environment variable `{name}`, which is set but empty"),
-                    Some(format!("set `{name}` to a value, or add `{name}=…` to `.env` next to pdp.toml")),
-                );
-                None
-            }
-            None => {
-                self.problem(
-                    input.origin.clone(),
-                    key,
-                    format!("`{key}` refers to environment variable `{name}`, which is not set"),
-                    Some(format!("export `{name}`, or add `{name}=…` to `.env` next to pdp.toml (see `.env.example`)")),
-                );
+        match self.secret_env(key, input, name) {
+            Ok(v) => Some((v, Some(name.to_owned()))),
+            Err(unset) => {
+                self.problems.push(unset.problem);
                 None
             }
         }
+    }
+
+    /// Reads an `env:NAME` reference to a secret (the database URL, an API key). A variable that is not
+    /// set (or set but empty) is no problem of the configuration as a whole: it comes back as the
+    /// [`UnsetSecret`] a command that uses the setting fails with. `Ok(None)` after a problem was recorded
+    /// (an invalid name); a literal comes back as itself.
+    fn deref_secret(&mut self, key: &str, input: &Input) -> Result<Option<(String, Option<String>)>, Box<UnsetSecret>> {
+        let Some(name) = input.value.strip_prefix("env:").map(str::trim) else {
+            return Ok(Some((input.value.clone(), None)));
+        };
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Ok(self.deref_env(key, input));
+        }
+        self.secret_env(key, input, name).map(|v| Some((v, Some(name.to_owned()))))
+    }
+
+    fn secret_env(&self, key: &str, input: &Input, name: &str) -> Result<String, Box<UnsetSecret>> {
+        let (message, hint) = match self.env.var(name) {
+            Some(v) if !v.is_empty() => return Ok(v),
+            Some(_) => (
+                format!("`{key}` refers to environment variable `{name}`, which is set but empty"),
+                format!("set `{name}` to a value, or add `{name}=…` to `.env` next to pdp.toml"),
+            ),
+            None => (
+                format!("`{key}` refers to environment variable `{name}`, which is not set"),
+                format!("export `{name}`, or add `{name}=…` to `.env` next to pdp.toml (see `.env.example`)"),
+            ),
+        };
+        Err(Box::new(UnsetSecret {
+            var: name.to_owned(),
+            problem: Problem { origin: input.origin.clone(), key: Some(key.to_owned()), message, hint: Some(hint) },
+        }))
     }
 
     fn table_origin(&self, table: &str) -> Origin {
@@ -420,11 +441,21 @@ pub(crate) fn resolve(
         }
         None => r.input(database.url.as_ref(), Some(env::PDP_DATABASE_URL), None),
     };
-    let mut db_url = None;
+    let mut db_url = DatabaseSetting::Embedded;
     if let Some(input) = db_input {
         // A literal from the file keeps `env:` semantics; env vars and flags are literal URLs.
-        let resolved =
-            if input.from_file { r.deref_env("database.url", &input) } else { Some((input.value.clone(), None)) };
+        let resolved = if input.from_file {
+            r.deref_secret("database.url", &input)
+        } else {
+            Ok(Some((input.value.clone(), None)))
+        };
+        let resolved = match resolved {
+            Ok(resolved) => resolved,
+            Err(unset) => {
+                db_url = DatabaseSetting::Unset(*unset);
+                None
+            }
+        };
         if let Some((value, var)) = resolved {
             let source = match &var {
                 Some(name) => format!("environment variable `{name}`, via `database.url`"),
@@ -442,7 +473,7 @@ pub(crate) fn resolve(
                             ),
                         });
                     }
-                    db_url = Some(url);
+                    db_url = DatabaseSetting::Url(url);
                 }
                 Err(why) => {
                     let from = match &var {
@@ -604,8 +635,10 @@ pub(crate) fn resolve(
             }
         } else if value.starts_with("env:") {
             let input = Input { value: value.to_owned(), origin: r.at(entry), from_file: true };
-            if let Some((key, Some(var))) = r.deref_env("serve.api-keys", &input) {
-                api_keys.push(ApiKey::Env { var, key: Secret::new(key) });
+            match r.deref_secret("serve.api-keys", &input) {
+                Ok(Some((key, Some(var)))) => api_keys.push(ApiKey::Env { var, key: Secret::new(key) }),
+                Ok(_) => {}
+                Err(unset) => api_keys.push(ApiKey::Unset(*unset)),
             }
         } else {
             r.problem(

@@ -43,7 +43,7 @@ fn reference_parses_with_every_value() {
     assert_eq!(c.prisma.version.to_string(), "6.19.0");
     assert_eq!(c.prisma.schema, Path::new("/p/db/schema.prisma"));
     assert_eq!(c.prisma.migrations, Path::new("/p/db/migrations"));
-    let url = c.database.url.as_ref().expect("url");
+    let url = c.database.configured().expect("url");
     assert_eq!(url.redacted(), "postgresql://u:****@db:5432/app?schema=s");
     assert_eq!(url.expose(), "postgresql://u:pw@db:5432/app?schema=s");
     assert_eq!(url.provider(), Provider::Postgresql);
@@ -96,7 +96,7 @@ fn reference_values_are_not_the_defaults() {
         .expect("minimal");
     assert_eq!(d.prisma.schema, Path::new("/p/prisma/schema.prisma"));
     assert_eq!(d.prisma.migrations, Path::new("/p/prisma/migrations"));
-    assert!(d.database.url.is_none(), "absent url means the embedded database");
+    assert!(matches!(d.database.url, crate::DatabaseSetting::Embedded), "absent url means the embedded database");
     assert_eq!(d.engines.targets, ["native"]);
     assert_eq!(d.engines.mirror.as_str(), "https://binaries.prisma.sh/");
     assert_eq!(d.engines.cache, Path::new("/home/u/.cache/pdp"));
@@ -218,16 +218,36 @@ fn unsupported_version_lists_the_range() {
 }
 
 #[test]
-fn missing_env_variable_is_named_and_nothing_secret_leaks() {
-    check(
-        "[prisma]\nversion = \"7.10.1\"\n[database]\nurl = \"env:DATABASE_URL\"\n",
-        &[],
-        "/p/pdp.toml:4:7: `database.url` refers to environment variable `DATABASE_URL`, which is not set\nhint: export `DATABASE_URL`, or add `DATABASE_URL=…` to `.env` next to pdp.toml (see `.env.example`)",
+fn a_missing_secret_fails_only_the_command_that_uses_it_naming_the_variable() {
+    let render = |e: ConfigError| match e {
+        ConfigError::Invalid(problems) => problems
+            .iter()
+            .map(|p| format!("{p}\nhint: {}", p.hint.as_deref().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => panic!("not a problem list: {other}"),
+    };
+    // The file resolves (build-client, engines, init and config need neither secret)…
+    let toml = "[prisma]\nversion = \"7.10.1\"\n[database]\nurl = \"env:DATABASE_URL\"\n[serve]\napi-keys = [\"env:KEY\", \"env:OTHER\"]\n";
+    let c = from_str(toml, Path::new(FILE), &env(&[("KEY", ""), ("OTHER", "k")]), &Overrides::default())
+        .expect("a missing secret does not fail resolution");
+    assert!(matches!(c.database.url, crate::DatabaseSetting::Unset(ref u) if u.var == "DATABASE_URL"));
+    assert!(c.database.configured().is_none());
+    // …and the commands that connect or check keys fail with the variable, its position and a hint.
+    assert_eq!(
+        render(c.database.connect_to().expect_err("migrate and serve need the URL")),
+        "/p/pdp.toml:4:7: `database.url` refers to environment variable `DATABASE_URL`, which is not set\nhint: export `DATABASE_URL`, or add `DATABASE_URL=…` to `.env` next to pdp.toml (see `.env.example`)"
     );
+    assert_eq!(
+        render(c.serve.keys().expect_err("serve needs every key it names")),
+        "/p/pdp.toml:6:13: `serve.api-keys` refers to environment variable `KEY`, which is set but empty\nhint: set `KEY` to a value, or add `KEY=…` to `.env` next to pdp.toml"
+    );
+    assert_eq!(c.serve.api_keys.len(), 2, "the set key is kept beside the unset one");
+    // An invalid variable name is still a problem of the file itself.
     check(
-        "[prisma]\nversion = \"7.10.1\"\n[serve]\napi-keys = [\"env:KEY\"]\n",
-        &[("KEY", "")],
-        "/p/pdp.toml:4:13: `serve.api-keys` refers to environment variable `KEY`, which is set but empty\nhint: set `KEY` to a value, or add `KEY=…` to `.env` next to pdp.toml",
+        "[prisma]\nversion = \"7.10.1\"\n[database]\nurl = \"env:1BAD\"\n",
+        &[],
+        "/p/pdp.toml:4:7: `database.url` refers to `env:1BAD`, which is not a valid variable name\nhint: write `env:NAME` with letters, digits and underscores, e.g. `env:DATABASE_URL`",
     );
 }
 
@@ -279,7 +299,7 @@ fn layering_file_then_env_then_flags() {
     };
     let with_flag = from_str(toml, Path::new(FILE), &env(&[("PDP_LISTEN", "127.0.0.1:2000")]), &flags).expect("ok");
     assert_eq!(with_flag.serve.listen.port(), 3000);
-    assert_eq!(with_flag.database.url.as_ref().map(|u| u.provider()), Some(Provider::Mysql));
+    assert_eq!(with_flag.database.configured().map(|u| u.provider()), Some(Provider::Mysql));
     assert_eq!(with_flag.serve.public_url.as_str(), "https://localhost:3000/");
 }
 

@@ -43,13 +43,15 @@ impl Refused {
 }
 
 impl KeySet {
-    /// From the resolved `[serve] api-keys`.
+    /// From the resolved `[serve] api-keys` (as `ServeConfig::keys` hands them over: an unset `env:` key
+    /// never gets here; one that did would accept nothing).
     pub fn new(keys: &[ApiKey]) -> KeySet {
         let digests = keys
             .iter()
             .filter_map(|k| match k {
                 ApiKey::Env { key, .. } => Some(Sha256::digest(key.expose().as_bytes()).into()),
                 ApiKey::Sha256(hex) => hex::decode(hex).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()),
+                ApiKey::Unset(_) => None,
             })
             .collect::<Vec<[u8; 32]>>();
         let ids = digests.iter().map(|d| Arc::from(key_id(d))).collect();

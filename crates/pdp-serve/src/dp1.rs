@@ -50,6 +50,9 @@ pub struct Dp1 {
     provider: Provider,
     project_version: String,
     public_url: url::Url,
+    /// Why the project's own native query engine cannot start (nothing in the engines cache), while
+    /// that is so: said at start and in `/ready`, re-checked there until it clears.
+    missing_engine: std::sync::Mutex<Option<String>>,
 }
 
 impl Dp1 {
@@ -98,12 +101,44 @@ impl Dp1 {
             cx.timing,
             cx.metrics.clone(),
         );
-        Ok(Dp1 { engines, schemas, kind: options.engine, provider, project_version, public_url })
+        let dp1 = Dp1 {
+            engines,
+            schemas,
+            kind: options.engine,
+            provider,
+            project_version,
+            public_url,
+            missing_engine: std::sync::Mutex::new(None),
+        };
+        let missing = dp1.check_project_engine();
+        *dp1.missing_engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = missing;
+        Ok(dp1)
     }
 
     /// Every engine, sorted, with its state in a word and its endpoint when ready (`/ready`, `/metrics`).
     pub fn engines(&self) -> Vec<(EngineKey, &'static str, Option<Endpoint>)> {
         self.engines.states()
+    }
+
+    /// For a 4.x–6.x project served by native engines: why its engine cannot start, if it cannot (checked
+    /// without network; the fix is in the message). `None` for WASM engines and 7.x projects.
+    fn check_project_engine(&self) -> Option<String> {
+        let version: pdp_config::PrismaVersion = self.project_version.parse().ok()?;
+        let dp1_project = version.generation().wire != pdp_config::prisma::WireProtocol::Qpe;
+        if self.kind != QueryEngine::Native || !dp1_project {
+            return None;
+        }
+        self.engines.launcher().check_native(&self.project_version).err()
+    }
+
+    /// Why the project's own engine cannot start, while that is so (re-checked on every call until it
+    /// clears, e.g. after `pdp engines fetch`).
+    pub fn missing_project_engine(&self) -> Option<String> {
+        let mut missing = self.missing_engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if missing.is_some() {
+            *missing = self.check_project_engine();
+        }
+        missing.clone()
     }
 
     /// Stops idle engines. Call periodically.

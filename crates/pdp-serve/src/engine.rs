@@ -166,7 +166,19 @@ impl Engines {
         with_pool_params(self.cx.database.expose(), limits.connection_limit, limits.pool_timeout)
     }
 
+    /// Whether the native query engine of Prisma `version` is at hand, asking no network: the pinned
+    /// binary, or the engines cache with the engine commit `pdp engines fetch` recorded. `Err` carries the
+    /// message and the fix, as a client would get it on its first request.
+    pub fn check_native(&self, version: &str) -> Result<PathBuf, String> {
+        self.find_native(version, false).map_err(|e| e.message)
+    }
+
     fn native_binary(&self, version: &str) -> Result<PathBuf, StartError> {
+        self.find_native(version, true)
+    }
+
+    /// `lookup`: ask the npm registry for the engine commit when the cache has not recorded it.
+    fn find_native(&self, version: &str, lookup: bool) -> Result<PathBuf, StartError> {
         let permanent = |message: String| StartError { message, permanent: true };
         let v: PrismaVersion = version.parse().map_err(|e| permanent(format!("Prisma {version}: {e}")))?;
         let generation = v.generation();
@@ -174,9 +186,25 @@ impl Engines {
             return Err(permanent(format!("Prisma {version} has no query engine (7.x clients use `accelerateUrl`)")));
         }
         let cache = Cache::new(&self.cx.settings.cache_root);
-        let hash = self.engine_hash(&v, &cache)?;
         let var = generation.query_engine_env.unwrap_or("PRISMA_QUERY_ENGINE_BINARY");
         let pinned = self.native.override_value.as_deref().filter(|v| !v.trim().is_empty());
+        let hash = match self.engine_hash(&v, &cache, lookup)? {
+            Some(hash) => hash,
+            None => {
+                // A pinned binary is checked against the commit when it starts; offline, that it exists.
+                if let Some(Pin::Path(path)) = pinned.map(|value| overrides::classify(value, &self.native.cwd))
+                    && path.is_file()
+                {
+                    return Ok(path);
+                }
+                return Err(permanent(format!(
+                    "no query engine for Prisma {version} in the engines cache {}; run `pdp engines fetch` \
+                     where binaries.prisma.sh (or `PRISMA_ENGINES_MIRROR`) is reachable, set {var} to a \
+                     query-engine binary, or use `[serve] engine = \"wasm\"` for 5.x/6.x clients",
+                    self.cx.settings.cache_root.display()
+                )));
+            }
+        };
         let target = match pinned.map(|value| overrides::classify(value, &self.native.cwd)) {
             Some(Pin::Path(path)) => {
                 if !path.is_file() {
@@ -214,11 +242,16 @@ impl Engines {
         }
     }
 
-    fn engine_hash(&self, v: &PrismaVersion, cache: &Cache) -> Result<EngineHash, StartError> {
+    /// The engine commit of `v`: recorded in the cache, else (with `lookup`) from the npm registry;
+    /// `None` when it is not recorded and `lookup` is off.
+    fn engine_hash(&self, v: &PrismaVersion, cache: &Cache, lookup: bool) -> Result<Option<EngineHash>, StartError> {
         if let Ok(text) = fs_err::read_to_string(cache.hash_record(v))
             && let Ok(hash) = text.parse()
         {
-            return Ok(hash);
+            return Ok(Some(hash));
+        }
+        if !lookup {
+            return Ok(None);
         }
         let http = &self.native.http;
         let handle = tokio::runtime::Handle::current();
@@ -227,7 +260,7 @@ impl Engines {
             resolve_hash(v, None, cache, http, &self.native.registry, false),
         ));
         match looked_up {
-            Ok(Ok(r)) => Ok(r.hash),
+            Ok(Ok(r)) => Ok(Some(r.hash)),
             Ok(Err(e)) => Err(StartError {
                 message: format!("cannot find the engine commit of Prisma {v}: {e}"),
                 permanent: e.is_user_error(),

@@ -225,6 +225,8 @@ pub struct Started {
     /// Whether the project's 4.x–6.x clients are served by Prisma's native query engines, which listen on
     /// loopback TCP (they have no other way) where any local process reaches them without a key.
     pub native_engines_on_tcp: bool,
+    /// Why the project's own native query engine cannot start (not in the engines cache), with the fix.
+    pub missing_project_engine: Option<String>,
 }
 
 /// TLS as set up.
@@ -414,6 +416,7 @@ impl Server {
             max_connections_reduced: connections.reduced,
             native_engines_on_tcp: !options.project_uses_executor
                 && options.dp1.engine == pdp_config::QueryEngine::Native,
+            missing_project_engine: app.dp1.missing_project_engine(),
         };
         Ok(Server {
             started,

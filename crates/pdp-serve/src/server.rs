@@ -179,17 +179,20 @@ impl App {
                 serde_json::json!({"engine": engine.to_string(), "status": status, "generation": ep.map(|e| e.generation)})
             })
             .collect();
-        let ok = db.is_ok() && executor != Readiness::Starting;
+        // …except the project's own native engine missing from the cache: none of its clients can be served.
+        let missing = self.dp1.missing_project_engine();
+        let ok = db.is_ok() && executor != Readiness::Starting && missing.is_none();
         let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        json(
-            status,
-            &serde_json::json!({
-                "status": if ok { "ready" } else { "unavailable" },
-                "executor": { "version": self.qpe.project_version(), "status": executor.as_str() },
-                "database": database,
-                "engines": engines,
-            }),
-        )
+        let mut body = serde_json::json!({
+            "status": if ok { "ready" } else { "unavailable" },
+            "executor": { "version": self.qpe.project_version(), "status": executor.as_str() },
+            "database": database,
+            "engines": engines,
+        });
+        if let Some(why) = missing {
+            body["project_engine"] = serde_json::json!({ "status": "missing", "error": why });
+        }
+        json(status, &body)
     }
 }
 

@@ -112,6 +112,11 @@ impl<L: Launch> Supervisor<L> {
         })
     }
 
+    /// How its children are launched (for checks that ask the launcher before any child starts).
+    pub fn launcher(&self) -> &L {
+        &self.launch
+    }
+
     /// What kind of child this runs (`executor`, `engine`).
     pub fn kind(&self) -> &'static str {
         self.launch.kind()

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pdp_config::{ApiKey, Config, Tls};
+use pdp_config::{ApiKey, Config, DatabaseSetting, Tls};
 
 use crate::cli::ConfigArgs;
 use crate::diagnostics::Status;
@@ -36,13 +36,15 @@ fn effective(c: &Config) -> serde_json::Value {
         .map(|k| match k {
             ApiKey::Env { var, .. } => format!("env:{var} (set)"),
             ApiKey::Sha256(h) => format!("sha256:{h}"),
+            ApiKey::Unset(u) => format!("env:{} (not set)", u.var),
         })
         .collect();
     let database = match &c.database.url {
-        Some(url) => {
+        DatabaseSetting::Url(url) => {
             serde_json::json!({ "url": url.redacted(), "provider": url.provider().as_str(), "from": url.source })
         }
-        None => serde_json::json!({ "embedded": c.state_dir.join("pglite") }),
+        DatabaseSetting::Embedded => serde_json::json!({ "embedded": c.state_dir.join("pglite") }),
+        DatabaseSetting::Unset(u) => serde_json::json!({ "url": format!("env:{} (not set)", u.var) }),
     };
     let mut client = serde_json::json!({ "runtime": "deno", "out": c.client.out, "version": c.client.version });
     if let Some(base) = &c.client.base_url {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use pdp_config::env::{Env, ProcessEnv};
 use pdp_config::prisma::{ClientGenerator, ServerEngine};
-use pdp_config::{ApiKey, Config, Overrides, Provider, Tls};
+use pdp_config::{ApiKey, Config, DatabaseSetting, Overrides, Provider, Tls};
+use pdp_toolchain::npm::{self, ToolSpec};
 use pdp_toolchain::target;
 use pdp_toolchain::tools::{self, Tool};
 use serde::Serialize;
@@ -229,9 +230,15 @@ fn migrations(report: &mut Report, c: &Config, provider: Option<Provider>) {
 }
 
 fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout: Duration) {
-    let Some(url) = &c.database.url else {
-        if provider.is_some_and(|p| p != Provider::Postgresql) {
-            report.fail(
+    let url = match &c.database.url {
+        DatabaseSetting::Url(url) => url,
+        DatabaseSetting::Unset(unset) => {
+            report.fail("database", unset.problem.to_string(), unset.problem.hint.clone());
+            return;
+        }
+        DatabaseSetting::Embedded => {
+            if provider.is_some_and(|p| p != Provider::Postgresql) {
+                report.fail(
                 "database",
                 format!(
                     "no `[database] url`, so pdp would use its embedded PostgreSQL, but the schema's provider is `{}`",
@@ -239,16 +246,17 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout
                 ),
                 Some("set `url = \"env:DATABASE_URL\"` under `[database]`".into()),
             );
-        } else {
-            report.ok(
-                "database",
-                format!(
-                    "embedded PostgreSQL (PGlite), kept in {}; `pdp serve` starts it",
-                    c.state_dir.join("pglite").display()
-                ),
-            );
+            } else {
+                report.ok(
+                    "database",
+                    format!(
+                        "embedded PostgreSQL (PGlite), kept in {}; `pdp serve` starts it",
+                        c.state_dir.join("pglite").display()
+                    ),
+                );
+            }
+            return;
         }
-        return;
     };
     if let Some(p) = provider
         && p != url.provider()
@@ -280,30 +288,18 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout
 
 fn tool_checks(report: &mut Report, c: Option<&Config>, root: &Path, path_var: Option<&OsString>) {
     let g = c.map(|c| c.prisma.version.generation());
-    for tool in Tool::ALL {
+    let mut npm_found = true;
+    for tool in [Tool::Node, Tool::Npm] {
         let why = match (tool, g) {
             (Tool::Node, Some(g)) if g.server_engine == ServerEngine::QueryPlanExecutor => {
                 "needed by `pdp serve` (query-plan executor) and `pdp build-client`"
             }
             (Tool::Node, _) => "needed by `pdp build-client`",
-            (Tool::Npm, _) => "installs the pinned Prisma CLI and executor",
-            (Tool::Deno, Some(g)) if g.generator == ClientGenerator::JsDenoPreview => {
-                "needed by `pdp build-client` for this Prisma version (the CLI must run under Deno)"
-            }
-            (Tool::Deno, _) => "runs the generated client and examples",
-            (Tool::Prisma, _) => "the Prisma CLI",
+            _ => "installs the pinned Prisma CLI, Deno and executor into pdp's cache",
         };
         match tools::probe(tool, root, path_var, Duration::from_secs(20)) {
             Some(found) => match &found.version {
-                Ok(v) => {
-                    let mismatch = tool == Tool::Prisma && c.is_some_and(|c| c.prisma.version.to_string() != *v);
-                    if mismatch {
-                        let want = c.map(|c| c.prisma.version.to_string()).unwrap_or_default();
-                        report.warn("tools", format!("prisma {v} at {}, but the project uses Prisma {want}", found.path.display()), format!("pdp runs prisma@{want} itself; a different global CLI only matters when you run it by hand"));
-                    } else {
-                        report.ok("tools", format!("{} {v} at {}", tool.program(), found.path.display()));
-                    }
-                }
+                Ok(v) => report.ok("tools", format!("{} {v} at {}", tool.program(), found.path.display())),
                 Err(why_not) => report.warn(
                     "tools",
                     format!("{} at {} did not report a version: {why_not}", tool.program(), found.path.display()),
@@ -311,17 +307,48 @@ fn tool_checks(report: &mut Report, c: Option<&Config>, root: &Path, path_var: O
                 ),
             },
             None => {
-                let hint = match tool {
-                    Tool::Node | Tool::Npm => "install Node.js 20 or newer".to_owned(),
-                    Tool::Deno => "`npm install deno` in the project, or install Deno 2".to_owned(),
-                    Tool::Prisma => match c {
-                        Some(c) => format!("`npm install --save-dev prisma@{}` to run it by hand", c.prisma.version),
-                        None => "`npm install --save-dev prisma` to run it by hand".to_owned(),
-                    },
-                };
-                report.warn("tools", format!("{} not found ({why})", tool.program()), hint);
+                npm_found &= tool != Tool::Npm;
+                report.warn("tools", format!("{} not found ({why})", tool.program()), "install Node.js 20 or newer");
             }
         }
+    }
+    // The Prisma CLI and Deno are pdp's own: installed from the npm registry into its cache, pinned to
+    // the project's version, whatever the machine has. Only a missing npm makes them a problem.
+    let Some(c) = c else { return };
+    let version = &c.prisma.version;
+    let prisma = ToolSpec {
+        name: "prisma".into(),
+        version: version.to_string(),
+        packages: pdp_client::generate::prisma_packages(version),
+    };
+    let needs_deno = pdp_client::generate::runs_under_deno(version.generation());
+    let mut pdps = vec![(prisma, "`pdp build-client` runs it")];
+    if needs_deno {
+        pdps.push((
+            ToolSpec::single("deno", pdp_client::generate::DENO_VERSION),
+            "`pdp build-client` runs this Prisma version's CLI under it",
+        ));
+    }
+    for (spec, why) in pdps {
+        let cache = &c.engines.cache;
+        if npm::cached(cache, &spec).is_some() {
+            report.ok("tools", format!("{} in pdp's cache ({why})", spec.label()));
+        } else if npm_found {
+            report.ok(
+                "tools",
+                format!("{}: pdp installs it from the npm registry into its cache on first use ({why})", spec.label()),
+            );
+        } else {
+            report.warn(
+                "tools",
+                format!("{} is not in pdp's cache and npm is missing to install it ({why})", spec.label()),
+                "install Node.js 20 or newer (with npm), or run `pdp build-client` once where npm is available",
+            );
+        }
+    }
+    if !needs_deno && let Some(found) = tools::probe(Tool::Deno, root, path_var, Duration::from_secs(20)) {
+        let v = found.version.as_deref().unwrap_or("(no version)");
+        report.ok("tools", format!("deno {v} at {} (runs your scripts; pdp does not need it)", found.path.display()));
     }
 }
 
@@ -360,9 +387,17 @@ fn serve(report: &mut Report, c: &Config) {
             .map(|k| match k {
                 ApiKey::Env { var, .. } => format!("env {var}"),
                 ApiKey::Sha256(h) => format!("sha256 {}…", &h[..8]),
+                ApiKey::Unset(u) => format!("env {} (not set)", u.var),
             })
             .collect();
-        report.ok("serve", format!("{} API key(s): {}", s.api_keys.len(), names.join(", ")));
+        match s.keys() {
+            Ok(_) => report.ok("serve", format!("{} API key(s): {}", s.api_keys.len(), names.join(", "))),
+            Err(_) => {
+                for unset in s.api_keys.iter().filter_map(|k| if let ApiKey::Unset(u) = k { Some(u) } else { None }) {
+                    report.fail("serve", unset.problem.to_string(), unset.problem.hint.clone());
+                }
+            }
+        }
     }
 }
 

@@ -48,7 +48,7 @@ pub fn run(args: &MigrateArgs, config_flag: Option<&Path>, cwd: &Path, printer: 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // No URL configured: the embedded PostgreSQL `pdp serve` uses (started here, or `pdp serve`'s own
     // while it runs), so `pdp init && pdp migrate deploy && pdp serve` needs no database server.
-    let embedded = match &config.database.url {
+    let embedded = match config.database.connect_to()? {
         Some(_) => None,
         None => {
             let (node, npm) = super::node_and_npm(&config, &process_env);
@@ -74,7 +74,7 @@ fn run_on(
     runtime: &tokio::runtime::Runtime,
     printer: &Printer,
 ) -> anyhow::Result<Status> {
-    let Some(url) = config.database.url.as_ref().or(embedded) else {
+    let Some(url) = config.database.configured().or(embedded) else {
         unreachable!("the caller starts the embedded database when no URL is configured")
     };
     let migrations = source::read(&config.prisma.migrations)?;

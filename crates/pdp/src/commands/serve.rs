@@ -37,7 +37,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         Tls::Files { cert, key } => TlsMode::Files { cert: cert.clone(), key: key.clone() },
         Tls::Off => TlsMode::Off,
     };
-    let database = match &config.database.url {
+    let database = match config.database.connect_to()? {
         Some(url) => Database::Url(url.clone()),
         None => Database::Embedded(super::embedded_options(&config, node.clone())),
     };
@@ -46,7 +46,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         listen: serve.listen,
         metrics_listen: serve.metrics_listen,
         tls,
-        keys: KeySet::new(&serve.api_keys),
+        keys: KeySet::new(serve.keys()?),
         access_log: std::sync::Arc::new(crate::logging::AccessWriter::new(
             args.log_format == crate::cli::LogFormat::Json,
             printer.color(),
@@ -192,6 +192,12 @@ fn render_started(printer: &Printer, s: &Started, root: &Path) {
             "Prisma's native query engines listen on loopback TCP (Prisma 4.x–6.x engines cannot listen on a Unix \
              socket): any process on this host can reach them without an API key",
             Some("use `[serve] engine = \"wasm\"` for 5.x/6.x clients, or run pdp alone in its network namespace (its own container)"),
+        );
+    }
+    if let Some(why) = &s.missing_project_engine {
+        printer.warn(
+            &format!("the project's clients cannot be served yet: {why}"),
+            Some("`pdp engines fetch` fills the engines cache (`/ready` answers 503 until the engine is there)"),
         );
     }
     if let Some(v) = &s.executor {
