@@ -314,12 +314,14 @@ impl Resolver<'_> {
         }
     }
 
-    /// Reads an `env:NAME` reference, or returns the literal.
-    fn deref_env(&mut self, key: &str, input: &Input) -> Option<(String, Option<String>)> {
-        let Some(name) = input.value.strip_prefix("env:") else {
-            return Some((input.value.clone(), None));
+    /// Reads an `env:NAME` reference to a secret (the database URL, an API key), or returns the literal.
+    /// A variable that is not set (or set but empty) is no problem of the configuration as a whole: it
+    /// comes back as the [`UnsetSecret`] a command that uses the setting fails with. An invalid name is a
+    /// problem of the file (recorded; `Ok(None)`).
+    fn deref_secret(&mut self, key: &str, input: &Input) -> Result<Option<(String, Option<String>)>, Box<UnsetSecret>> {
+        let Some(name) = input.value.strip_prefix("env:").map(str::trim) else {
+            return Ok(Some((input.value.clone(), None)));
         };
-        let name = name.trim();
         let valid = !name.is_empty()
             && !name.starts_with(|c: char| c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -330,30 +332,7 @@ impl Resolver<'_> {
                 format!("`{key}` refers to `env:{name}`, which is not a valid variable name"),
                 Some("write `env:NAME` with letters, digits and underscores, e.g. `env:DATABASE_URL`".into()),
             );
-            return None;
-        }
-        match self.secret_env(key, input, name) {
-            Ok(v) => Some((v, Some(name.to_owned()))),
-            Err(unset) => {
-                self.problems.push(unset.problem);
-                None
-            }
-        }
-    }
-
-    /// Reads an `env:NAME` reference to a secret (the database URL, an API key). A variable that is not
-    /// set (or set but empty) is no problem of the configuration as a whole: it comes back as the
-    /// [`UnsetSecret`] a command that uses the setting fails with. `Ok(None)` after a problem was recorded
-    /// (an invalid name); a literal comes back as itself.
-    fn deref_secret(&mut self, key: &str, input: &Input) -> Result<Option<(String, Option<String>)>, Box<UnsetSecret>> {
-        let Some(name) = input.value.strip_prefix("env:").map(str::trim) else {
-            return Ok(Some((input.value.clone(), None)));
-        };
-        let valid = !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Ok(self.deref_env(key, input));
+            return Ok(None);
         }
         self.secret_env(key, input, name).map(|v| Some((v, Some(name.to_owned()))))
     }

@@ -141,6 +141,11 @@ impl Dp1 {
         missing.clone()
     }
 
+    /// What the check at start found, without checking again.
+    pub fn missing_project_engine_at_start(&self) -> Option<String> {
+        self.missing_engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// Stops idle engines. Call periodically.
     pub fn sweep(&self) {
         self.engines.reap_idle();

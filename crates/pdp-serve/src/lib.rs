@@ -416,7 +416,7 @@ impl Server {
             max_connections_reduced: connections.reduced,
             native_engines_on_tcp: !options.project_uses_executor
                 && options.dp1.engine == pdp_config::QueryEngine::Native,
-            missing_project_engine: app.dp1.missing_project_engine(),
+            missing_project_engine: app.dp1.missing_project_engine_at_start(),
         };
         Ok(Server {
             started,
