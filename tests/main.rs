@@ -33,3 +33,5 @@ mod migrate;
 mod serve_limits;
 // `pdp serve` for Prisma 4.x–6.x (Data Proxy protocol): the engine double (4.x GraphQL, faults), the WASM engine.
 mod serve_dp1;
+// Multi-file schemas (5.x preview, 6.x, 7.x): init's adoption, migrate, doctor, build-client and serve.
+mod schema_folder;

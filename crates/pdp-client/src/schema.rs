@@ -8,7 +8,7 @@
 //! Deliberately not a Prisma schema parser: the blocks are found by the one scanner (`pdp_schema`);
 //! models, datasources and comments outside generator blocks are copied byte for byte; inside the kept
 //! block, comments inside a rewritten `previewFeatures` array are dropped (the rest of the block is kept
-//! line by line). Multi-file schemas are not handled.
+//! line by line). A multi-file schema is patched as one ([`patch_files`]): each file keeps its lines.
 
 use std::path::Path;
 
@@ -32,7 +32,7 @@ pub const EDGE_REJECTED: &[&str] = &["metrics"];
 pub struct Patch<'a> {
     /// Which generator the generation uses.
     pub generator: ClientGenerator,
-    /// The `output` value, relative to the schema copy (e.g. `./generated`).
+    /// The `output` value, relative to the schema copy's root (e.g. `./generated`; a folder's root).
     pub output: &'a str,
 }
 
@@ -63,18 +63,66 @@ pub const APPENDED: &str =
 
 /// Patches `source` (the text of `schema`, named in errors).
 pub fn patch(source: &str, schema: &Path, patch: &Patch<'_>) -> Result<Patched, ClientError> {
-    let lines: Vec<&str> = source.lines().collect();
-    let blocks = generator_blocks(source, &lines, schema)?;
+    let file = SourceFile { rel: "schema.prisma", path: schema, text: source };
+    let mut out = patch_files(&[file], patch)?;
+    let text = out.files.pop().map(|(_, t)| t).unwrap_or_default();
+    Ok(Patched {
+        text,
+        preview_features: out.preview_features,
+        removed: out.removed,
+        dropped_generators: out.dropped_generators,
+    })
+}
+
+/// One file of a schema to patch.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceFile<'a> {
+    /// Its path relative to the schema folder, `/`-separated (where its patched copy goes).
+    pub rel: &'a str,
+    /// Where it is, named in errors.
+    pub path: &'a Path,
+    /// Its text.
+    pub text: &'a str,
+}
+
+/// A patched multi-file schema: every file, in the order given, as `(rel, text)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatchedFiles {
+    /// The files to generate from.
+    pub files: Vec<(String, String)>,
+    /// The kept generator's preview features after patching.
+    pub preview_features: Vec<String>,
+    /// Preview features removed because an edge client rejects them.
+    pub removed: Vec<String>,
+    /// Generator blocks dropped from the copy.
+    pub dropped_generators: Vec<String>,
+}
+
+/// Patches a schema of one or more files as one schema: the generator blocks of every file are
+/// considered together; the kept one is appended to the file that held it (with none, to the first file
+/// with a `datasource` block, else the first file), with `output` made relative to that file's folder
+/// (Prisma resolves it there) so that it reaches `patch.output` from the copy's root.
+pub fn patch_files(files: &[SourceFile<'_>], patch: &Patch<'_>) -> Result<PatchedFiles, ClientError> {
+    let lines: Vec<Vec<&str>> = files.iter().map(|f| f.text.lines().collect()).collect();
+    let mut blocks: Vec<(usize, Block)> = Vec::new();
+    let mut with_datasource = None;
+    for (i, f) in files.iter().enumerate() {
+        let (found, datasource) = generator_blocks(f.text, &lines[i], f.path)?;
+        if datasource && with_datasource.is_none() {
+            with_datasource = Some(i);
+        }
+        blocks.extend(found.into_iter().map(|b| (i, b)));
+    }
     let wanted = provider_of(patch.generator);
-    let chosen = blocks.iter().position(|b| b.provider().as_deref() == Some(wanted)).or_else(|| {
-        blocks.iter().position(|b| matches!(b.provider().as_deref(), Some("prisma-client-js" | "prisma-client")))
+    let chosen = blocks.iter().position(|(_, b)| b.provider().as_deref() == Some(wanted)).or_else(|| {
+        blocks.iter().position(|(_, b)| matches!(b.provider().as_deref(), Some("prisma-client-js" | "prisma-client")))
     });
 
     // Features of every block, the chosen one first, deduplicated case-insensitively.
     let mut features: Vec<String> = Vec::new();
     let order = chosen.into_iter().chain((0..blocks.len()).filter(|i| Some(*i) != chosen));
     for i in order {
-        for f in blocks[i].features() {
+        for f in blocks[i].1.features() {
             if !features.iter().any(|g| g.eq_ignore_ascii_case(&f)) {
                 features.push(f);
             }
@@ -92,10 +140,17 @@ pub fn patch(source: &str, schema: &Path, patch: &Patch<'_>) -> Result<Patched, 
         ClientGenerator::PrismaClientDeno => kept.retain(|f| !f.eq_ignore_ascii_case("deno")),
     }
 
+    let target = chosen.map(|c| blocks[c].0).or(with_datasource).unwrap_or(0);
+    let depth = files.get(target).map_or(0, |f| f.rel.matches('/').count());
+    let output = match patch.output.strip_prefix("./") {
+        Some(rest) if depth > 0 => format!("{}{rest}", "../".repeat(depth)),
+        _ if depth > 0 => format!("{}{}", "../".repeat(depth), patch.output),
+        _ => patch.output.to_owned(),
+    };
     let mut settings: Vec<(&str, Option<String>)> = vec![
         ("provider", Some(quote(wanted))),
         ("previewFeatures", (!kept.is_empty()).then(|| array(&kept))),
-        ("output", Some(quote(patch.output))),
+        ("output", Some(quote(&output))),
     ];
     if patch.generator == ClientGenerator::PrismaClientDeno {
         settings.push(("runtime", Some(quote("deno"))));
@@ -103,34 +158,36 @@ pub fn patch(source: &str, schema: &Path, patch: &Patch<'_>) -> Result<Patched, 
 
     // Every line of the user's schema keeps its number, so Prisma's errors point at the user's lines: the
     // generator blocks are blanked where they stand and the patched generator is appended at the end.
-    let mut out = String::with_capacity(source.len() + 256);
-    let mut dropped = Vec::new();
-    let in_generator = |n: usize| blocks.iter().any(|b| b.start <= n && n <= b.end);
-    for (n, l) in lines.iter().enumerate() {
-        if !in_generator(n) {
-            out.push_str(l);
+    let mut out = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let mut text = String::with_capacity(f.text.len() + 256);
+        let in_generator = |n: usize| blocks.iter().any(|(j, b)| *j == i && b.start <= n && n <= b.end);
+        for (n, l) in lines[i].iter().enumerate() {
+            if !in_generator(n) {
+                text.push_str(l);
+            }
+            text.push('\n');
         }
-        out.push('\n');
-    }
-    for (i, block) in blocks.iter().enumerate() {
-        if Some(i) != chosen {
-            dropped.push(block.name.clone());
-        }
-    }
-    out.push_str(APPENDED);
-    match chosen {
-        Some(i) => out.push_str(&blocks[i].rewrite(&settings)),
-        None => {
-            out.push_str("generator client {\n");
-            for (key, value) in &settings {
-                if let Some(value) = value {
-                    out.push_str(&format!("  {key} = {value}\n"));
+        if i == target {
+            text.push_str(APPENDED);
+            match chosen {
+                Some(c) => text.push_str(&blocks[c].1.rewrite(&settings)),
+                None => {
+                    text.push_str("generator client {\n");
+                    for (key, value) in &settings {
+                        if let Some(value) = value {
+                            text.push_str(&format!("  {key} = {value}\n"));
+                        }
+                    }
+                    text.push_str("}\n");
                 }
             }
-            out.push_str("}\n");
         }
+        out.push((f.rel.to_owned(), text));
     }
-    Ok(Patched { text: out, preview_features: kept, removed, dropped_generators: dropped })
+    let dropped =
+        blocks.iter().enumerate().filter(|(i, _)| Some(*i) != chosen).map(|(_, (_, b))| b.name.clone()).collect();
+    Ok(PatchedFiles { files: out, preview_features: kept, removed, dropped_generators: dropped })
 }
 
 fn quote(s: &str) -> String {
@@ -222,15 +279,16 @@ impl Block {
     }
 }
 
-/// The generator blocks of `source` (split into `lines`), read with the schema scanner.
-fn generator_blocks(source: &str, lines: &[&str], schema: &Path) -> Result<Vec<Block>, ClientError> {
+/// The generator blocks of `source` (split into `lines`), read with the schema scanner, and whether it has a
+/// `datasource` block.
+fn generator_blocks(source: &str, lines: &[&str], schema: &Path) -> Result<(Vec<Block>, bool), ClientError> {
     let scanned = pdp_schema::scan(source).map_err(|e| match e {
         pdp_schema::ScanError::Unclosed { line, what } => {
             ClientError::Unclosed { schema: schema.to_path_buf(), line, what }
         }
     })?;
     let line = |n: usize| lines.get(n).copied().unwrap_or("");
-    Ok(scanned
+    let blocks = scanned
         .blocks_of("generator")
         .map(|b| {
             let mut items = Vec::new();
@@ -271,7 +329,8 @@ fn generator_blocks(source: &str, lines: &[&str], schema: &Path) -> Result<Vec<B
             let closing = if on_closing { "}".to_owned() } else { line(b.last_line).trim_end().to_owned() };
             Block { name: b.name.to_owned(), start: b.first_line, end: b.last_line, header, closing, items }
         })
-        .collect())
+        .collect();
+    Ok((blocks, scanned.datasource().is_some()))
 }
 
 #[cfg(test)]
@@ -421,6 +480,65 @@ model A {
             NEW,
             "generator client {\n  provider = \"prisma-client-js\"\n  previewFeatures = [\"deno\", \"relationJoins\"]\n}\n",
             "generator client {\n  provider = \"prisma-client\"\n  previewFeatures = [\"relationJoins\"]\n  output = \"./generated\"\n  runtime = \"deno\"\n}\n-- features [\"relationJoins\"] removed [] dropped []",
+        );
+    }
+
+    /// A folder's files patched as one schema: `(rel, text)` pairs in, the patched files out as
+    /// `== rel` headers and text, then the features line.
+    fn check_files(generator: ClientGenerator, input: &[(&str, &str)], expect: &str) {
+        let files: Vec<SourceFile<'_>> =
+            input.iter().map(|(rel, text)| SourceFile { rel, path: Path::new(rel), text }).collect();
+        let got = match patch_files(&files, &Patch { generator, output: "./generated" }) {
+            Ok(p) => {
+                let mut out = String::new();
+                for (rel, text) in &p.files {
+                    out.push_str(&format!("== {rel}\n{text}"));
+                }
+                format!(
+                    "{out}-- features {:?} removed {:?} dropped {:?}",
+                    p.preview_features, p.removed, p.dropped_generators
+                )
+            }
+            Err(e) => format!("error: {e}"),
+        };
+        assert_eq!(got.trim_end(), expect.trim_end(), "\n--- got ---\n{got}");
+    }
+
+    #[test]
+    fn a_folders_generator_stays_in_its_file_with_output_from_that_files_folder() {
+        check_files(
+            JS,
+            &[
+                (
+                    "models/gen.prisma",
+                    "generator client {\n  provider = \"prisma-client-js\"\n  previewFeatures = [\"prismaSchemaFolder\", \"metrics\"]\n}\n",
+                ),
+                ("models/user.prisma", "model User {\n  id Int @id\n}\n"),
+                (
+                    "schema.prisma",
+                    "datasource db {\n  provider = \"postgresql\"\n  url = env(\"DATABASE_URL\")\n}\ngenerator docs {\n  provider = \"prisma-docs\"\n  previewFeatures = [\"views\"]\n}\n",
+                ),
+            ],
+            "== models/gen.prisma\n\n\n\n\n\n// Generator for pdp's Deno client build (the original generator blocks are blanked above).\n\
+             generator client {\n  provider = \"prisma-client-js\"\n  previewFeatures = [\"prismaSchemaFolder\", \"views\", \"deno\"]\n  output = \"../generated\"\n}\n\
+             == models/user.prisma\nmodel User {\n  id Int @id\n}\n\
+             == schema.prisma\ndatasource db {\n  provider = \"postgresql\"\n  url = env(\"DATABASE_URL\")\n}\n\n\n\n\n\
+             -- features [\"prismaSchemaFolder\", \"views\", \"deno\"] removed [\"metrics\"] dropped [\"docs\"]",
+        );
+    }
+
+    #[test]
+    fn a_folder_without_a_generator_gets_one_in_the_datasource_file() {
+        check_files(
+            NEW,
+            &[
+                ("a/models.prisma", "model A {\n  id Int @id\n}\n"),
+                ("b/db/source.prisma", "datasource db {\n  provider = \"sqlite\"\n}\n"),
+            ],
+            "== a/models.prisma\nmodel A {\n  id Int @id\n}\n\
+             == b/db/source.prisma\ndatasource db {\n  provider = \"sqlite\"\n}\n\n// Generator for pdp's Deno client build (the original generator blocks are blanked above).\n\
+             generator client {\n  provider = \"prisma-client\"\n  output = \"../../generated\"\n  runtime = \"deno\"\n}\n\
+             -- features [] removed [] dropped []",
         );
     }
 

@@ -46,10 +46,12 @@ pub struct Config {
 pub struct PrismaConfig {
     /// The Prisma version; decides generation, protocol and engines.
     pub version: PrismaVersion,
-    /// Absolute path of the schema file.
+    /// Absolute path of the schema: a `.prisma` file, or a folder of them (a multi-file schema).
     pub schema: PathBuf,
-    /// Absolute path of the migrations directory.
-    pub migrations: PathBuf,
+    /// Absolute path of the migrations directory when `[prisma] migrations` sets one; `None` means Prisma
+    /// Migrate's default beside the schema, which depends on the schema's files (the binary's
+    /// `project::Schema` decides it).
+    pub migrations: Option<PathBuf>,
 }
 
 /// `[database]`.

@@ -43,7 +43,38 @@ impl PrismaVersion {
     pub fn generation(&self) -> &'static Generation {
         Generation::of(&self.0).expect("PrismaVersion is only constructed for supported versions")
     }
+
+    /// Whether this version reads a schema from a folder of `.prisma` files: from 5.15 behind the
+    /// `prismaSchemaFolder` preview feature, generally available from 6.7.
+    pub fn schema_folder(&self) -> SchemaFolder {
+        match (self.0.major, self.0.minor) {
+            (major, minor) if (major, minor) >= (6, 7) => SchemaFolder::Stable,
+            (major, minor) if (major, minor) >= (5, 15) => SchemaFolder::Preview,
+            _ => SchemaFolder::Unsupported,
+        }
+    }
+
+    /// Where Prisma Migrate looks for a folder schema's migrations by default: before 6.6 beside the folder
+    /// (`prisma/schema` → `prisma/migrations`, read in 5.22.0 and 6.5.0's CLI), from 6.6 beside the file
+    /// with the `datasource` block (`primaryDatasourceDirectory`, read in 6.6.0 and 6.19.0's CLI).
+    pub fn folder_migrations_beside_folder(&self) -> bool {
+        (self.0.major, self.0.minor) < (6, 6)
+    }
 }
+
+/// What a version makes of a schema folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchemaFolder {
+    /// One file only.
+    Unsupported,
+    /// Only with the `prismaSchemaFolder` preview feature.
+    Preview,
+    /// Always.
+    Stable,
+}
+
+/// The preview feature 5.15–6.6 need for a schema folder.
+pub const SCHEMA_FOLDER_PREVIEW: &str = "prismaSchemaFolder";
 
 impl FromStr for PrismaVersion {
     type Err = VersionError;
@@ -266,6 +297,21 @@ mod tests {
         check(DEFAULT_PRISMA_VERSION, "7.10.0 -> 7.x");
         check(" 7.2.0 ", "7.2.0 -> 7.x");
         check("7.3.0-dev.12", "7.3.0-dev.12 -> 7.x");
+    }
+
+    #[test]
+    fn schema_folders_by_version() {
+        let of = |v: &str| {
+            let v: PrismaVersion = v.parse().expect("supported");
+            (v.schema_folder(), v.folder_migrations_beside_folder())
+        };
+        assert_eq!(of("4.16.2"), (SchemaFolder::Unsupported, true));
+        assert_eq!(of("5.14.0"), (SchemaFolder::Unsupported, true));
+        assert_eq!(of("5.15.0"), (SchemaFolder::Preview, true));
+        assert_eq!(of("6.5.0"), (SchemaFolder::Preview, true));
+        assert_eq!(of("6.6.0"), (SchemaFolder::Preview, false));
+        assert_eq!(of("6.7.0"), (SchemaFolder::Stable, false));
+        assert_eq!(of("7.10.0"), (SchemaFolder::Stable, false));
     }
 
     #[test]

@@ -34,8 +34,6 @@ pub struct Overrides {
 pub mod defaults {
     /// `[prisma] schema`.
     pub const SCHEMA: &str = "prisma/schema.prisma";
-    /// `[prisma] migrations`.
-    pub const MIGRATIONS: &str = "prisma/migrations";
     /// `[engines] targets`.
     pub const TARGETS: &[&str] = &["native"];
     /// `[engines] mirror`.
@@ -410,7 +408,7 @@ pub(crate) fn resolve(
         }
     };
     let schema = r.path(prisma.schema.as_ref().map_or(defaults::SCHEMA, |s| s.get_ref()));
-    let migrations = r.path(prisma.migrations.as_ref().map_or(defaults::MIGRATIONS, |s| s.get_ref()));
+    let migrations = prisma.migrations.as_ref().map(|s| r.path(s.get_ref()));
 
     // [database]
     let database = raw.database.unwrap_or_default();

@@ -42,7 +42,7 @@ fn reference_parses_with_every_value() {
         .unwrap_or_else(|e| panic!("reference.toml must parse: {e}"));
     assert_eq!(c.prisma.version.to_string(), "6.19.0");
     assert_eq!(c.prisma.schema, Path::new("/p/db/schema.prisma"));
-    assert_eq!(c.prisma.migrations, Path::new("/p/db/migrations"));
+    assert_eq!(c.prisma.migrations.as_deref(), Some(Path::new("/p/db/migrations")));
     let url = c.database.configured().expect("url");
     assert_eq!(url.redacted(), "postgresql://u:****@db:5432/app?schema=s");
     assert_eq!(url.expose(), "postgresql://u:pw@db:5432/app?schema=s");
@@ -95,7 +95,7 @@ fn reference_values_are_not_the_defaults() {
     let d = from_str("[prisma]\nversion = \"6.19.0\"\n", Path::new(FILE), &env(&[]), &Overrides::default())
         .expect("minimal");
     assert_eq!(d.prisma.schema, Path::new("/p/prisma/schema.prisma"));
-    assert_eq!(d.prisma.migrations, Path::new("/p/prisma/migrations"));
+    assert_eq!(d.prisma.migrations, None, "unset: Prisma's default beside the schema");
     assert!(matches!(d.database.url, crate::DatabaseSetting::Embedded), "absent url means the embedded database");
     assert_eq!(d.engines.targets, ["native"]);
     assert_eq!(d.engines.mirror.as_str(), "https://binaries.prisma.sh/");

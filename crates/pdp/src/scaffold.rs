@@ -18,6 +18,11 @@ pub struct Answers {
     pub prisma: PrismaVersion,
     /// Datasource provider.
     pub provider: Provider,
+    /// `[prisma] schema`, relative to the project: the sample's `prisma/schema.prisma` or an adopted
+    /// schema's file or folder.
+    pub schema_path: String,
+    /// `[prisma] migrations` when it is known; `None` leaves it to Prisma Migrate's default.
+    pub migrations_path: Option<String>,
     /// What goes into `[database] url`; `None` means the embedded database.
     pub database_url: Option<String>,
     /// `[client] base-url`.
@@ -95,6 +100,8 @@ struct Context<'a> {
     client_generator: &'static str,
     datasource_url_in_schema: bool,
     provider: &'static str,
+    schema_path: &'a str,
+    migrations_path: &'a str,
     embedded: bool,
     database_url: &'a str,
     database_url_example: &'static str,
@@ -141,6 +148,8 @@ fn context(a: &Answers) -> Context<'_> {
         client_generator,
         datasource_url_in_schema: generation.datasource_url_in_schema,
         provider: a.provider.as_str(),
+        schema_path: &a.schema_path,
+        migrations_path: a.migrations_path.as_deref().unwrap_or(""),
         embedded: a.database_url.is_none(),
         database_url: a.database_url.as_deref().unwrap_or(""),
         database_url_example: match a.provider {
@@ -173,6 +182,12 @@ fn render(env: &Environment<'_>, name: &str, ctx: &Context<'_>) -> anyhow::Resul
     Ok(out)
 }
 
+/// Where the sample schema goes.
+pub const SAMPLE_SCHEMA: &str = "prisma/schema.prisma";
+
+/// Where the sample schema's migrations go.
+pub const SAMPLE_MIGRATIONS: &str = "prisma/migrations";
+
 /// Every file init manages for these answers, in the order they are reported.
 pub fn plan(a: &Answers) -> anyhow::Result<Vec<Planned>> {
     let mut env = Environment::new();
@@ -184,7 +199,7 @@ pub fn plan(a: &Answers) -> anyhow::Result<Vec<Planned>> {
     let mut files = vec![
         Planned { path: "pdp.toml".into(), contents: render(&env, "pdp.toml.j2", &ctx)?, kind: Kind::Whole },
         Planned {
-            path: "prisma/schema.prisma".into(),
+            path: a.schema_path.clone(),
             contents: render(&env, "prisma/schema.prisma.j2", &ctx)?,
             kind: Kind::Adopted,
         },
@@ -268,11 +283,6 @@ pub fn schema_provider(schema: &str) -> Option<String> {
     pdp_schema::scan(schema).ok()?.datasource()?.string("provider").map(str::to_owned)
 }
 
-/// Whether a schema's first `datasource` block sets `url` (Prisma 7 rejects it there).
-pub fn datasource_has_url(schema: &str) -> bool {
-    pdp_schema::scan(schema).ok().and_then(|s| s.datasource().map(|d| d.get("url").is_some())).unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -284,6 +294,8 @@ mod tests {
         Answers {
             prisma: version.parse().expect("supported"),
             provider,
+            schema_path: SAMPLE_SCHEMA.into(),
+            migrations_path: Some(SAMPLE_MIGRATIONS.into()),
             database_url: url.map(str::to_owned),
             client_base_url: Some("https://cdn.example/gh/a/b@client".into()),
             listen: "127.0.0.1:4466".into(),
@@ -349,7 +361,5 @@ mod tests {
         // A `//` inside a string is not a comment (it used to cut the line there).
         let url_with_slashes = "datasource db {\n  url = \"file://./x\" // c\n  provider = \"sqlite\"\n}\n";
         assert_eq!(schema_provider(url_with_slashes).as_deref(), Some("sqlite"));
-        assert!(datasource_has_url(url_with_slashes));
-        assert!(!datasource_has_url("datasource db {\n  provider = \"sqlite\"\n  // url = \"file:x\"\n}\n"));
     }
 }

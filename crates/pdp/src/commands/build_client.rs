@@ -30,6 +30,9 @@ const GENERATE_TIMEOUT: Duration = Duration::from_secs(600);
 /// The generator output folder inside the build folder (`output = "./generated"`).
 const GENERATED: &str = "generated";
 
+/// Where a schema folder is copied inside the build folder.
+const SCHEMA_FOLDER: &str = "schema";
+
 /// Runs `pdp build-client`.
 pub fn run(
     args: &BuildClientArgs,
@@ -44,15 +47,9 @@ pub fn run(
     let out = args.out.as_ref().map(|p| cwd.join(p)).unwrap_or_else(|| config.client.out.clone());
     let client_version = args.version.clone().unwrap_or_else(|| config.client.version.clone());
     check_folder_name(&client_version)?;
+    let project = super::schema::load(&config)?;
     let schema_path = &config.prisma.schema;
-    let schema_bytes = fs_err::read(schema_path).map_err(|e| {
-        UserError::new(
-            format!("cannot read the Prisma schema: {e}"),
-            "create it (`pdp init` writes a sample) or point `[prisma] schema` in pdp.toml at it",
-        )
-    })?;
-    let schema_text = String::from_utf8(schema_bytes.clone())
-        .map_err(|_| UserError::new(format!("{} is not UTF-8 text", schema_path.display()), "save it as UTF-8"))?;
+    let schema_bytes = project.files.identity();
 
     let deno = generate::runs_under_deno(generation);
     let deno_pin = format!("deno@{}", generate::DENO_VERSION);
@@ -114,11 +111,11 @@ pub fn run(
         .prefix(".pdp-build-")
         .tempdir_in(&out)
         .map_err(|source| ClientError::Io { path: out.clone(), source })?;
-    let patched = schema::patch(
-        &schema_text,
-        schema_path,
-        &schema::Patch { generator: generation.generator, output: &format!("./{GENERATED}") },
-    )?;
+    let sources: Vec<schema::SourceFile<'_>> =
+        project.files.files.iter().map(|f| schema::SourceFile { rel: &f.rel, path: &f.path, text: &f.text }).collect();
+    // `output` from the copy's root: a folder's copy is one level below the build folder.
+    let output = if project.files.folder { format!("../{GENERATED}") } else { format!("./{GENERATED}") };
+    let patched = schema::patch_files(&sources, &schema::Patch { generator: generation.generator, output: &output })?;
     for removed in &patched.removed {
         printer.info(&format!(
             "note: preview feature `{removed}` is left out of the Deno client (edge clients reject it)"
@@ -127,8 +124,16 @@ pub fn run(
     for dropped in &patched.dropped_generators {
         tracing::debug!(generator = %dropped, "generator block left out of the client build");
     }
-    let build_schema = build.path().join("schema.prisma");
-    fs_err::write(&build_schema, &patched.text).context("cannot write the build schema")?;
+    // A single file is copied as `schema.prisma`, a folder as `schema/` with its files where they were.
+    let schema_arg = if project.files.folder { SCHEMA_FOLDER } else { "schema.prisma" };
+    let build_schema = build.path().join(schema_arg);
+    for (rel, text) in &patched.files {
+        let path = if project.files.folder { build_schema.join(rel) } else { build_schema.clone() };
+        if let Some(parent) = path.parent() {
+            fs_err::create_dir_all(parent).context("cannot create the build schema folder")?;
+        }
+        fs_err::write(&path, text).context("cannot write the build schema")?;
+    }
     link_node_modules(&prisma, build.path())?;
     let dummy = build.path().join(".pdp-no-engine");
     fs_err::write(&dummy, "").context("cannot write the placeholder engine file")?;
@@ -139,7 +144,7 @@ pub fn run(
     let mut cmd = Cmd::new(&runner, format!("generate the Prisma {version} client"), build.path())
         .args(&runner_args)
         .arg(&entry_script)
-        .args(generate::args(generation, "schema.prisma"))
+        .args(generate::args(generation, schema_arg))
         .timeout(GENERATE_TIMEOUT);
     for (k, v) in generate::offline_env(generation, &dummy.to_string_lossy(), &mirror) {
         cmd = cmd.env(k, v);
@@ -154,11 +159,11 @@ pub fn run(
             tracing::debug!(%command, "prisma generate failed");
             if generate::is_schema_error(&stderr) {
                 // Prisma read the build copy, whose lines are the user's (the patcher keeps every line
-                // number); name the user's file instead of the copy.
+                // number); name the user's files instead of the copy.
                 let shown = schema_path.strip_prefix(&config.root).unwrap_or(schema_path).display().to_string();
                 let stderr = stderr
                     .replace(&build_schema.display().to_string(), &shown)
-                    .replace("-->  schema.prisma:", &format!("-->  {shown}:"));
+                    .replace(&format!("-->  {schema_arg}"), &format!("-->  {shown}"));
                 return Err(ClientError::SchemaRejected {
                     schema: schema_path.clone(),
                     version: version.to_string(),

@@ -57,7 +57,9 @@ fn effective(c: &Config) -> serde_json::Value {
             "version": c.prisma.version.to_string(),
             "generation": c.prisma.version.generation().label,
             "schema": c.prisma.schema,
-            "migrations": c.prisma.migrations,
+            // Unset: where Prisma Migrate would look for this schema's layout (shown as such when the
+            // schema cannot be read).
+            "migrations": super::schema::migration_paths(c).map_or_else(|e| serde_json::json!(format!("beside the schema ({e:#})")), |(dir, _)| serde_json::json!(dir)),
         },
         "database": database,
         "engines": { "targets": c.engines.targets, "mirror": c.engines.mirror.as_str(), "cache": c.engines.cache },

@@ -14,7 +14,7 @@ use pdp_toolchain::tools::{self, Tool};
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
-use crate::diagnostics::Status;
+use crate::diagnostics::{Status, UserError};
 use crate::printer::Printer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -149,58 +149,69 @@ fn prisma(report: &mut Report, c: &Config) {
 
 /// Checks the schema; returns its provider when it could be read.
 fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
-    let path = &c.prisma.schema;
-    let text = match fs_err::read_to_string(path) {
-        Ok(t) => t,
+    let project = match super::schema::load(c) {
+        Ok(p) => p,
         Err(e) => {
-            report.fail(
-                "schema",
-                format!("cannot read the Prisma schema: {e}"),
-                Some("create it (`pdp init` writes a sample) or point `[prisma] schema` at it".into()),
-            );
+            let (message, hint) = match e.downcast_ref::<UserError>() {
+                Some(u) => (u.message.clone(), u.hint.clone()),
+                None => (format!("{e:#}"), None),
+            };
+            report.fail("schema", message, hint);
             return None;
         }
     };
-    if let Err(e) = pdp_schema::scan(&text) {
+    let shown = project.shown(c);
+    let scanned = match project.files.scan() {
+        Ok(s) => s,
+        Err(e) => {
+            report.fail("schema", e.to_string(), Some("close it (`]` or `}`); `prisma format` shows where".into()));
+            return None;
+        }
+    };
+    let Some((file, ds)) = scanned.iter().find_map(|(f, s)| s.datasource().map(|d| (*f, d))) else {
         report.fail(
             "schema",
-            format!("{}: {e}", path.display()),
-            Some("close it (`]` or `}`); `prisma format` shows where".into()),
-        );
-        return None;
-    }
-    let Some(name) = crate::scaffold::schema_provider(&text) else {
-        report.fail(
-            "schema",
-            format!("{} has no `datasource` block with a provider", path.display()),
+            format!("{shown} has no `datasource` block with a provider"),
             Some("add `datasource db { provider = \"postgresql\" }`".into()),
         );
         return None;
     };
-    let Some(provider) = Provider::from_schema_name(&name) else {
+    let at = file.path.strip_prefix(&c.root).unwrap_or(&file.path).display().to_string();
+    let Some(name) = ds.string("provider") else {
         report.fail(
             "schema",
-            format!("{}: unknown datasource provider `{name}`", path.display()),
+            format!("{at}: datasource `{}` has no provider", ds.name),
+            Some("add `provider = \"postgresql\"` (or mysql, sqlite, …) to it".into()),
+        );
+        return None;
+    };
+    let Some(provider) = Provider::from_schema_name(name) else {
+        report.fail(
+            "schema",
+            format!("{at}: unknown datasource provider `{name}`"),
             Some("use postgresql, mysql, sqlite, sqlserver or mongodb".into()),
         );
         return None;
     };
     let g = c.prisma.version.generation();
-    let has_url = crate::scaffold::datasource_has_url(&text);
-    if !g.datasource_url_in_schema && has_url {
+    if !g.datasource_url_in_schema && ds.get("url").is_some() {
         report.fail(
             "schema",
-            format!("{}: Prisma {} rejects `url` in the datasource block", path.display(), c.prisma.version),
+            format!("{at}: Prisma {} rejects `url` in the datasource block", c.prisma.version),
             Some("remove the `url` line; pdp takes the URL from `[database] url`".into()),
         );
     } else {
-        report.ok("schema", format!("{} ({provider})", path.display()));
+        report.ok("schema", format!("{shown} ({provider})"));
     }
     Some(provider)
 }
 
 fn migrations(report: &mut Report, c: &Config, provider: Option<Provider>) {
-    let dir = &c.prisma.migrations;
+    let dir = &match super::schema::migration_paths(c) {
+        Ok((dir, _)) => dir,
+        // The schema line already says what is wrong with it.
+        Err(_) => return,
+    };
     let Ok(entries) = fs_err::read_dir(dir) else {
         report.warn(
             "migrations",
@@ -268,7 +279,10 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout
         );
         return;
     }
-    let schema_dir = c.prisma.schema.parent().unwrap_or(&c.root).to_path_buf();
+    let schema_dir = match super::schema::migration_paths(c) {
+        Ok((_, dir)) => dir,
+        Err(_) => c.prisma.schema.parent().unwrap_or(&c.root).to_path_buf(),
+    };
     let outcome = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

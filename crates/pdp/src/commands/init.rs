@@ -24,8 +24,10 @@ struct Existing {
     migrations_path: Option<String>,
     base_url: Option<String>,
     listen: Option<String>,
-    /// Provider read from an existing schema file.
+    /// Provider read from an existing schema.
     schema_provider: Option<String>,
+    /// How many files an existing schema folder holds (`None`: one file, or none).
+    schema_files: Option<usize>,
     /// Where an existing generated workflow publishes the client.
     publish: Option<Publish>,
 }
@@ -45,14 +47,75 @@ fn read_existing(dir: &Path) -> Existing {
         e.base_url = get("client", "base-url");
         e.listen = get("serve", "listen");
     }
-    let schema = dir.join(e.schema_path.as_deref().unwrap_or("prisma/schema.prisma"));
-    if let Ok(text) = fs_err::read_to_string(schema) {
-        e.schema_provider = scaffold::schema_provider(&text);
+    if e.schema_path.is_none() {
+        let (schema, migrations) = prisma_cli_settings(dir);
+        e.schema_path = schema.or_else(|| default_schema_location(dir));
+        if e.migrations_path.is_none() {
+            e.migrations_path = migrations;
+        }
+    }
+    let schema = dir.join(e.schema_path.as_deref().unwrap_or(scaffold::SAMPLE_SCHEMA));
+    if let Ok(files) = pdp_schema::SchemaFiles::load(&schema) {
+        e.schema_provider = files.datasource_file().and_then(|f| scaffold::schema_provider(&f.text));
+        e.schema_files = files.folder.then_some(files.files.len());
     }
     if let Ok(text) = fs_err::read_to_string(dir.join(scaffold::WORKFLOW)) {
         e.publish = Publish::from_workflow(&text);
     }
     e
+}
+
+/// Where Prisma's own settings put the schema and the migrations: `package.json`'s `prisma.schema`, or
+/// `prisma.config.ts`'s `schema` and `migrations.path` (read as text, never run: a string literal, or
+/// `path.join(…)` of literals). Both relative to the project.
+fn prisma_cli_settings(dir: &Path) -> (Option<String>, Option<String>) {
+    for name in ["prisma.config.ts", "prisma.config.mts", "prisma.config.js", "prisma.config.mjs"] {
+        if let Ok(text) = fs_err::read_to_string(dir.join(name)) {
+            let schema = config_path(&text, r"\bschema\s*:\s*");
+            let migrations = config_path(&text, r"\bmigrations\s*:\s*\{[^}]*?\bpath\s*:\s*");
+            if schema.is_some() || migrations.is_some() {
+                return (schema, migrations);
+            }
+        }
+    }
+    let schema = fs_err::read_to_string(dir.join("package.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["prisma"]["schema"].as_str().map(clean_relative));
+    (schema, None)
+}
+
+/// The path after `lead` in a config file's text: `"a/b"`, `'a/b'`, or `path.join("a", "b")`.
+fn config_path(text: &str, lead: &str) -> Option<String> {
+    let literal = r#"(?:"([^"]*)"|'([^']*)')"#;
+    let pattern = format!(r"{lead}(?:{literal}|path\.(?:join|resolve)\(([^)]*)\))");
+    let caps = regex::Regex::new(&pattern).ok()?.captures(text)?;
+    if let Some(m) = caps.get(1).or_else(|| caps.get(2)) {
+        return Some(clean_relative(m.as_str()));
+    }
+    let parts: Vec<String> = regex::Regex::new(literal)
+        .ok()?
+        .captures_iter(caps.get(3)?.as_str())
+        .filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().to_owned()))
+        .filter(|p| p != "__dirname")
+        .collect();
+    (!parts.is_empty()).then(|| clean_relative(&parts.join("/")))
+}
+
+/// `./prisma/` → `prisma`.
+fn clean_relative(path: &str) -> String {
+    let trimmed = path.trim().trim_start_matches("./").trim_end_matches('/');
+    if trimmed.is_empty() { ".".to_owned() } else { trimmed.to_owned() }
+}
+
+/// Prisma's default places, in its order: `prisma/schema.prisma`, then (the 5.15 preview's default for a
+/// multi-file schema) a `prisma/schema/` folder holding `.prisma` files.
+fn default_schema_location(dir: &Path) -> Option<String> {
+    if dir.join(scaffold::SAMPLE_SCHEMA).is_file() {
+        return None;
+    }
+    let folder = dir.join("prisma/schema");
+    pdp_schema::SchemaFiles::load(&folder).is_ok_and(|f| f.folder).then(|| "prisma/schema".to_owned())
 }
 
 fn provider_of(arg: ProviderArg) -> Provider {
@@ -217,6 +280,10 @@ enum State {
 
 fn compare(dir: &Path, file: &Planned) -> anyhow::Result<State> {
     let path = dir.join(&file.path);
+    // An adopted schema may be a folder; whatever is there is the user's.
+    if file.kind == Kind::Adopted && path.exists() {
+        return Ok(State::Adopted);
+    }
     let current = match fs_err::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::Missing),
@@ -383,9 +450,18 @@ pub fn run(args: &InitArgs, printer: &Printer) -> anyhow::Result<Status> {
     };
     let prisma = parse_version(&version_text)?;
     let db = choose_database(args, &existing, ask)?;
+    let schema_path = existing.schema_path.clone().unwrap_or_else(|| scaffold::SAMPLE_SCHEMA.to_owned());
+    // The sample schema is written with its migrations in the sample's place; an adopted schema keeps
+    // what its settings say, or Prisma Migrate's default.
+    let migrations_path = existing
+        .migrations_path
+        .clone()
+        .or_else(|| (!dir.join(&schema_path).exists()).then(|| scaffold::SAMPLE_MIGRATIONS.to_owned()));
     let answers = Answers {
         prisma,
         provider: db.provider,
+        schema_path,
+        migrations_path,
         database_url: db.toml_url,
         client_base_url: args.client_base_url.clone().or(existing.base_url),
         listen: existing.listen.unwrap_or_else(|| "127.0.0.1:4466".into()),
@@ -400,18 +476,13 @@ pub fn run(args: &InitArgs, printer: &Printer) -> anyhow::Result<Status> {
         },
     };
     let mut files = scaffold::plan(&answers)?;
-    if let Some(schema) = &existing.schema_path {
-        for f in files.iter_mut().filter(|f| f.kind == Kind::Adopted) {
-            f.path.clone_from(schema);
-        }
-    }
 
     // The sample schema comes with its first migration, so `pdp migrate deploy` right after init has
     // something to apply; an existing schema or migrations folder is the user's and left as it is.
     if let Some(at) = files.iter().position(|f| f.kind == Kind::Adopted)
         && !dir.join(&files[at].path).exists()
     {
-        let migrations = existing.migrations_path.clone().unwrap_or_else(|| "prisma/migrations".to_owned());
+        let migrations = answers.migrations_path.clone().unwrap_or_else(|| scaffold::SAMPLE_MIGRATIONS.to_owned());
         if !dir.join(&migrations).exists()
             && let Some(planned) = scaffold::initial_migration(answers.provider, &migrations, &migration_stamp())?
         {
@@ -445,7 +516,11 @@ pub fn run(args: &InitArgs, printer: &Printer) -> anyhow::Result<Status> {
             State::Same => printer.status("unchanged", &file.path),
             State::Adopted => {
                 let provider = existing.schema_provider.as_deref().unwrap_or("unknown provider");
-                printer.status("adopted", &format!("{} ({provider})", file.path));
+                let layout = match existing.schema_files {
+                    Some(n) => format!("a folder of {n} files, "),
+                    None => String::new(),
+                };
+                printer.status("adopted", &format!("{} ({layout}{provider})", file.path));
             }
             State::Differs(next) if file.kind == Kind::Entries => {
                 write_atomically(&path, next, Visibility::Shared)?;
@@ -543,6 +618,8 @@ fn check_report(dir: &Path, files: &[Planned], states: &[State], printer: &Print
 mod tests {
     use pdp_config::env::{Env, ProcessEnv};
 
+    use super::config_path;
+
     /// Whatever the password holds, `.env` gives back the URL that was written.
     #[test]
     fn dotenv_values_read_back_exactly() {
@@ -561,5 +638,20 @@ mod tests {
             let env = ProcessEnv::with_dotenv(&path).unwrap_or_else(|e| panic!("{url}: {e}"));
             assert_eq!(env.var("DATABASE_URL").as_deref(), Some(url), "round trip of {url}");
         }
+    }
+
+    #[test]
+    fn prisma_config_paths_are_read_as_literals_or_joins() {
+        let ts = r#"import path from "node:path";
+import { defineConfig, env } from "prisma/config";
+export default defineConfig({
+  schema: path.join(__dirname, "prisma", "schema"),
+  migrations: { seed: "tsx seed.ts", path: './db/migrations/' },
+  datasource: { url: env("DATABASE_URL") },
+});"#;
+        assert_eq!(config_path(ts, r"\bschema\s*:\s*").as_deref(), Some("prisma/schema"));
+        assert_eq!(config_path(ts, r"\bmigrations\s*:\s*\{[^}]*?\bpath\s*:\s*").as_deref(), Some("db/migrations"));
+        assert_eq!(config_path(r#"{ schema: "prisma/" }"#, r"\bschema\s*:\s*").as_deref(), Some("prisma"));
+        assert_eq!(config_path("{ schema: process.env.X }", r"\bschema\s*:\s*"), None);
     }
 }

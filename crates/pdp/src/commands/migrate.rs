@@ -77,10 +77,9 @@ fn run_on(
     let Some(url) = config.database.configured().or(embedded) else {
         unreachable!("the caller starts the embedded database when no URL is configured")
     };
-    let migrations = source::read(&config.prisma.migrations)?;
-    let dir =
-        config.prisma.migrations.strip_prefix(&config.root).unwrap_or(&config.prisma.migrations).display().to_string();
-    let schema_dir = config.prisma.schema.parent().unwrap_or(&config.root).to_path_buf();
+    let (migrations_dir, schema_dir) = super::schema::migration_paths(config)?;
+    let migrations = source::read(&migrations_dir)?;
+    let dir = migrations_dir.strip_prefix(&config.root).unwrap_or(&migrations_dir).display().to_string();
     let target = Target { url, schema_dir: &schema_dir, connect_timeout: Duration::from_secs(15) };
     let env = ProcessEnv::new();
     let lock_disabled = env.var(DISABLE_LOCK_VAR).is_some_and(|v| !v.is_empty() && v != "0");

@@ -7,6 +7,7 @@ pub mod engines;
 pub mod init;
 pub mod keys;
 pub mod migrate;
+pub mod schema;
 pub mod serve;
 
 use std::path::Path;

@@ -42,6 +42,17 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         None => Database::Embedded(super::embedded_options(&config, node.clone())),
     };
     let version = config.prisma.version.to_string();
+    // Serve needs no schema of its own (clients bring theirs); when the project's can be read, its
+    // datasource directory resolves a relative SQLite path and a one-file schema is accepted unuploaded.
+    let project =
+        super::schema::load(&config).inspect_err(|e| tracing::debug!("the project's schema is not read: {e:#}")).ok();
+    let schema_dir = project.as_ref().map_or_else(
+        || config.prisma.schema.parent().unwrap_or(&config.root).to_path_buf(),
+        |p| p.files.datasource_dir(),
+    );
+    // A folder is merged by Prisma's generator into a text pdp cannot reproduce byte for byte (and so not
+    // hash as the client does); its clients upload it once per engine.
+    let project_schema = project.as_ref().filter(|p| !p.files.folder).map(|p| p.files.location.clone());
     let options = Options {
         listen: serve.listen,
         metrics_listen: serve.metrics_listen,
@@ -65,9 +76,9 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
             == pdp_config::prisma::ServerEngine::QueryPlanExecutor,
         project_version: version.clone(),
         database,
-        schema_dir: config.prisma.schema.parent().unwrap_or(&config.root).to_path_buf(),
+        schema_dir,
         public_url: serve.public_url.clone(),
-        dp1: dp1_options(&config, &env, cwd)?,
+        dp1: dp1_options(&config, &env, cwd, project_schema)?,
     };
     if serve.bench_child_tcp {
         printer.warn(
@@ -118,6 +129,7 @@ fn dp1_options(
     config: &pdp_config::Config,
     env: &pdp_config::env::ProcessEnv,
     cwd: &Path,
+    project_schema: Option<std::path::PathBuf>,
 ) -> anyhow::Result<pdp_serve::dp1::Dp1Options> {
     use pdp_config::env::Env as _;
     let var = |name: &str| env.var(name).filter(|v| !v.is_empty());
@@ -136,7 +148,7 @@ fn dp1_options(
             http: pdp_toolchain::http::Http::new(&config.network, pdp_toolchain::http::RetryPolicy::default())?,
             registry: config.network.registry(),
         },
-        project_schema: Some(config.prisma.schema.clone()),
+        project_schema,
     })
 }
 
