@@ -35,3 +35,5 @@ mod serve_limits;
 mod serve_dp1;
 // Multi-file schemas (5.x preview, 6.x, 7.x): init's adoption, migrate, doctor, build-client and serve.
 mod schema_folder;
+// `pdp serve` on MariaDB (Prisma 7 and 6) and SQLite (6), and Prisma 7 on SQLite refused at start.
+mod serve_databases;

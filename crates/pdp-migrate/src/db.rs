@@ -146,6 +146,18 @@ pub fn sqlite_path(url: &DatabaseUrl, schema_dir: &Path) -> PathBuf {
     if path.is_absolute() { path.to_path_buf() } else { schema_dir.join(path) }
 }
 
+/// `url` with a relative SQLite path made absolute against `schema_dir` (query parameters kept), for a
+/// process that runs in another directory; any other URL unchanged.
+pub fn with_absolute_sqlite_path(url: &DatabaseUrl, schema_dir: &Path) -> DatabaseUrl {
+    if url.provider() != pdp_config::Provider::Sqlite || sqlite_path(url, Path::new("")).is_absolute() {
+        return url.clone();
+    }
+    let raw = url.expose().trim();
+    let query = raw.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let absolute = format!("file:{}{query}", sqlite_path(url, schema_dir).display());
+    DatabaseUrl::parse(&absolute, url.source.clone()).unwrap_or_else(|_| url.clone())
+}
+
 fn driver_url(url: &DatabaseUrl) -> Result<String, DbError> {
     let mut parsed = url::Url::parse(url.expose())
         .map_err(|e| DbError::InvalidUrl { url: url.redacted().to_owned(), reason: e.to_string() })?;
@@ -354,5 +366,9 @@ mod tests {
         assert_eq!(sqlite_path(&url("file:./dev.db"), dir), Path::new("/proj/prisma/./dev.db"));
         assert_eq!(sqlite_path(&url("file:dev.db?connection_limit=1"), dir), Path::new("/proj/prisma/dev.db"));
         assert_eq!(sqlite_path(&url("file:/var/data/app.db"), dir), Path::new("/var/data/app.db"));
+        let abs = |u: &str| with_absolute_sqlite_path(&url(u), dir).expose().to_owned();
+        assert_eq!(abs("file:./dev.db?connection_limit=1"), "file:/proj/prisma/./dev.db?connection_limit=1");
+        assert_eq!(abs("file:/var/data/app.db"), "file:/var/data/app.db");
+        assert_eq!(abs("postgresql://u@h/db"), "postgresql://u@h/db");
     }
 }

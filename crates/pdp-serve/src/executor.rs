@@ -110,6 +110,21 @@ pub struct Executors {
     pub cx: Arc<Context>,
 }
 
+/// Why the query-plan executor cannot serve a database of `provider`, if it cannot: it ships driver
+/// adapters for PostgreSQL, MySQL/MariaDB and SQL Server only (`defaultFactories` in
+/// `@prisma/query-plan-executor` 7.10's bundle), so a Prisma 7 client on SQLite has nothing to run on.
+pub fn unsupported_database(provider: pdp_config::Provider) -> Option<String> {
+    use pdp_config::Provider;
+    match provider {
+        Provider::Postgresql | Provider::Mysql | Provider::Sqlserver => None,
+        other => Some(format!(
+            "Prisma 7's query-plan executor has no driver for {} (it speaks PostgreSQL, MySQL/MariaDB and SQL \
+             Server), so pdp cannot serve Prisma 7 clients on this database",
+            other.as_str()
+        )),
+    }
+}
+
 impl Launch for Executors {
     type Key = String;
 
@@ -118,6 +133,9 @@ impl Launch for Executors {
     }
 
     fn prepare(&self, version: &String) -> Result<Cmd, StartError> {
+        if let Some(why) = unsupported_database(self.cx.database.provider()) {
+            return Err(StartError { message: why, permanent: true });
+        }
         let settings = &self.cx.settings;
         let limits = &settings.limits;
         let node = settings.node.clone().ok_or_else(|| StartError {

@@ -145,6 +145,14 @@ pub enum ServeError {
     /// No directory for the engines' schema files.
     #[error("cannot create a temporary directory for the query engines' schema files")]
     EngineDir(#[source] std::io::Error),
+    /// The project's Prisma 7 cannot run on the configured database.
+    #[error("cannot serve the project's Prisma {version}: {why}")]
+    UnsupportedDatabase {
+        /// The version.
+        version: String,
+        /// Why.
+        why: String,
+    },
     /// The project's executor did not start.
     #[error("the query-plan executor for the project's Prisma {version} did not start: {message}")]
     Executor {
@@ -172,6 +180,9 @@ impl ServeError {
             ServeError::Embedded(e) => e.hint(),
             ServeError::Sockets(e) => e.hint(),
             ServeError::EngineDir(_) => Some("check that TMPDIR (or /tmp) exists and is writable".into()),
+            ServeError::UnsupportedDatabase { .. } => Some(
+                "use PostgreSQL or MySQL/MariaDB for a Prisma 7 project (`[database] url`), or Prisma 6.19 with `[serve] engine = \"wasm\"` for SQLite".into(),
+            ),
             ServeError::Executor { .. } => Some(
                 "the executor's output is above; `pdp doctor` checks Node.js and the database, `pdp engines fetch` provisions the executor ahead".into(),
             ),
@@ -183,7 +194,7 @@ impl ServeError {
     pub fn is_user_error(&self) -> bool {
         match self {
             // A missing key, or an address that is taken or not this machine's: the configuration.
-            ServeError::NoKeys | ServeError::Bind { .. } => true,
+            ServeError::NoKeys | ServeError::Bind { .. } | ServeError::UnsupportedDatabase { .. } => true,
             ServeError::Tls(e) => e.is_user_error(),
             ServeError::Embedded(e) => e.is_user_error(),
             // A TMPDIR too long for socket paths is the user's to shorten; one that cannot be written is
@@ -193,6 +204,18 @@ impl ServeError {
             ServeError::Executor { permanent, .. } => *permanent,
         }
     }
+}
+
+/// What can be refused before anything starts: Prisma 7 on a database its executor has no driver for.
+/// `start` runs it first; the binary runs it before it announces what it starts.
+pub fn preflight(options: &Options) -> Result<(), Box<ServeError>> {
+    if options.project_uses_executor
+        && let Database::Url(url) = &options.database
+        && let Some(why) = executor::unsupported_database(url.provider())
+    {
+        return Err(Box::new(ServeError::UnsupportedDatabase { version: options.project_version.clone(), why }));
+    }
+    Ok(())
 }
 
 /// What the binary tells the user once serving.
@@ -312,6 +335,7 @@ impl Server {
         if options.keys.is_empty() {
             return Err(ServeError::NoKeys);
         }
+        preflight(&options).map_err(|e| *e)?;
         let (transport, tls_started, tls_watch) = match &options.tls {
             TlsMode::Auto { dir, hosts } => {
                 let (paths, outcome) = tls::ensure_auto(dir, hosts)?;
@@ -343,7 +367,9 @@ impl Server {
         }
 
         let (database, embedded) = match &options.database {
-            Database::Url(url) => (url.clone(), None),
+            // Children run in directories of their own: a relative SQLite path is made absolute here,
+            // against the schema's datasource directory, so every child opens the file `pdp migrate` wrote.
+            Database::Url(url) => (pdp_migrate::db::with_absolute_sqlite_path(url, &options.schema_dir), None),
             Database::Embedded(opts) => {
                 let npm = options.settings.npm.clone();
                 let e = embedded::start(opts, move || {

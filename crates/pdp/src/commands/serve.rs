@@ -80,6 +80,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         public_url: serve.public_url.clone(),
         dp1: dp1_options(&config, &env, cwd, project_schema)?,
     };
+    pdp_serve::preflight(&options).map_err(|e| *e)?;
     if serve.bench_child_tcp {
         printer.warn(
             "PDP_BENCH_CHILD_TCP is set: children also listen on loopback TCP, reachable without an API key",
