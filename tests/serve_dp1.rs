@@ -6,7 +6,8 @@
 //! `tests/support/engine-double.mjs`, a TEST DOUBLE of the native binary pointed at through
 //! `PRISMA_QUERY_ENGINE_BINARY` exactly as a user would point pdp at a custom engine. The 5.x/6.x JSON
 //! protocol tests use the real query engine: Prisma 6.19.3's WASM build (`[serve] engine = "wasm"`) on the
-//! machine's PostgreSQL.
+//! machine's PostgreSQL; the 4.16.2 Deno client also runs against a real GraphQL-protocol engine, the WASM
+//! build `@prisma/query-engine-wasm@0.0.11` (`engine = "wasm"` for a GraphQL client).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -592,4 +593,92 @@ fn a_native_engine_missing_from_the_cache_is_said_at_start_in_ready_and_to_the_c
     assert_eq!(json_request(&s, "PUT", &format!("{base}/schema"), Some(&sc.b64), &[]).0, 200);
     let (_, text) = request(&s, "POST", &format!("{base}/graphql"), Some(FIND_GQL), &[]);
     assert!(text.contains("pdp engines fetch"), "the client's error names the fix: {text}");
+}
+
+/// The 4.16.2 Deno client against the real GraphQL-protocol engine: what a Windmill script does, plus the
+/// protocol's corners (a findUnique batch the client sends with `transaction: false`, a nested write, an
+/// interactive transaction rolled back and one that expires, raw queries both ways).
+const DENO_CLIENT_GRAPHQL: &str = r#"
+import { PrismaClient } from "./dist/client/0.1.0/edge.ts";
+const out = (k: string, v: unknown) => console.log(JSON.stringify({ [k]: v }));
+const code = (e: unknown) => (e as { code?: string }).code ?? String(e);
+const prisma = new PrismaClient({ datasources: { db: { url: Deno.env.get("PDP_URL")! } } });
+const ada = await prisma.user.create({ data: { email: "ada@x.io", name: "Ada", posts: { create: [{ title: "a" }, { title: "b" }] } }, include: { posts: true } });
+out("create", [ada.email, ada.posts.length]);
+try { await prisma.user.create({ data: { email: "ada@x.io" } }); out("dup", "none"); } catch (e) { out("dup", code(e)); }
+const found = await Promise.all([prisma.user.findUnique({ where: { email: "ada@x.io" } }), prisma.user.findUnique({ where: { id: ada.id } }), prisma.user.findUnique({ where: { email: "nobody@x.io" } })]);
+out("findUnique", found.map((u) => u?.name ?? null));
+const [users, posts] = await prisma.$transaction([prisma.user.count(), prisma.post.updateMany({ data: { published: true } })]);
+out("batch", [users, posts.count]);
+out("itx", await prisma.$transaction(async (tx) => { await tx.post.create({ data: { title: "c", authorId: ada.id } }); return tx.post.count(); }));
+try { await prisma.$transaction(async (tx) => { await tx.post.create({ data: { title: "d", authorId: ada.id } }); throw new Error("undo"); }); } catch (e) { out("undo", (e as Error).message); }
+try {
+  await prisma.$transaction(async (tx) => { await tx.post.count(); await new Promise((r) => setTimeout(r, 600)); await tx.post.count(); }, { timeout: 200 });
+  out("expired", "none");
+} catch (e) { out("expired", code(e)); }
+out("posts", await prisma.post.count());
+out("raw", await prisma.$queryRaw`SELECT count(*)::int AS n FROM "Post" WHERE published`);
+out("exec", await prisma.$executeRaw`UPDATE "Post" SET title = upper(title) WHERE title = 'c'`);
+out("deleted", (await prisma.post.deleteMany({ where: { title: "C" } })).count);
+"#;
+
+#[test]
+fn prisma_4_16_deno_client_graphql_through_the_real_wasm_engine() {
+    let name = "pdp_dp1_graphql_wasm";
+    let admin = postgres_url();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    let drop_db = || {
+        Command::new("psql")
+            .arg(format!("{base}/postgres"))
+            .args(["-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+            .output()
+    };
+    drop_db().expect("psql");
+    // A project as `pdp init` writes it for 4.16.2 (GraphQL protocol: no jsonProtocol), migrated, built.
+    let p = Project::new();
+    p.init(&["--prisma", "4.16.2", "--database-url", &format!("{base}/{name}")]);
+    let toml = p.read("pdp.toml").replacen("[serve]\n", "[serve]\nengine = \"wasm\"\n", 1);
+    p.write("pdp.toml", &toml);
+    serve::cached(&p, &["migrate", "deploy"]).expect_code(0);
+    serve::cached(&p, &["build-client"]).expect_code(0);
+    let key = serve::api_key(&p);
+    let s = Serving::start(&p, &[]);
+    p.write("main.ts", DENO_CLIENT_GRAPHQL);
+    let url = format!("prisma://localhost:{}/?api_key={key}", s.port);
+    let (ok, stdout) = s.deno("main.ts", &key, &[("PDP_URL", &url)]);
+    assert!(ok, "{stdout}\n{}", s.log());
+    let got = stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).fold(json!({}), |mut acc, v| {
+        if let (Some(a), Some(o)) = (acc.as_object_mut(), v.as_object()) {
+            a.extend(o.clone());
+        }
+        acc
+    });
+    assert_eq!(
+        got,
+        json!({
+            "create": ["ada@x.io", 2], "dup": "P2002", "findUnique": ["Ada", "Ada", null], "batch": [1, 2],
+            "itx": 3, "undo": "undo", "expired": "P2028", "posts": 3, "raw": [{"n": 2}], "exec": 1, "deleted": 1
+        }),
+        "{stdout}\n{}",
+        s.log()
+    );
+    // Every interactive transaction ended on the database too: the expired one was rolled back by its timer
+    // and its connection went back to the pool (nothing is left idle in a transaction).
+    let idle_in_tx = || {
+        let out = Command::new("psql")
+            .arg(format!("{base}/postgres"))
+            .args(["-tAc", &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND state LIKE 'idle in transaction%'")])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    poll(Duration::from_secs(10), "no connection idle in a transaction", || (idle_in_tx() == "0").then_some(()));
+    // The engine pdp started speaks GraphQL: its key says so in /ready.
+    let (status, ready) = json_request(&s, "GET", "/ready", None, &[]);
+    assert_eq!(status, 200, "{ready}");
+    let engines: Vec<&str> =
+        ready["engines"].as_array().expect("engines").iter().filter_map(|e| e["engine"].as_str()).collect();
+    assert!(engines.len() == 1 && engines[0].starts_with("wasm/") && engines[0].ends_with("/graphql"), "{ready}");
+    drop(s);
+    let _ = drop_db();
 }

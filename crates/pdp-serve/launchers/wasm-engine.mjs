@@ -14,13 +14,24 @@
 // Only the adapter for the schema's provider is loaded, so a postgres-only install may omit the others.
 // (@prisma/client declares `prisma` as a peer dependency; the launcher does not need it.)
 //
+// GraphQL protocol (Prisma 4.x clients without jsonProtocol), `--engine-protocol graphql`: a second, older
+// build, the only WASM query engine published that still speaks GraphQL, with the driver adapters of its era:
+//   @prisma/query-engine-wasm@0.0.11        query_engine_bg.{js,wasm} (engine commit e1867df3…, 5.6-era)
+//   @prisma/driver-adapter-utils@5.6.0, @prisma/adapter-pg@5.6.0, pg@8.11.3   PostgreSQL only
+// Its quirks, worked around here (observed): `startTransaction` traps ("time not implemented on this
+// platform"), so an interactive transaction is one pool connection that ran BEGIN with an engine instance of
+// its own bound to that connection (nested writes inside it run as phantom transactions on it); a batch
+// with `transaction: false` traps ("no reactor running"), so such a batch runs query by query (it promises no
+// atomicity); it has no tracing and no metrics; its error wording is the 5.x engine's.
+//
 // Inputs. Flags mirror the native binary's so pdp can build one command line for both engines:
 //   --datamodel-path FILE      schema file (env PRISMA_DML_PATH); or --datamodel / PRISMA_DML (base64 or text)
 //   -H/--host IP               default 127.0.0.1
 //   -p/--port N                default 4466; 0 = ephemeral (the chosen port is in the ready line)
 //   -u/--unix-path PATH        listen on this Unix socket instead of TCP (what pdp always passes: the socket is
 //                              in pdp's private 0700 directory; a stale file there is removed first)
-//   --engine-protocol json     env PRISMA_ENGINE_PROTOCOL; `graphql` is refused (the WASM engine is JSON-only)
+//   --engine-protocol P        env PRISMA_ENGINE_PROTOCOL; json (default, the 6.19.3 build) or graphql (the
+//                              0.0.11 build, PostgreSQL only; see above)
 //   -m/--enable-metrics, --dataproxy-metric-override   serve /metrics (counters kept by this launcher,
 //                              the WASM engine has no metrics: "Metrics is not enabled in Wasm")
 //   --enable-telemetry-in-response   honour X-capture-telemetry (see Telemetry below)
@@ -35,6 +46,7 @@
 //   PDP_QE_PROVIDER            postgresql|postgres|cockroachdb|mysql|sqlite: the schema's datasource provider,
 //                              as pdp read it (pdp's one schema scanner; this launcher never re-parses the schema)
 //   PDP_QE_CONNECTION_LIMIT    pool size; default = the URL's `connection_limit`, else cores*2+1 like Prisma
+//   PDP_QE_DATASOURCE          the schema's datasource name (GraphQL build: its URL is overridden by name)
 //   RUST_LOG                   engine log level error|warn|info|debug|trace (default info)
 //   PDP_QE_IGNORE_STDIN=1      do not exit when stdin closes (for running it by hand in the background)
 //   PDP_BENCH_TCP              benchmarks only (`PDP_BENCH_CHILD_TCP`): also listen on this host:port, printed
@@ -74,7 +86,7 @@
 //   `logs` is always empty; query logs go to stdout instead (--log-queries).
 // Known WASM differences that stay visible: span timestamps and the "… ms passed since the start of the
 //   transaction" figure of an expired transaction come from a millisecond-or-coarser clock (often "0 ms").
-// Deliberately not here: the GraphQL protocol (Prisma 4.x without jsonProtocol), /sdl, /dmmf, the
+// Deliberately not here: /sdl, /dmmf, the
 //   playground, X-query-timeout (ignored, as engines before prisma-engines#4988 do), Prometheus metrics
 //   from inside the engine, unix sockets, TLS, auth (pdp serve in front does that; bind to loopback only).
 // WASM engine quirks this file works around (Prisma 6.19.3, observed): an unknown transaction id and an
@@ -178,8 +190,9 @@ function parseArgs(argv) {
     }
   }
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) failStart("invalid --port");
-  if (opts.protocol && opts.protocol.toLowerCase() !== "json") {
-    failStart(`the WASM query engine speaks only the JSON protocol (asked for --engine-protocol ${opts.protocol})`);
+  opts.protocol = (opts.protocol || "json").toLowerCase();
+  if (opts.protocol !== "json" && opts.protocol !== "graphql") {
+    failStart(`unknown --engine-protocol ${opts.protocol} (json or graphql)`);
   }
   return opts;
 }
@@ -245,6 +258,15 @@ async function instantiateEngineModule(provider) {
   runtime.__wbg_set_wasm(instance.exports);
   instance.exports.__wbindgen_start();
   return runtime;
+}
+
+/** The GraphQL-speaking build (@prisma/query-engine-wasm 0.0.11): its wasm-bindgen glue and module. */
+async function instantiateGraphqlEngine() {
+  const glue = await load("@prisma/query-engine-wasm/query_engine_bg.js");
+  const bytes = fs.readFileSync(require.resolve("@prisma/query-engine-wasm/query_engine_bg.wasm"));
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { "./query_engine_bg.js": glue });
+  glue.__wbg_set_wasm(instance.exports);
+  return glue;
 }
 
 const PRISMA_ONLY_PARAMS = [
@@ -317,15 +339,43 @@ if (!ENGINE_FILES[provider]) {
 }
 const logLevel = ["error", "warn", "info", "debug", "trace"].includes(process.env.RUST_LOG) ? process.env.RUST_LOG : "info";
 
-const wasmRuntime = await instantiateEngineModule(provider).catch((e) => failStart(`cannot load the WASM query engine: ${e.message}`));
-const { bindAdapter } = await load("@prisma/driver-adapter-utils");
-const factory = await createAdapter(provider, url, datamodel.dir);
+const graphql = opts.protocol === "graphql";
+if (graphql && provider !== "postgresql") {
+  failStart(`the GraphQL-protocol WASM engine has a PostgreSQL driver adapter only (the schema's provider is ${provider})`);
+}
+const wasmRuntime = await (graphql ? instantiateGraphqlEngine() : instantiateEngineModule(provider)).catch((e) =>
+  failStart(`cannot load the WASM query engine: ${e.message}`),
+);
+const { bindAdapter, ok } = await load("@prisma/driver-adapter-utils");
 let adapter;
-try {
-  const connected = await factory.connect();
-  adapter = bindAdapter(connected);
-} catch (e) {
-  failStart(userFacing(e) ?? `cannot create the ${provider} driver adapter: ${e.message}`);
+/** GraphQL build: the pg pool every transaction takes its connection from, and its PrismaPg class. */
+let pgPool;
+let LegacyPrismaPg;
+if (graphql) {
+  ({ PrismaPg: LegacyPrismaPg } = await load("@prisma/adapter-pg"));
+  const pg = (await load("pg")).default;
+  const u = new URL(url);
+  const params = u.searchParams;
+  const limit = positiveInt(process.env.PDP_QE_CONNECTION_LIMIT) ?? positiveInt(params.get("connection_limit")) ??
+    (os.availableParallelism?.() ?? os.cpus().length) * 2 + 1;
+  const poolTimeoutS = params.has("pool_timeout") ? Number(params.get("pool_timeout")) : 10;
+  const schema = params.get("schema");
+  for (const p of PRISMA_ONLY_PARAMS) params.delete(p);
+  pgPool = new pg.Pool({
+    connectionString: u.toString(),
+    max: limit,
+    connectionTimeoutMillis: poolTimeoutS > 0 ? poolTimeoutS * 1000 : 0,
+    ...(schema ? { options: `-c search_path="${schema.replace(/"/g, '""')}"` } : {}),
+  });
+  adapter = bindAdapter(new LegacyPrismaPg(pgPool));
+} else {
+  const factory = await createAdapter(provider, url, datamodel.dir);
+  try {
+    const connected = await factory.connect();
+    adapter = bindAdapter(connected);
+  } catch (e) {
+    failStart(userFacing(e) ?? `cannot create the ${provider} driver adapter: ${e.message}`);
+  }
 }
 
 function engineLog(json) {
@@ -353,23 +403,18 @@ function engineLog(json) {
   logLine(String(level).toUpperCase(), target, { message, ...rest });
 }
 
+/** A query engine over `boundAdapter` (the GraphQL build takes the URL by datasource name, never from env). */
+function makeEngine(boundAdapter) {
+  const common = { datamodel: datamodel.text, env: {}, ignoreEnvVarErrors: true, logQueries: opts.logQueries, logLevel, configDir: datamodel.dir };
+  const options = graphql
+    ? { ...common, datasourceOverrides: { [process.env.PDP_QE_DATASOURCE || "db"]: url }, engineProtocol: "graphql" }
+    : { ...common, datasourceOverrides: {}, engineProtocol: "json", enableTracing: opts.telemetryInResponse };
+  return new wasmRuntime.QueryEngine(options, engineLog, boundAdapter);
+}
+
 let engine;
 try {
-  engine = new wasmRuntime.QueryEngine(
-    {
-      datamodel: datamodel.text,
-      env: {},
-      ignoreEnvVarErrors: true,
-      datasourceOverrides: {},
-      logQueries: opts.logQueries,
-      logLevel,
-      configDir: datamodel.dir,
-      engineProtocol: "json",
-      enableTracing: opts.telemetryInResponse,
-    },
-    engineLog,
-    adapter,
-  );
+  engine = makeEngine(adapter);
 } catch (e) {
   failStart(userFacing(e) ?? e);
 }
@@ -435,9 +480,15 @@ if (provider === "mysql") {
   }
 }
 
-// Startup probe, like the native engine's verify_connection: a transaction start needs a real connection and
-// reports the engine's own user-facing error (P1001 unreachable, P1003 no database, P1010/P1000 access…).
-{
+// Startup probe, like the native engine's verify_connection: it needs a real connection and reports the
+// engine's own user-facing error (P1001 unreachable, P1003 no database, P1010/P1000 access…). A transaction
+// start where the engine can (its own way of asking for a connection); a raw `SELECT 1` on the GraphQL build.
+if (graphql) {
+  const probe = JSON.stringify({ query: 'mutation { queryRaw(query: "SELECT 1", parameters: "[]") }', variables: {} });
+  const { result } = await callEngine("query", (t) => [probe, t, undefined]);
+  const answer = JSON.parse(result);
+  if (answer.errors) failStart(answer.errors[0]?.user_facing_error ?? answer.errors[0]?.error ?? answer);
+} else {
   const { result } = await callEngine("startTransaction", (t) => [JSON.stringify({ max_wait: 10_000, timeout: 10_000 }), t]);
   const started = JSON.parse(result);
   if (!started.id) failStart(started);
@@ -474,6 +525,112 @@ function txErrorStatus(err) {
   if (inner.includes("Transaction already closed")) return 422;
   if (inner.includes("Unable to start a transaction in the given time")) return 504;
   return 500;
+}
+
+// ---------------------------------------------------------------- interactive transactions of the GraphQL build
+
+/** id → { client, engine, started, timeout, timer }: a pool connection that ran BEGIN and its own engine. */
+const ownTx = new Map();
+/** id → how it closed ({ why: "committed" | "rolled back" | "expired", timeout, elapsed }), bounded. */
+const ownClosed = new Map();
+const ISOLATION = {
+  ReadUncommitted: "READ UNCOMMITTED", ReadCommitted: "READ COMMITTED", RepeatableRead: "REPEATABLE READ", Serializable: "SERIALIZABLE",
+};
+const txApiError = (message) => ({ is_panic: false, message: `Transaction API error: ${message}`, meta: { error: message }, error_code: "P2028" });
+
+/** The native engine's words for an operation on a closed transaction. */
+function closedError(id, operation) {
+  const c = ownClosed.get(id);
+  if (!c) return notFoundError();
+  if (c.why !== "expired") return txApiError(`Transaction already closed: A ${operation} cannot be executed on a ${c.why} transaction.`);
+  return txApiError(
+    `Transaction already closed: A ${operation} cannot be executed on an expired transaction. The timeout for this transaction was ${c.timeout} ms, ` +
+      `however ${c.elapsed} ms passed since the start of the transaction. Consider increasing the interactive transaction timeout or doing less work in the transaction.`,
+  );
+}
+
+/** The 0.0.11 adapter over one connection; the engine's own (nested-write) transactions become phantom ones on it. */
+function boundToConnection(client) {
+  const inner = new LegacyPrismaPg(client);
+  const queryable = { flavour: "postgres", queryRaw: (q) => inner.queryRaw(q), executeRaw: (q) => inner.executeRaw(q) };
+  const nested = { ...queryable, options: { usePhantomQuery: true }, commit: async () => ok(undefined), rollback: async () => ok(undefined), dispose: () => ok(undefined) };
+  return bindAdapter({ ...queryable, startTransaction: async () => ok(nested), close: async () => ok(undefined) });
+}
+
+async function ownStart(options) {
+  const acquire = pgPool.connect();
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(() => resolve(null), options.max_wait); });
+  let client;
+  try {
+    client = await Promise.race([acquire, late]);
+  } catch (e) {
+    return txApiError(`Unable to start a transaction: ${e.message}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!client) {
+    acquire.then((c) => c.release(), () => {});
+    return txApiError("Unable to start a transaction in the given time.");
+  }
+  const level = options.isolation_level;
+  if (level != null && !ISOLATION[level]) {
+    client.release();
+    return { is_panic: false, message: `Inconsistent column data: Conversion failed: Invalid isolation level \`${level}\``, meta: {}, error_code: "P2023" };
+  }
+  let txEngine;
+  try {
+    await client.query(level ? `BEGIN ISOLATION LEVEL ${ISOLATION[level]}` : "BEGIN");
+    txEngine = makeEngine(boundToConnection(client));
+    await txEngine.connect("{}");
+  } catch (e) {
+    client.release(true);
+    return userFacing(e) ?? txApiError(`Unable to start a transaction: ${e.message}`);
+  }
+  const id = options.new_tx_id ?? crypto.randomUUID();
+  const entry = { client, engine: txEngine, started: Date.now(), timeout: options.timeout };
+  entry.timer = setTimeout(() => ownClose(id, "expired").catch(() => {}), options.timeout);
+  ownTx.set(id, entry);
+  return { id };
+}
+
+/** Ends transaction `id` (commit, rollback, or expiry's rollback); `null` when done, else the error body. */
+async function ownClose(id, why) {
+  const entry = ownTx.get(id);
+  if (!entry) return closedError(id, why === "committed" ? "commit" : "rollback");
+  ownTx.delete(id);
+  clearTimeout(entry.timer);
+  let failure = null;
+  try {
+    await entry.client.query(why === "committed" ? "COMMIT" : "ROLLBACK");
+    entry.client.release();
+  } catch (e) {
+    entry.client.release(true);
+    failure = txApiError(`Transaction ${why === "committed" ? "commit" : "rollback"} failed: ${e.message}`);
+  }
+  try {
+    await entry.engine.disconnect("{}");
+    entry.engine.free();
+  } catch {}
+  ownClosed.set(id, { why, timeout: entry.timeout, elapsed: Date.now() - entry.started });
+  while (ownClosed.size > CLOSED_TX_MEMORY) ownClosed.delete(ownClosed.keys().next().value);
+  closeTx(id);
+  return failure;
+}
+
+/** A batch without `transaction: true` traps the GraphQL build: run it query by query, as the native engine
+ *  runs a non-transactional batch (each part answers for itself). `null` when `raw` is no such batch. */
+async function splitBatch(target, raw) {
+  let body;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  if (!body || !Array.isArray(body.batch) || body.transaction === true) return null;
+  const parts = [];
+  for (const q of body.batch) parts.push(await target.query(JSON.stringify(q), "{}", undefined));
+  return `{"batchResult":[${parts.join(",")}]}`;
 }
 
 // ---------------------------------------------------------------- metrics (kept here; the WASM engine has none)
@@ -602,7 +759,11 @@ async function handleQuery(req, res, started) {
   if (parsed !== undefined && hasUnknownAction(parsed)) {
     return send(res, 422, protocolError("data did not match any variant of untagged enum JsonBody"), { elapsedSince: started });
   }
-  if (txId !== undefined && !knownTx(txId)) {
+  if (graphql && txId !== undefined && !ownTx.has(txId)) {
+    const err = closedError(txId, "query");
+    return send(res, 200, { errors: [{ error: err.message, user_facing_error: err }] }, { elapsedSince: started });
+  }
+  if (!graphql && txId !== undefined && !knownTx(txId)) {
     const err = notFoundError();
     return send(res, 200, { errors: [{ error: TX_NOT_FOUND, user_facing_error: err }] }, { elapsedSince: started });
   }
@@ -610,6 +771,12 @@ async function handleQuery(req, res, started) {
   metrics.active++;
   const t0 = performance.now();
   try {
+    if (graphql) {
+      // The transaction's own engine runs its queries (on its connection); no tx id reaches an engine.
+      const target = txId !== undefined ? ownTx.get(txId).engine : engine;
+      const result = (await splitBatch(target, raw)) ?? (await target.query(raw, "{}", undefined));
+      return send(res, 200, result, { elapsedSince: started });
+    }
     const { result, spans } = await callEngine("query", (t) => [raw, t, txId], traceparentOf(req));
     const out = wantsTraces(req) ? withExtensions(result, spans) : result;
     send(res, 200, out, { elapsedSince: started });
@@ -636,6 +803,10 @@ async function handleTxStart(req, res) {
   if (input.isolation_level != null) options.isolation_level = input.isolation_level;
   if (input.new_tx_id != null) options.new_tx_id = input.new_tx_id;
   sweepExpired();
+  if (graphql) {
+    const out = await ownStart(options);
+    return send(res, typeof out.id === "string" ? 200 : txErrorStatus(out), out);
+  }
   const { result, spans } = await callEngine("startTransaction", (t) => [JSON.stringify(options), t], traceparentOf(req));
   const body = JSON.parse(result);
   if (typeof body.id === "string") {
@@ -650,6 +821,10 @@ async function handleTxStart(req, res) {
 
 async function handleTxEnd(req, res, id, op) {
   await readBody(req);
+  if (graphql) {
+    const failure = await ownClose(id, op === "commit" ? "committed" : "rolled back");
+    return failure ? send(res, txErrorStatus(failure), failure) : send(res, 200, {});
+  }
   if (!knownTx(id)) return send(res, 404, notFoundError());
   const method = op === "commit" ? "commitTransaction" : "rollbackTransaction";
   const { result, spans } = await callEngine(method, (t) => [id, t], traceparentOf(req));
@@ -751,11 +926,12 @@ async function shutdown() {
   server.closeIdleConnections?.();
   const until = Date.now() + SHUTDOWN_GRACE_MS;
   while (inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  for (const id of [...ownTx.keys()]) await ownClose(id, "rolled back").catch(() => {});
   try {
     await callEngine("disconnect", (t) => [t]);
   } catch {}
   try {
-    await adapter.dispose();
+    await (graphql ? pgPool.end() : adapter.dispose());
   } catch {}
   process.exit(0);
 }

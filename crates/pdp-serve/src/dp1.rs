@@ -318,12 +318,14 @@ impl Dp1 {
         };
         let engine = match self.kind {
             QueryEngine::Native => v.to_string(),
-            QueryEngine::Wasm if protocol == Protocol::GraphQl => {
+            QueryEngine::Wasm if protocol == Protocol::GraphQl && self.provider != Provider::Postgresql => {
                 return Err(Box::new(known_startup_error(
                     &format!(
-                        "Prisma {v} clients speak the GraphQL protocol, and pdp's `[serve] engine = \"wasm\"` speaks only \
-                         JSON: use `engine = \"native\"`, or add `previewFeatures = [\"jsonProtocol\"]` to the generator and \
-                         rebuild the client"
+                        "Prisma {v} clients speak the GraphQL protocol, and the only WASM engine that speaks it (`[serve] \
+                         engine = \"wasm\"`, @prisma/query-engine-wasm {}) has a PostgreSQL driver adapter only: use \
+                         `engine = \"native\"`, or add `previewFeatures = [\"jsonProtocol\"]` to the generator and \
+                         rebuild the client",
+                        engine::WASM_GRAPHQL_VERSION
                     ),
                     "P5012",
                 )));

@@ -42,15 +42,24 @@ const WASM_PACKAGES: [&str; 8] = [
     "@prisma/adapter-libsql@6.19.3",
     "@libsql/client@0.8.1",
 ];
+/// The only WASM query engine published that still speaks the GraphQL protocol (Prisma 4.x clients without
+/// `jsonProtocol`): a 5.6-era build with the driver adapters of its time, PostgreSQL only.
+pub const WASM_GRAPHQL_VERSION: &str = "0.0.11";
+const WASM_GRAPHQL_PACKAGES: [&str; 4] =
+    ["@prisma/query-engine-wasm@0.0.11", "@prisma/driver-adapter-utils@5.6.0", "@prisma/adapter-pg@5.6.0", "pg@8.11.3"];
 const WASM_LAUNCHER: &str = include_str!("../launchers/wasm-engine.mjs");
 const WASM_LAUNCHER_FILE: &str = "pdp-wasm-engine.mjs";
 
-/// The npm packages of the WASM engine.
-pub fn wasm_tool_spec() -> ToolSpec {
+/// The npm packages of the WASM engine for `protocol`.
+pub fn wasm_tool_spec(protocol: Protocol) -> ToolSpec {
+    let (name, version, packages): (&str, &str, &[&str]) = match protocol {
+        Protocol::Json => ("wasm-query-engine", WASM_VERSION, &WASM_PACKAGES),
+        Protocol::GraphQl => ("wasm-query-engine-graphql", WASM_GRAPHQL_VERSION, &WASM_GRAPHQL_PACKAGES),
+    };
     ToolSpec {
-        name: "wasm-query-engine".into(),
-        version: WASM_VERSION.into(),
-        packages: WASM_PACKAGES.iter().map(|s| (*s).to_owned()).collect(),
+        name: name.into(),
+        version: version.into(),
+        packages: packages.iter().map(|s| (*s).to_owned()).collect(),
     }
 }
 
@@ -283,7 +292,7 @@ impl Engines {
             permanent: true,
         })?;
         let npm = settings.npm.clone();
-        let spec = wasm_tool_spec();
+        let spec = wasm_tool_spec(key.protocol);
         let label = spec.label();
         let installed = npm::ensure(&settings.cache_root, &spec, move || {
             npm.ok_or(NpmError::NotFound { program: "npm", tool: label })
@@ -303,10 +312,11 @@ impl Engines {
             .arg(datamodel)
             .arg("--unix-path")
             .arg(&socket)
-            .args(["--engine-protocol", "json"])
+            .args(["--engine-protocol", key.protocol.as_str()])
             .env("PDP_DATABASE_URL", self.datasource_url())
             .env("PDP_QE_MODULES_DIR", &installed.dir)
             .env("PDP_QE_PROVIDER", &schema.provider)
+            .env("PDP_QE_DATASOURCE", &schema.datasource)
             .env("RUST_LOG", &settings.log_level);
         if let Some(n) = settings.limits.connection_limit {
             cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", n.to_string());
@@ -536,11 +546,14 @@ mod tests {
 
     #[test]
     fn the_wasm_spec_pins_every_package() {
-        assert!(
-            wasm_tool_spec()
-                .packages
-                .iter()
-                .all(|p| p.rsplit_once('@').is_some_and(|(_, v)| { semver::Version::parse(v).is_ok() }))
-        );
+        for protocol in [Protocol::Json, Protocol::GraphQl] {
+            assert!(
+                wasm_tool_spec(protocol)
+                    .packages
+                    .iter()
+                    .all(|p| p.rsplit_once('@').is_some_and(|(_, v)| { semver::Version::parse(v).is_ok() })),
+                "{protocol:?}"
+            );
+        }
     }
 }
