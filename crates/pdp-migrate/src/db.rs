@@ -271,7 +271,8 @@ pub async fn ping(url: &DatabaseUrl, schema_dir: &Path, timeout: Duration) -> Re
     let query = async {
         let version = match db {
             Db::Postgres(mut c) => {
-                let row = sqlx::query("SELECT current_setting('server_version')").fetch_one(&mut c).await?;
+                let row =
+                    sqlx::query("SELECT current_setting('server_version')").persistent(false).fetch_one(&mut c).await?;
                 let v: String = row.try_get(0)?;
                 let _ = c.close().await;
                 format!("PostgreSQL {v}")

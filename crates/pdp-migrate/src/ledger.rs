@@ -3,6 +3,11 @@
 //! engine does), not taken from the database clock.
 //!
 //! This module knows SQL dialects; it does not decide what to apply (`ops` does) and never prints.
+//!
+//! PostgreSQL statements are never prepared under a name (`.persistent(false)`): where the server shares one
+//! session between connections (pdp's embedded PGlite, a transaction-mode PgBouncer) a named statement
+//! (`sqlx_s_1`) outlives its connection, and the next pdp connection preparing that name fails with 42P05
+//! (seen: `pdp migrate status` after `pdp serve`'s `/ready` had pinged the shared PGlite).
 
 use std::time::{Duration, Instant};
 
@@ -131,7 +136,7 @@ macro_rules! execute {
     ($db:expr, $sql:expr $(, $bind:expr)* $(,)?) => {{
         let sql: &str = $sql;
         match $db {
-            Db::Postgres(c) => sqlx::query(sql)$(.bind($bind))*.execute(&mut *c).await.map(|r| r.rows_affected()),
+            Db::Postgres(c) => sqlx::query(sql)$(.bind($bind))*.persistent(false).execute(&mut *c).await.map(|r| r.rows_affected()),
             Db::Mysql(c) => sqlx::query(sql)$(.bind($bind))*.execute(&mut *c).await.map(|r| r.rows_affected()),
             Db::Sqlite(c) => sqlx::query(sql)$(.bind($bind))*.execute(&mut *c).await.map(|r| r.rows_affected()),
         }
@@ -153,6 +158,7 @@ impl Db {
                 loop {
                     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                         .bind(PG_LOCK_KEY)
+                        .persistent(false)
                         .fetch_one(&mut *c)
                         .await
                         .map_err(|e| LockFailure::Db(DbFailure::from(&e)))?;
@@ -237,6 +243,7 @@ impl Db {
                      AND table_type = 'BASE TABLE' AND table_name NOT IN ('spatial_ref_sys', 'geometry_columns') \
                      ORDER BY table_name",
                     )
+                    .persistent(false)
                     .fetch_all(&mut *c)
                     .await
                 }
@@ -270,7 +277,7 @@ impl Db {
         const SELECT: &str = "SELECT id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, \
                               applied_steps_count FROM _prisma_migrations ORDER BY started_at ASC, id ASC";
         let rows = match self {
-            Db::Postgres(c) => sqlx::query(SELECT).fetch_all(&mut *c).await.and_then(|rows| {
+            Db::Postgres(c) => sqlx::query(SELECT).persistent(false).fetch_all(&mut *c).await.and_then(|rows| {
                 rows.iter()
                     .map(|r| {
                         Ok(LedgerRow {
