@@ -69,13 +69,20 @@ fn demo_on_postgresql_with_health_ready_and_metrics() {
         "pdp_requests_total{route=\"qpe_tx_commit\",status=\"200\"} 2",
         "pdp_requests_total{route=\"qpe_tx_rollback\",status=\"200\"} 1",
         "pdp_request_duration_seconds_bucket{le=\"+Inf\",route=\"qpe_query\"}",
-        "pdp_child_starts_total{kind=\"executor\",version=\"7.10.0\"} 1",
-        "pdp_children_running{kind=\"executor\",version=\"7.10.0\"} 1",
         "pdp_open_transactions 0",
         "pdp_requests_in_flight 1",
         "pdp_auth_failures_total 1",
     ] {
         assert!(metrics.contains(expected), "`{expected}` missing from:\n{metrics}");
+    }
+    // A pool of executors for the project's version, one per CPU by default, each started once.
+    let pool = ready["executors"].as_array().expect("executors").len();
+    assert_eq!(pool, serve::default_pool(), "{body}");
+    for slot in 0..pool {
+        for series in ["pdp_child_starts_total", "pdp_children_running"] {
+            let expected = format!("{series}{{kind=\"executor\",version=\"7.10.0\",slot=\"{slot}\"}} 1");
+            assert!(metrics.contains(&expected), "`{expected}` missing from:\n{metrics}");
+        }
     }
     // One access-log line per request, with its id and key id, never the key.
     let log = s.log_when("the access log of the transaction start", |l| l.contains("route=\"qpe_tx_start\""));
@@ -142,14 +149,16 @@ fn children_listen_only_on_private_unix_sockets_no_other_user_can_reach() {
     assert!(ok && out.contains(r#"{"users":"#), "{out}\n{}", s.log());
     // The executor (HTTP) and the embedded PostgreSQL (psql probes it).
     let probe = |socket: &std::path::Path| (!socket.ends_with(".s.PGSQL.5432")).then_some("/connection-info");
+    s.all_children_ready();
     let sockets = serve::assert_children_private(s.pid(), &probe);
-    assert_eq!(sockets.len(), 2, "{sockets:?}");
+    assert_eq!(sockets.len(), 1 + serve::default_pool(), "the database and one socket per executor: {sockets:?}");
     // Another pdp of the same user finds the running embedded database through its record: the socket
     // directory, not a port.
     let record: serde_json::Value = serde_json::from_str(&p.read(".pdp/pglite/server.json")).expect("record");
     let pglite = sockets.iter().find(|s| s.ends_with(".s.PGSQL.5432")).expect("the PGlite socket");
     assert_eq!(record["socket_dir"].as_str().map(std::path::Path::new), pglite.parent(), "{record}");
     assert!(record.get("port").is_none(), "{record}");
+    // `/ready` has pinged the shared database meanwhile: pdp's statements must not collide in its one session.
     let status = cached(&p, &["migrate", "status"]).expect_code(0);
     assert!(status.all().contains("up to date"), "{}", status.all());
     let dirs: Vec<_> = sockets.iter().filter_map(|p| p.parent().map(std::path::Path::to_path_buf)).collect();
@@ -202,21 +211,38 @@ fn a_killed_executor_restarts_and_the_next_request_succeeds() {
     p.write("demo.ts", &demo_script());
     assert!(s.deno("demo.ts", &key, &[]).0, "{}", s.log());
     let executors = children(s.pid(), "pdp-qpe.mjs");
-    assert_eq!(executors.len(), 1, "one executor child: {executors:?}\n{}", s.log());
+    let pool = serve::default_pool();
+    assert_eq!(executors.len(), pool, "one executor child per pool slot: {executors:?}\n{}", s.log());
     serve::signal(executors[0], "KILL");
-    // The next client run waits for the restarted executor instead of failing.
+    // The next client run succeeds: on another child of the pool, or on the restarted one.
     let (ok, out) = s.deno("demo.ts", &key, &[]);
     assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
     assert_demo_ran(&out);
-    let restarted = children(s.pid(), "pdp-qpe.mjs");
-    assert_eq!(restarted.len(), 1);
-    assert_ne!(restarted, executors, "a new executor process");
     s.log_when("the executor's exit in the log", |l| l.contains("exited unexpectedly"));
+    let restarted = serve::poll(Duration::from_secs(60), "the pool full again", || {
+        let now = children(s.pid(), "pdp-qpe.mjs");
+        (now.len() == pool).then_some(now)
+    });
+    assert!(!restarted.contains(&executors[0]), "a new executor process: {executors:?} -> {restarted:?}");
+    assert!(
+        executors[1..].iter().all(|pid| restarted.contains(pid)),
+        "the others kept running: {executors:?} -> {restarted:?}"
+    );
     let (_, metrics) = s.curl("GET", "/metrics", &[&format!("Authorization: Bearer {key}")], None);
-    assert!(metrics.contains("pdp_child_restarts_total{kind=\"executor\",version=\"7.10.0\"} 1"), "{metrics}");
-    assert!(metrics.contains("pdp_child_starts_total{kind=\"executor\",version=\"7.10.0\"} 2"), "{metrics}");
+    let series = |name: &str| serve::metric_sum(&metrics, &format!("{name}{{kind=\"executor\",version=\"7.10.0\""));
+    assert_eq!(series("pdp_child_restarts_total"), 1.0, "{metrics}");
+    assert_eq!(series("pdp_child_starts_total"), (pool + 1) as f64, "{metrics}");
     drop(s);
     drop_db(&name);
+}
+
+/// Writes the `go` file the client scripts wait for, when dropped.
+struct Go<'a>(&'a crate::support::Project);
+
+impl Drop for Go<'_> {
+    fn drop(&mut self) {
+        self.0.write("go", "");
+    }
 }
 
 #[test]
@@ -246,13 +272,20 @@ fn a_transaction_whose_executor_died_is_the_clients_p2028_at_once() {
     let (ok, out) = std::thread::scope(|scope| {
         let client = scope.spawn(|| s.deno("tx.ts", &key, &[]));
         serve::poll(Duration::from_secs(120), "the transaction to open", || p.path("tx-open").exists().then_some(()));
+        // Whatever happens below, the client is let go (a failed assertion must not leave it waiting).
+        let _go = Go(&p);
+        // The transaction's owner is one of the pool: every executor is killed.
         let executors = children(s.pid(), "pdp-qpe.mjs");
-        assert_eq!(executors.len(), 1, "one executor child: {executors:?}\n{}", s.log());
-        serve::signal(executors[0], "KILL");
-        serve::poll(Duration::from_secs(10), "pdp to see the executor die", || {
-            s.metrics(&key).contains("pdp_child_restarts_total{kind=\"executor\",version=\"7.10.0\"} 1").then_some(())
+        assert!(!executors.is_empty(), "no executor child:\n{}", s.log());
+        for pid in &executors {
+            serve::signal(*pid, "KILL");
+        }
+        serve::poll(Duration::from_secs(10), "pdp to see the executors die", || {
+            let m = s.metrics(&key);
+            let restarts = serve::metric_sum(&m, "pdp_child_restarts_total{kind=\"executor\",version=\"7.10.0\"");
+            (restarts >= executors.len() as f64).then_some(())
         });
-        p.write("go", "");
+        drop(_go);
         client.join().expect("client thread")
     });
     assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
@@ -398,4 +431,126 @@ fn serve_refuses_to_start_without_keys_and_names_a_taken_port() {
         "{}",
         out.all()
     );
+}
+
+/// The pool child serving `slot`: the executor whose socket (in its environment) ends in `-<slot>.sock`.
+fn executor_in_slot(pdp: u32, slot: u64) -> u32 {
+    let suffix = format!("-{slot}.sock");
+    children(pdp, "pdp-qpe.mjs")
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .filter_map(|kv| std::str::from_utf8(kv).ok())
+                    .any(|kv| kv.starts_with("PDP_QPE_SOCKET=") && kv.ends_with(&suffix))
+            })
+        })
+        .unwrap_or_else(|| panic!("no executor in slot {slot}"))
+}
+
+#[test]
+fn one_crashed_child_of_a_pool_costs_only_its_own_requests_and_transactions() {
+    let name = db_name("pool");
+    let p = project(&Db::Postgres(name.clone()));
+    let toml = p.read("pdp.toml").replacen("[serve]\n", "[serve]\nchildren = 2\n", 1);
+    p.write("pdp.toml", &toml);
+    let key = api_key(&p);
+    let s = Serving::start(&p, &[]);
+    let ready = s.all_children_ready();
+    assert_eq!(ready["executors"].as_array().map(Vec::len), Some(2), "{ready}");
+    // Load: 8 workers counting users until told to stop; every answer is tallied by the time it came:
+    // before the kill, after it, and what failed (with the client's error code).
+    p.write(
+        "load.ts",
+        &client_script(
+            "const exists = (f: string) => Deno.stat(f).then(() => true, () => false);\n\
+             const t = { before: 0, after: 0, failed: [] as string[] };\n\
+             await Promise.all(Array.from({ length: 8 }, async () => {\n\
+               while (!(await exists('stop'))) {\n\
+                 const killed = await exists('killed');\n\
+                 try { await prisma.user.count(); if (killed) t.after++; else t.before++; }\n\
+                 catch (e) { t.failed.push((e as { code?: string }).code ?? String(e)); }\n\
+               }\n\
+             }));\n\
+             console.log(JSON.stringify({ load: t }));\n",
+        ),
+    );
+    p.write(
+        "tx.ts",
+        &client_script(
+            "const out = (k: string, v: unknown) => console.log(JSON.stringify({ [k]: v }));\n\
+             try {\n\
+               await prisma.$transaction(async (tx) => {\n\
+                 await tx.user.create({ data: { email: 'held@pool.test' } });\n\
+                 await Deno.writeTextFile('tx-open', 'yes');\n\
+                 while (!(await Deno.stat('go').then(() => true, () => false))) await new Promise((r) => setTimeout(r, 20));\n\
+                 const asked = Date.now();\n\
+                 try { await tx.user.create({ data: { email: 'second@pool.test' } }); }\n\
+                 catch (e) { out('inner', { code: (e as { code?: string }).code, ms: Date.now() - asked }); throw e; }\n\
+               }, { timeout: 60000, maxWait: 5000 });\n\
+               out('outer', 'committed');\n\
+             } catch (e) { out('outer', (e as { code?: string }).code); }\n",
+        ),
+    );
+    let ((tx_ok, tx_out), (load_ok, load_out)) = std::thread::scope(|scope| {
+        let tx = scope.spawn(|| s.deno("tx.ts", &key, &[]));
+        let _go = Go(&p);
+        serve::poll(Duration::from_secs(120), "the transaction to open", || p.path("tx-open").exists().then_some(()));
+        let load = scope.spawn(|| s.deno("load.ts", &key, &[]));
+        // The transaction's owner, as /ready says; the other child is the survivor.
+        let (_, body) = s.curl("GET", "/ready", &[], None);
+        let ready: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let executors = ready["executors"].as_array().expect("executors").clone();
+        let owner = executors.iter().find(|e| e["transactions"] == 1).expect("the owner is listed").clone();
+        let owner_slot = owner["slot"].as_u64().expect("slot");
+        let other_slot = 1 - owner_slot;
+        let (owner_pid, other_pid) = (executor_in_slot(s.pid(), owner_slot), executor_in_slot(s.pid(), other_slot));
+        serve::poll(Duration::from_secs(60), "some load before the kill", || {
+            (serve::metric_sum(&s.metrics(&key), "pdp_requests_total{route=\"qpe_query\",status=\"200\"}") > 50.0)
+                .then_some(())
+        });
+        serve::signal(owner_pid, "KILL");
+        p.write("killed", "");
+        serve::poll(Duration::from_secs(10), "pdp to see the owner die", || {
+            let m = s.metrics(&key);
+            (serve::metric_sum(&m, "pdp_child_restarts_total{kind=\"executor\",version=\"7.10.0\"") >= 1.0)
+                .then_some(())
+        });
+        drop(_go);
+        let tx = tx.join().expect("tx client");
+        // Let the load run on a while after the kill, then stop it.
+        let after = serve::metric_sum(&s.metrics(&key), "pdp_requests_total{route=\"qpe_query\",status=\"200\"}");
+        serve::poll(Duration::from_secs(60), "load served after the kill", || {
+            (serve::metric_sum(&s.metrics(&key), "pdp_requests_total{route=\"qpe_query\",status=\"200\"}")
+                > after + 50.0)
+                .then_some(())
+        });
+        p.write("stop", "");
+        let load = load.join().expect("load client");
+        // The survivor never stopped: same process, first incarnation.
+        assert!(std::path::Path::new(&format!("/proc/{other_pid}")).exists(), "the other child kept running");
+        let (_, body) = s.curl("GET", "/ready", &[], None);
+        let ready: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let other = ready["executors"].as_array().expect("executors").iter().find(|e| e["slot"] == other_slot).cloned();
+        assert_eq!(other.map(|e| e["generation"].clone()), Some(serde_json::json!(1)), "{ready}");
+        (tx, load)
+    });
+    assert!(tx_ok, "{tx_out}\n{}", s.log());
+    let lines: Vec<serde_json::Value> = tx_out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let inner = lines.iter().find_map(|v| v.get("inner")).expect("the inner error");
+    assert_eq!(inner["code"], "P2028", "{tx_out}");
+    assert!(inner["ms"].as_u64().is_some_and(|ms| ms < 1000), "answered at once: {tx_out}");
+    assert!(load_ok, "{load_out}\n{}", s.log());
+    let load: serde_json::Value = load_out
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("load").cloned())
+        .expect("tally");
+    eprintln!("pool of 2, one child killed under load: {load}; the transaction's next query: {inner}");
+    // Only what was in flight on the killed child failed: at most one request per worker.
+    let failed = load["failed"].as_array().expect("failed").len();
+    assert!(failed <= 8, "more failures than requests in flight on the killed child: {load}");
+    assert!(load["before"].as_u64() > Some(0) && load["after"].as_u64() > Some(50), "{load}");
+    assert_eq!(psql(&name, "SELECT count(*) FROM \"User\" WHERE email LIKE '%@pool.test'"), "0", "rolled back");
+    drop(s);
+    drop_db(&name);
 }

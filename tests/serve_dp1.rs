@@ -293,17 +293,19 @@ fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
         json_request(&s, "POST", &format!("/6.19.3/{}/graphql", posts.hash), Some(&create("Post", "p@x.io")), &[]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["createOnePost"]["email"], "p@x.io", "{body}");
-    // `/ready` lists both engines for operators; they do not decide readiness (they start on first use).
-    let (status, ready) = json_request(&s, "GET", "/ready", None, &[]);
-    assert_eq!(status, 200, "{ready}");
-    let listed: Vec<(String, String)> = ready["engines"]
+    // `/ready` lists both engines' pools for operators, child by child; they do not decide readiness (they
+    // start on first use).
+    let ready = s.all_children_ready();
+    let listed: Vec<(String, u64)> = ready["engines"]
         .as_array()
         .expect("engines")
         .iter()
-        .map(|e| (e["engine"].as_str().unwrap_or("").to_owned(), e["status"].as_str().unwrap_or("").to_owned()))
+        .map(|e| (e["engine"].as_str().unwrap_or("").to_owned(), e["slot"].as_u64().unwrap_or(99)))
         .collect();
-    let mut expected: Vec<(String, String)> =
-        [&users, &posts].iter().map(|sc| (format!("wasm/{}", &sc.hash[..12]), "ready".to_owned())).collect();
+    let mut expected: Vec<(String, u64)> = [&users, &posts]
+        .iter()
+        .flat_map(|sc| (0..serve::default_pool() as u64).map(|slot| (format!("wasm/{}", &sc.hash[..12]), slot)))
+        .collect();
     expected.sort();
     assert_eq!(listed, expected, "{ready}");
     // The engine's user-facing error passes through unchanged: P2002.
@@ -463,8 +465,9 @@ fn the_wasm_engine_listens_only_on_a_private_unix_socket() {
     let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;
     let (status, body) = json_request(&s, "POST", &format!("/6.19.3/{}/graphql", sc.hash), Some(count), &[]);
     assert_eq!(status, 200, "{body}");
+    s.all_children_ready();
     let sockets = serve::assert_children_private(s.pid(), &|_| Some("/status"));
-    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    assert_eq!(sockets.len(), serve::default_pool(), "one socket per engine of the pool: {sockets:?}");
 }
 
 /// A transaction that waits, mid-way, for the test to kill its engine, then goes on.
@@ -678,7 +681,10 @@ fn prisma_4_16_deno_client_graphql_through_the_real_wasm_engine() {
     assert_eq!(status, 200, "{ready}");
     let engines: Vec<&str> =
         ready["engines"].as_array().expect("engines").iter().filter_map(|e| e["engine"].as_str()).collect();
-    assert!(engines.len() == 1 && engines[0].starts_with("wasm/") && engines[0].ends_with("/graphql"), "{ready}");
+    assert!(
+        !engines.is_empty() && engines.iter().all(|e| e.starts_with("wasm/") && e.ends_with("/graphql")),
+        "{ready}"
+    );
     drop(s);
     let _ = drop_db();
 }

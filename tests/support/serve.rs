@@ -153,6 +153,18 @@ impl Serving {
         }
     }
 
+    /// Waits (bounded) until every child `/ready` lists, executors and engines, is ready: a pool's other
+    /// children may still be starting when the first answered. Returns that `/ready` body.
+    pub fn all_children_ready(&self) -> serde_json::Value {
+        poll(Duration::from_secs(120), "every child of the pools ready", || {
+            let (_, body) = self.curl("GET", "/ready", &[], None);
+            let ready: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let children: Vec<&serde_json::Value> =
+                ["engines", "executors"].iter().filter_map(|k| ready[*k].as_array()).flatten().collect();
+            children.iter().all(|c| c["status"] == "ready").then_some(ready.clone())
+        })
+    }
+
     /// Everything pdp serve logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log").clone()
@@ -278,6 +290,17 @@ impl Drop for Serving {
             let _ = reader.join();
         }
     }
+}
+
+/// The sum of every sample in Prometheus `text` whose line starts with `prefix` (a metric name and the
+/// first labels, e.g. `pdp_child_restarts_total{kind="executor"`): one figure over a pool's slots.
+pub fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+/// The default pool size: `[serve] children` left out is one child per CPU pdp may use.
+pub fn default_pool() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// Sends `sig` to `pid` with kill(1).

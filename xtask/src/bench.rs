@@ -237,6 +237,17 @@ pub(crate) fn child_with(pid: u32, marker: &str) -> Option<u32> {
     })
 }
 
+/// Every child of `pid` whose command line contains `marker`.
+pub(crate) fn children_with(pid: u32, marker: &str) -> Vec<u32> {
+    children(pid)
+        .into_iter()
+        .filter(|c| {
+            std::fs::read(format!("/proc/{c}/cmdline"))
+                .is_ok_and(|line| line.windows(marker.len()).any(|w| w == marker.as_bytes()))
+        })
+        .collect()
+}
+
 /// The TCP port process `pid` listens on (from `ss`, iproute2).
 pub(crate) fn listening_port(pid: u32) -> anyhow::Result<u16> {
     let out = Command::new("ss").args(["-tlnpH"]).output().context("cannot run ss")?;

@@ -129,8 +129,11 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     let db = format!("pdp_bench_dp1_{}", std::process::id());
     let url = format!("postgresql://postgres@127.0.0.1:5432/{db}");
     std::fs::create_dir_all(work.join("prisma"))?;
-    let toml = "[prisma]\nversion = \"6.19.3\"\n\n[database]\nurl = \"env:DATABASE_URL\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\napi-keys = [\"env:PDP_API_KEY\"]\nengine = \"wasm\"\n";
+    // One engine per schema, so that "direct" and "through pdp" load the very same process; the pool
+    // paths below compare `children = 2` with `children = 1`.
+    let toml = "[prisma]\nversion = \"6.19.3\"\n\n[database]\nurl = \"env:DATABASE_URL\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\napi-keys = [\"env:PDP_API_KEY\"]\nengine = \"wasm\"\nchildren = 1\n";
     std::fs::write(work.join("pdp.toml"), toml)?;
+    std::fs::write(work.join("pdp-pool2.toml"), toml.replacen("children = 1", "children = 2", 1))?;
     // The same proxy without TLS (a second pdp serve), to split pdp's overhead into what TLS costs (client
     // and server side) and what the proxying itself costs.
     std::fs::write(work.join("pdp-plain.toml"), toml.replacen("[serve]\n", "[serve]\ntls = \"off\"\n", 1))?;
@@ -197,7 +200,8 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     // One round on one path, with the CPU every process on the path spent per request (µs): the load
     // generator, the proxy (when there is one), the engine, PostgreSQL.
     let run = |tool: Tool, path: &Way, seconds: u32| -> anyhow::Result<(Load, Cpu)> {
-        let before = (path.proxy.map_or(0, cpu), cpu(path.engine), postgres_cpu());
+        let engines = || path.engines.iter().map(|p| cpu(*p)).sum::<u64>();
+        let before = (path.proxy.map_or(0, cpu), engines(), postgres_cpu());
         let env = [
             ("URL", path.url.clone()),
             ("KEY", path.key.to_owned()),
@@ -220,7 +224,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
                 text
             }
         };
-        let after = (path.proxy.map_or(0, cpu), cpu(path.engine), postgres_cpu());
+        let after = (path.proxy.map_or(0, cpu), engines(), postgres_cpu());
         let n = field(&out, "n").max(1.0);
         // Clock ticks are 10 ms (100 per second on Linux).
         let per = |ticks: u64| ticks as f64 * 10_000.0 / n;
@@ -239,7 +243,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     // "Direct" is the very engine pdp started for the schema, reached on its loopback port: one process,
     // so JIT warm-up, heap and pool are the same on both sides of every comparison.
     let proxied = |name: &'static str, url: String, pdp: u32| -> anyhow::Result<[Way; 2]> {
-        let first = Way { name, url, key: KEY, proxy: Some(pdp), engine: 0 };
+        let first = Way { name, url, key: KEY, proxy: Some(pdp), engines: Vec::new() };
         let _ = run(Tool::Wrk, &first, 2)?; // starts the engine if it is not running yet
         let engine = child_with(pdp, &hash)
             .ok_or_else(|| anyhow::format_err!("pdp serve {pdp} runs no engine for schema {hash}"))?;
@@ -249,19 +253,19 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
             url: format!("http://127.0.0.1:{port}/"),
             key: "",
             proxy: None,
-            engine,
+            engines: vec![engine],
         };
-        Ok([direct, Way { engine, ..first }])
+        Ok([direct, Way { engines: vec![engine], ..first }])
     };
     let [direct_a, https] =
         proxied("pdp https", format!("https://localhost:{port}/6.19.3/{hash}/graphql"), serve.id())?;
-    let mut nginx = start_nginx(&work, direct_a.engine)?;
+    let mut nginx = start_nginx(&work, direct_a.engines[0])?;
     let nginx_way = Way {
         name: "nginx https",
         url: format!("https://localhost:{}/6.19.3/{hash}/graphql", nginx.port),
         key: KEY,
         proxy: Some(nginx.worker),
-        engine: direct_a.engine,
+        engines: direct_a.engines.clone(),
     };
     let [direct_b, tls_off] =
         proxied("pdp tls off", format!("http://127.0.0.1:{plain_port}/6.19.3/{hash}/graphql"), plain.id())?;
@@ -288,6 +292,34 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     };
     let with_wrk = rounds(Tool::Wrk, &[&paths[0], &paths[1], &paths[2], &paths[3], &paths[4]], ROUNDS)?;
     let with_node = rounds(Tool::Node, &[&paths[0], &paths[1]], NODE_ROUNDS)?;
+    // The pool: the same https pdp with `children = 2` against the one above (`children = 1`), alternating
+    // rounds under the same load, the engines' CPU summed over the pool.
+    let (mut pool2, pool2_port) = start_pdp("pdp-pool2.toml", "https")?;
+    let mut two = Way {
+        name: "children = 2",
+        url: format!("https://localhost:{pool2_port}/6.19.3/{hash}/graphql"),
+        key: KEY,
+        proxy: Some(pool2.id()),
+        engines: Vec::new(),
+    };
+    let _ = run(Tool::Wrk, &two, 2)?; // starts its pool
+    two.engines = crate::bench::children_with(pool2.id(), &hash);
+    if two.engines.len() != 2 {
+        bail!("the `children = 2` pdp runs {} engines for schema {hash}", two.engines.len());
+    }
+    let one = Way {
+        name: "children = 1",
+        url: paths[1].url.clone(),
+        key: KEY,
+        proxy: paths[1].proxy,
+        engines: paths[1].engines.clone(),
+    };
+    for path in [&one, &two] {
+        let _ = run(Tool::Wrk, path, 5)?;
+    }
+    let with_pool = rounds(Tool::Wrk, &[&one, &two], ROUNDS)?;
+    let _ = Command::new("kill").args(["-TERM", &pool2.id().to_string()]).status();
+    let _ = pool2.wait();
     let _ = nginx.master.kill();
     let _ = nginx.master.wait();
     let _ = Command::new("kill").args(["-TERM", &plain.id().to_string()]).status();
@@ -362,6 +394,27 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     );
     cpu_line("direct to the engine", ndc);
     cpu_line("through pdp (https)", npc);
+    let [(o, oc), (t, tc)] = &with_pool[..] else { unreachable!("two paths") };
+    let lohi = |v: &[Load]| {
+        let xs: Vec<f64> = v.iter().map(|l| l.rps).collect();
+        (xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(0.0, f64::max))
+    };
+    let ((olo, ohi), (tlo, thi)) = (lohi(o), lohi(t));
+    println!(
+        "\nA pool of WASM engines: one pdp serve (https+key) with `[serve] children = 1` and one with `children = 2`, same load"
+    );
+    println!(
+        "  throughput: children = 1 {:.0} req/s (rounds {olo:.0}–{ohi:.0}), children = 2 {:.0} req/s (rounds {tlo:.0}–{thi:.0}): \
+         {:.2}× (target ≥ 1.30×); p50 {:.2} vs {:.2} ms",
+        rps(o),
+        rps(t),
+        rps(t) / rps(o),
+        median(o.iter().map(|l| l.p50).collect()),
+        median(t.iter().map(|l| l.p50).collect()),
+    );
+    println!("  CPU per request, medians (µs):   load generator   pdp   engine   PostgreSQL   total");
+    cpu_line("children = 1", oc);
+    cpu_line("children = 2 (both engines)", tc);
     let rest = &colds[1..];
     println!(
         "  cold start (SchemaMissing, upload, engine start, first query): first ever {:.0} ms (may include npm provisioning), then {} ms",
@@ -438,8 +491,8 @@ struct Way {
     key: &'static str,
     /// The pdp in between, if any.
     proxy: Option<u32>,
-    /// The engine's pid.
-    engine: u32,
+    /// The engines' pids (one, except on the pool paths).
+    engines: Vec<u32>,
 }
 
 /// CPU per request of each process on a path, µs.

@@ -32,14 +32,15 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         c.args(args).current_dir(&work).env("PDP_CACHE_DIR", &cache).env("PDP_LOG", "warn");
         c
     };
+    // `pdp init` writes the sample schema with its first migration.
     crate::step("pdp init", &mut pdp_in(&["init", "--yes", "--no-ci", "--no-deploy", "--database-url", &url]))?;
-    let migrations = work.join("prisma/migrations/20260101000000_init");
-    std::fs::create_dir_all(&migrations)?;
-    std::fs::copy(root.join("prisma/migrations/20260101000000_init/migration.sql"), migrations.join("migration.sql"))?;
-    std::fs::copy(
-        root.join("prisma/migrations/migration_lock.toml"),
-        work.join("prisma/migrations/migration_lock.toml"),
-    )?;
+    // One executor, so that "direct" and "through pdp" load the very same process.
+    let generated = std::fs::read_to_string(work.join("pdp.toml"))?;
+    let single = generated.replacen("[serve]\n", "[serve]\nchildren = 1\n", 1);
+    if single == generated {
+        bail!("the generated pdp.toml has no `[serve]` table");
+    }
+    std::fs::write(work.join("pdp.toml"), single)?;
     crate::step("pdp migrate deploy", &mut pdp_in(&["-q", "migrate", "deploy"]))?;
     crate::step("pdp build-client", &mut pdp_in(&["-q", "build-client"]))?;
     let seed = format!(

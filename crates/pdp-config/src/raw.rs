@@ -63,6 +63,7 @@ pub(crate) struct RawServe {
     pub shutdown_timeout: Option<S>,
     pub metrics_listen: Option<S>,
     pub threads: Option<Spanned<u32>>,
+    pub children: Option<Spanned<u32>>,
     pub engine: Option<S>,
     pub raw_queries: Option<Spanned<bool>>,
     pub engine_metrics: Option<Spanned<bool>>,

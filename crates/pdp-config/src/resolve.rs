@@ -702,6 +702,7 @@ pub(crate) fn resolve(
         None => None,
     };
     let threads = at_least_one("serve.threads", &serve.threads, Some("leave it out for half the CPUs"));
+    let children = at_least_one("serve.children", &serve.children, Some("leave it out for one per CPU"));
     let connection_limit = at_least_one("serve.limits.connection-limit", &limits_raw.connection_limit, None);
     let max_connections = at_least_one("serve.limits.max-connections", &limits_raw.max_connections, None)
         .unwrap_or(defaults::MAX_CONNECTIONS);
@@ -764,6 +765,7 @@ pub(crate) fn resolve(
             shutdown_timeout,
             metrics_listen,
             threads,
+            children,
             bench_child_tcp: env.var(env::PDP_BENCH_CHILD_TCP).is_some_and(|v| !v.is_empty()),
             engine,
             raw_queries,

@@ -69,6 +69,7 @@ fn reference_parses_with_every_value() {
     assert_eq!(c.serve.shutdown_timeout, Duration::from_secs(45));
     assert_eq!(c.serve.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
     assert_eq!(c.serve.threads, Some(3));
+    assert_eq!(c.serve.children, Some(3));
     assert_eq!(c.serve.engine, crate::QueryEngine::Wasm);
     assert!(!c.serve.raw_queries && !c.serve.engine_metrics && !c.serve.telemetry_in_response && c.serve.log_queries);
     let l = &c.serve.limits;
@@ -110,6 +111,7 @@ fn reference_values_are_not_the_defaults() {
     assert_eq!(d.serve.limits.max_response_size, 128 << 20);
     assert_eq!(d.serve.metrics_listen, None);
     assert_eq!(d.serve.threads, None);
+    assert_eq!(d.serve.children, None);
     assert_eq!(d.serve.engine, crate::QueryEngine::Native);
     assert!(d.serve.raw_queries && d.serve.engine_metrics && d.serve.telemetry_in_response && !d.serve.log_queries);
     assert_eq!(d.serve.limits.connection_limit, None);

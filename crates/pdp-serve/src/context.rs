@@ -33,6 +33,8 @@ pub struct Settings {
     pub log_level: String,
     /// Where temporary files go (`TMPDIR`, resolved by the config).
     pub temp_dir: PathBuf,
+    /// Children per executor version or WASM engine key (`[serve] children`, resolved).
+    pub children: usize,
     /// Benchmarks only (`PDP_BENCH_CHILD_TCP`): children also listen on a loopback TCP port, which pdp
     /// itself never uses.
     pub bench_child_tcp: bool,

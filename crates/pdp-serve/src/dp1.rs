@@ -27,7 +27,7 @@ use crate::kit::forward::{self, ForwardError, Upstreams};
 use crate::kit::respond::{self, read_body};
 use crate::kit::txs::{Role, TxErrors};
 use crate::kit::{Body, Kit};
-use crate::supervisor::{Endpoint, StartError, Supervisor};
+use crate::supervisor::{ChildState, StartError, Supervisor};
 
 /// What `[serve]` says about 4.x–6.x engines.
 #[derive(Clone, Debug)]
@@ -115,8 +115,8 @@ impl Dp1 {
         Ok(dp1)
     }
 
-    /// Every engine, sorted, with its state in a word and its endpoint when ready (`/ready`, `/metrics`).
-    pub fn engines(&self) -> Vec<(EngineKey, &'static str, Option<Endpoint>)> {
+    /// Every engine, sorted by key and pool slot, with its state (`/ready`, `/metrics`).
+    pub fn engines(&self) -> Vec<ChildState<EngineKey>> {
         self.engines.states()
     }
 
@@ -360,11 +360,11 @@ impl Dp1 {
             Ok(k) => k,
             Err(resp) => return *resp,
         };
-        let endpoint = match ticket.pin(&self.engines, &key, self) {
+        let lease = match ticket.pin(&self.engines, &key, self) {
             Err(resp) => return *resp,
-            Ok(Some(ep)) => ep,
+            Ok(Some(lease)) => lease,
             Ok(None) => match self.engines.get(&key).await {
-                Ok(ep) => ep,
+                Ok(lease) => lease,
                 Err(e) => return start_error(&e),
             },
         };
@@ -395,7 +395,7 @@ impl Dp1 {
         };
         let outcome = kit
             .forwarder
-            .forward(via, &endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5))
+            .forward(via, &lease.endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5))
             .await;
         ticket.settle(&outcome);
         let resp = match outcome {
@@ -455,7 +455,7 @@ impl Dp1 {
                     route.hash
                 );
                 value["data-proxy"] = json!({ "endpoint": endpoint_url });
-                ticket.opened(id, &key, endpoint.generation);
+                ticket.opened(id, &key, &lease.endpoint);
                 let mut out = body(head.status, &value);
                 for (name, v) in &head.headers {
                     if name.as_str().starts_with("x-") {

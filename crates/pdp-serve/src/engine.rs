@@ -281,10 +281,10 @@ impl Engines {
         }
     }
 
-    fn wasm_command(&self, key: &EngineKey, datamodel: &Path, schema: &Schema) -> Result<Cmd, StartError> {
+    fn wasm_command(&self, key: &EngineKey, slot: usize, datamodel: &Path, schema: &Schema) -> Result<Cmd, StartError> {
         let socket = self
             .cx
-            .socket_for("engine", &key.socket_key())
+            .socket_for("engine", &format!("{}-{slot}", key.socket_key()))
             .map_err(|e| StartError { message: format!("{e}; {}", e.hint().unwrap_or_default()), permanent: true })?;
         let settings = &self.cx.settings;
         let node = settings.node.clone().ok_or_else(|| StartError {
@@ -389,7 +389,16 @@ impl Launch for Engines {
         "engine"
     }
 
-    fn prepare(&self, key: &EngineKey) -> Result<Cmd, StartError> {
+    /// WASM engines are single-threaded Node processes: a pool of them. Native engines are multi-threaded
+    /// Rust processes that use every core: one per key.
+    fn pool_size(&self, _key: &EngineKey) -> usize {
+        match self.kind {
+            QueryEngine::Wasm => self.cx.settings.children,
+            QueryEngine::Native => 1,
+        }
+    }
+
+    fn prepare(&self, key: &EngineKey, slot: usize) -> Result<Cmd, StartError> {
         let schema = self
             .schemas
             .lock()
@@ -403,7 +412,7 @@ impl Launch for Engines {
         let datamodel = self.dir.path().join(format!("{}.prisma", key.schema));
         files::write_if_changed(&datamodel, &schema.text).map_err(file_error)?;
         match self.kind {
-            QueryEngine::Wasm => self.wasm_command(key, &datamodel, &schema),
+            QueryEngine::Wasm => self.wasm_command(key, slot, &datamodel, &schema),
             QueryEngine::Native => {
                 let binary = self.native_binary(&key.engine)?;
                 tracing::info!(

@@ -132,7 +132,11 @@ impl Launch for Executors {
         "executor"
     }
 
-    fn prepare(&self, version: &String) -> Result<Cmd, StartError> {
+    fn pool_size(&self, _version: &String) -> usize {
+        self.cx.settings.children
+    }
+
+    fn prepare(&self, version: &String, slot: usize) -> Result<Cmd, StartError> {
         if let Some(why) = unsupported_database(self.cx.database.provider()) {
             return Err(StartError { message: why, permanent: true });
         }
@@ -154,7 +158,7 @@ impl Launch for Executors {
         let dir = launcher.parent().map(PathBuf::from).unwrap_or_default();
         let socket = self
             .cx
-            .socket_for("executor", version)
+            .socket_for("executor", &format!("{version}-{slot}"))
             .map_err(|e| StartError { message: format!("{e}; {}", e.hint().unwrap_or_default()), permanent: true })?;
         let cmd = Cmd::new(node, format!("start the query-plan executor for Prisma {version}"), dir)
             .arg(&launcher)

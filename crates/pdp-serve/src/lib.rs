@@ -57,6 +57,15 @@ pub fn worker_threads(configured: Option<u32>) -> usize {
     }
 }
 
+/// Children per key (`[serve] children`): as configured, else one per CPU pdp may use (what
+/// `available_parallelism` counts, cgroup quotas included), at least 1.
+pub fn pool_size(configured: Option<u32>) -> usize {
+    match configured {
+        Some(n) => usize::try_from(n).unwrap_or(1).max(1),
+        None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get).max(1),
+    }
+}
+
 /// How clients' connections are secured.
 #[derive(Clone, Debug)]
 pub enum TlsMode {

@@ -44,6 +44,8 @@ pub struct ChildLabels {
     pub kind: &'static str,
     /// The Prisma version (or engine hash) it serves.
     pub version: String,
+    /// Its place in the pool of children serving that version (`0` when there is one).
+    pub slot: String,
 }
 
 /// Every metric pdp exports.

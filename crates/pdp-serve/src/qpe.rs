@@ -20,7 +20,7 @@ use crate::kit::forward::{self, ForwardError, Upstreams};
 use crate::kit::respond::{error, full, read_body};
 use crate::kit::txs::{Role, TxErrors};
 use crate::kit::{Body, Kit};
-use crate::supervisor::{StartError, Supervisor};
+use crate::supervisor::{ChildState, StartError, Supervisor};
 
 /// The Prisma 7 side of the proxy: the executors, one per client version.
 pub struct Qpe {
@@ -67,12 +67,17 @@ impl Qpe {
         self.executors.get(&self.project_version).await.map(|_| ())
     }
 
+    /// Every executor, sorted by version and pool slot, with its state (`/ready`).
+    pub fn executors(&self) -> Vec<ChildState<String>> {
+        self.executors.states()
+    }
+
     /// How the project's executor is doing.
     pub fn readiness(&self) -> Readiness {
-        match (self.pinned, self.executors.ready_now(&self.project_version)) {
+        match (self.pinned, self.executors.any_ready(&self.project_version)) {
             (false, _) => Readiness::OnDemand,
-            (true, Some(_)) => Readiness::Ready,
-            (true, None) => Readiness::Starting,
+            (true, true) => Readiness::Ready,
+            (true, false) => Readiness::Starting,
         }
     }
 
@@ -205,11 +210,11 @@ impl Qpe {
             Ok(b) => b,
             Err(e) => return e.response(limits.max_body_size),
         };
-        let endpoint = match ticket.pin(&self.executors, &version, self) {
+        let lease = match ticket.pin(&self.executors, &version, self) {
             Err(resp) => return *resp,
-            Ok(Some(ep)) => ep,
+            Ok(Some(lease)) => lease,
             Ok(None) => match self.executors.get(&version).await {
-                Ok(ep) => ep,
+                Ok(lease) => lease,
                 Err(e) if e.permanent => return error(StatusCode::BAD_REQUEST, "P6006", &e.message),
                 Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "P6008", &e.message),
             },
@@ -220,7 +225,7 @@ impl Qpe {
         };
         let outcome = kit
             .forwarder
-            .forward(via, &endpoint.addr, parts.method.clone(), parts.uri.path(), &parts.headers, body, limit)
+            .forward(via, &lease.endpoint.addr, parts.method.clone(), parts.uri.path(), &parts.headers, body, limit)
             .await;
         ticket.settle(&outcome);
         let resp = match outcome {
@@ -257,7 +262,7 @@ impl Qpe {
             .ok()
             .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
         {
-            ticket.opened(id, &version, endpoint.generation);
+            ticket.opened(id, &version, &lease.endpoint);
         }
         let mut out = Response::from_parts(head, full(Bytes::new()));
         *out.body_mut() = full(bytes);

@@ -144,8 +144,13 @@ impl App {
     /// `/metrics` in Prometheus text format, with the running query engines' series before `# EOF`.
     pub async fn metrics_response(&self, via: &Upstreams) -> Response<Body> {
         let mut text = self.kit.cx.metrics.render();
-        let running: Vec<_> =
-            self.dp1.engines().into_iter().filter_map(|(key, _, ep)| Some((key.to_string(), ep?.addr))).collect();
+        // One engine's series per pool slot: `engine="<key>#<slot>"` keeps them apart.
+        let running: Vec<_> = self
+            .dp1
+            .engines()
+            .into_iter()
+            .filter_map(|c| Some((format!("{}#{}", c.key, c.slot), c.endpoint?.addr)))
+            .collect();
         let engines = engine_metrics::scrape(&self.kit.forwarder, via, &running).await;
         if !engines.is_empty() {
             let at = text.rfind("# EOF").unwrap_or(text.len());
@@ -175,8 +180,24 @@ impl App {
             .dp1
             .engines()
             .into_iter()
-            .map(|(engine, status, ep)| {
-                serde_json::json!({"engine": engine.to_string(), "status": status, "generation": ep.map(|e| e.generation)})
+            .map(|c| {
+                let transactions = self.kit.txs.open_on(&c.key.to_string(), c.slot);
+                serde_json::json!({
+                    "engine": c.key.to_string(), "slot": c.slot, "status": c.status,
+                    "generation": c.endpoint.map(|e| e.generation), "busy": c.busy, "transactions": transactions,
+                })
+            })
+            .collect();
+        let executors: Vec<serde_json::Value> = self
+            .qpe
+            .executors()
+            .into_iter()
+            .map(|c| {
+                let transactions = self.kit.txs.open_on(&c.key, c.slot);
+                serde_json::json!({
+                    "version": c.key, "slot": c.slot, "status": c.status,
+                    "generation": c.endpoint.map(|e| e.generation), "busy": c.busy, "transactions": transactions,
+                })
             })
             .collect();
         // …except the project's own native engine missing from the cache: none of its clients can be served.
@@ -188,6 +209,7 @@ impl App {
             "executor": { "version": self.qpe.project_version(), "status": executor.as_str() },
             "database": database,
             "engines": engines,
+            "executors": executors,
         });
         if let Some(why) = missing {
             body["project_engine"] = serde_json::json!({ "status": "missing", "error": why });

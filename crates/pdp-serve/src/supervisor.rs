@@ -1,6 +1,8 @@
 //! Supervision of the children that answer queries (query-plan executors now, query engines for 4.x–6.x):
-//! one child per key, started on first use (or ahead, pinned), requests wait while it starts (bounded),
-//! a crashed child restarts with backoff, unused children stop after an idle time, shutdown stops them all.
+//! a pool of children per key (as many as the [`Launch`] says; each started, supervised and restarted on its
+//! own, so one crashing never stops the others), started on first use (or ahead, pinned), a request goes to
+//! the least busy ready child of its key and waits while none is ready (bounded), a crashed child restarts
+//! with backoff, unused pools stop after an idle time, shutdown stops them all.
 //!
 //! The invariant: pdp never re-sends a request. If a child dies under a request, that request fails; the
 //! next one waits for the restarted child. A mutation must not run twice.
@@ -10,6 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,8 +29,13 @@ pub trait Launch: Send + Sync + 'static {
     type Key: Clone + Eq + Hash + fmt::Display + Send + Sync + 'static;
     /// `executor` or `engine`, for logs and metrics.
     fn kind(&self) -> &'static str;
-    /// Provisions what the child needs (may block: runs off the async threads) and returns its command.
-    fn prepare(&self, key: &Self::Key) -> Result<Cmd, StartError>;
+    /// How many children serve `key` side by side (at least 1).
+    fn pool_size(&self, _key: &Self::Key) -> usize {
+        1
+    }
+    /// Provisions what child `slot` (0-based, below [`Launch::pool_size`]) of `key` needs (may block: runs
+    /// off the async threads) and returns its command.
+    fn prepare(&self, key: &Self::Key, slot: usize) -> Result<Cmd, StartError>;
     /// Reads the child's address from one of its output lines.
     fn ready(&self, line: &str) -> Option<ChildAddr> {
         launch::pdp_ready(line)
@@ -49,13 +57,30 @@ impl fmt::Display for StartError {
     }
 }
 
-/// A ready child: where it listens and which incarnation it is (bumped on every restart).
+/// A ready child: where it listens, its place in its key's pool, and which incarnation it is (bumped on
+/// every restart of that place).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     /// Its Unix socket (or, for a native query engine, its loopback port).
     pub addr: ChildAddr,
+    /// Its place in the pool of its key (0-based).
+    pub slot: usize,
     /// 1 for the first start, 2 after the first restart, …
     pub generation: u64,
+}
+
+/// A child picked for one request: counted busy until dropped (the pool sends the next request to the
+/// least busy child).
+pub struct Lease {
+    /// The child.
+    pub endpoint: Endpoint,
+    member: Arc<Member>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.member.busy.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -66,11 +91,81 @@ enum State {
     Stopped,
 }
 
-struct Slot {
+/// One child of a pool.
+struct Member {
     state: watch::Sender<State>,
+    /// Requests forwarded to it and not yet answered.
+    busy: AtomicUsize,
+}
+
+/// The children of one key.
+struct Pool {
+    members: Vec<Arc<Member>>,
+    /// Bumped on every state change of any member (what a waiting request watches).
+    changed: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     pinned: bool,
     last_used: Mutex<Instant>,
+    /// Where the search for the least busy child starts, rotated so that equally busy children share.
+    next: AtomicUsize,
+}
+
+impl Pool {
+    fn set(&self, member: &Member, state: State) {
+        member.state.send_replace(state);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The least busy ready member, counted busy.
+    fn lease(&self) -> Option<Lease> {
+        let n = self.members.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<(usize, Endpoint, &Arc<Member>)> = None;
+        for i in 0..n {
+            let m = &self.members[(start + i) % n];
+            if let State::Ready(ep) = &*m.state.borrow() {
+                let busy = m.busy.load(Ordering::Relaxed);
+                if best.as_ref().is_none_or(|(b, ..)| busy < *b) {
+                    best = Some((busy, ep.clone(), m));
+                }
+            }
+        }
+        best.map(|(_, endpoint, m)| {
+            m.busy.fetch_add(1, Ordering::Relaxed);
+            Lease { endpoint, member: m.clone() }
+        })
+    }
+
+    /// What a waiting request gets when no member is ready: the first failure, if every member failed
+    /// or stopped; `None` while any may still become ready.
+    fn settled_without_ready(&self) -> Option<State> {
+        let mut failure = None;
+        for m in &self.members {
+            match &*m.state.borrow() {
+                State::Ready(_) | State::Starting => return None,
+                s @ State::Failed(..) => {
+                    failure.get_or_insert_with(|| s.clone());
+                }
+                State::Stopped => {}
+            }
+        }
+        Some(failure.unwrap_or(State::Stopped))
+    }
+}
+
+/// One child as `/ready` and the metrics list it.
+#[derive(Clone, Debug)]
+pub struct ChildState<K> {
+    /// Its key.
+    pub key: K,
+    /// Its place in the key's pool.
+    pub slot: usize,
+    /// `starting`, `ready`, `failed` or `stopped`.
+    pub status: &'static str,
+    /// Where it listens, when ready.
+    pub endpoint: Option<Endpoint>,
+    /// Requests it is answering now.
+    pub busy: usize,
 }
 
 /// Limits the supervisor works within.
@@ -96,7 +191,7 @@ pub struct Supervisor<L: Launch> {
     launch: Arc<L>,
     timing: Timing,
     metrics: Arc<Metrics>,
-    slots: Mutex<HashMap<L::Key, Arc<Slot>>>,
+    pools: Mutex<HashMap<L::Key, Arc<Pool>>>,
     tasks: Mutex<JoinSet<()>>,
 }
 
@@ -107,7 +202,7 @@ impl<L: Launch> Supervisor<L> {
             launch: Arc::new(launch),
             timing,
             metrics,
-            slots: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
         })
     }
@@ -122,120 +217,146 @@ impl<L: Launch> Supervisor<L> {
         self.launch.kind()
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<L::Key, Arc<Slot>>> {
-        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn pools(&self) -> std::sync::MutexGuard<'_, HashMap<L::Key, Arc<Pool>>> {
+        self.pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts the child for `key` now and keeps it running regardless of use (the project's own version).
+    /// Starts the children for `key` now and keeps them running regardless of use (the project's own
+    /// version).
     pub fn pin(self: &Arc<Self>, key: &L::Key) {
-        self.slot(key, true);
+        self.pool(key, true);
     }
 
-    fn slot(self: &Arc<Self>, key: &L::Key, pinned: bool) -> Arc<Slot> {
-        let mut slots = self.slots();
-        if let Some(slot) = slots.get(key) {
-            let expired = matches!(&*slot.state.borrow(), State::Failed(e, at) if e.permanent && at.elapsed() > FAILED_MEMORY)
-                || matches!(&*slot.state.borrow(), State::Stopped);
+    fn pool(self: &Arc<Self>, key: &L::Key, pinned: bool) -> Arc<Pool> {
+        let mut pools = self.pools();
+        if let Some(pool) = pools.get(key) {
+            let expired = pool.members.iter().all(|m| {
+                matches!(&*m.state.borrow(), State::Failed(e, at) if e.permanent && at.elapsed() > FAILED_MEMORY)
+                    || matches!(&*m.state.borrow(), State::Stopped)
+            });
             if !expired {
-                *slot.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
-                return slot.clone();
+                *pool.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+                return pool.clone();
             }
         }
-        let slot = Arc::new(Slot {
-            state: watch::Sender::new(State::Starting),
+        let size = self.launch.pool_size(key).max(1);
+        let pool = Arc::new(Pool {
+            members: (0..size)
+                .map(|_| Arc::new(Member { state: watch::Sender::new(State::Starting), busy: AtomicUsize::new(0) }))
+                .collect(),
+            changed: watch::Sender::new(0),
             stop: watch::Sender::new(false),
             pinned,
             last_used: Mutex::new(Instant::now()),
+            next: AtomicUsize::new(0),
         });
-        slots.insert(key.clone(), slot.clone());
-        let this = self.clone();
-        let (k, s) = (key.clone(), slot.clone());
-        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).spawn(async move { this.run(k, s).await });
-        slot
+        pools.insert(key.clone(), pool.clone());
+        let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for slot in 0..size {
+            let this = self.clone();
+            let (k, p) = (key.clone(), pool.clone());
+            tasks.spawn(async move { this.run(k, p, slot).await });
+        }
+        pool
     }
 
-    /// The child for `key`, started if needed; waits while it starts, up to the start timeout.
-    pub async fn get(self: &Arc<Self>, key: &L::Key) -> Result<Endpoint, Arc<StartError>> {
-        let slot = self.slot(key, false);
+    /// The least busy ready child for `key`, its pool started if needed; waits while none is ready, up to
+    /// the start timeout.
+    pub async fn get(self: &Arc<Self>, key: &L::Key) -> Result<Lease, Arc<StartError>> {
+        let pool = self.pool(key, false);
         // The common case, a child that serves: no subscription, no timer.
-        if let State::Ready(ep) = &*slot.state.borrow() {
-            return Ok(ep.clone());
+        if let Some(lease) = pool.lease() {
+            return Ok(lease);
         }
-        let mut rx = slot.state.subscribe();
-        let waited = tokio::time::timeout(
-            self.timing.start_timeout,
-            rx.wait_for(|s| matches!(s, State::Ready(_) | State::Failed(..) | State::Stopped)),
-        )
-        .await;
-        match waited {
-            Ok(Ok(state)) => match &*state {
-                State::Ready(ep) => Ok(ep.clone()),
-                State::Failed(e, _) => Err(e.clone()),
-                _ => Err(Arc::new(StartError {
-                    message: format!("the {} for {key} is stopping", self.launch.kind()),
-                    permanent: false,
-                })),
-            },
-            Ok(Err(_)) => Err(Arc::new(StartError { message: "pdp is shutting down".into(), permanent: false })),
-            Err(_) => Err(Arc::new(StartError {
-                message: format!(
-                    "the {} for {key} did not become ready within {}s ([serve.limits] engine-start-timeout)",
-                    self.launch.kind(),
-                    self.timing.start_timeout.as_secs()
-                ),
-                permanent: false,
-            })),
+        let mut rx = pool.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + self.timing.start_timeout;
+        loop {
+            if let Some(lease) = pool.lease() {
+                return Ok(lease);
+            }
+            match pool.settled_without_ready() {
+                Some(State::Failed(e, _)) => return Err(e),
+                Some(_) => {
+                    return Err(Arc::new(StartError {
+                        message: format!("the {} for {key} is stopping", self.launch.kind()),
+                        permanent: false,
+                    }));
+                }
+                None => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(Arc::new(StartError { message: "pdp is shutting down".into(), permanent: false }));
+                }
+                Err(_) => {
+                    return Err(Arc::new(StartError {
+                        message: format!(
+                            "the {} for {key} did not become ready within {}s ([serve.limits] engine-start-timeout)",
+                            self.launch.kind(),
+                            self.timing.start_timeout.as_secs()
+                        ),
+                        permanent: false,
+                    }));
+                }
+            }
         }
     }
 
-    /// The child's endpoint if it is serving right now (no waiting, no starting).
-    pub fn ready_now(&self, key: &L::Key) -> Option<Endpoint> {
-        let slots = self.slots();
-        let slot = slots.get(key)?;
-        match &*slot.state.borrow() {
-            State::Ready(ep) => Some(ep.clone()),
-            _ => None,
-        }
+    /// Child `slot` of `key` if it is serving right now (no waiting, no starting), counted busy.
+    pub fn ready_now(&self, key: &L::Key, slot: usize) -> Option<Lease> {
+        let pools = self.pools();
+        let member = pools.get(key)?.members.get(slot)?.clone();
+        let State::Ready(endpoint) = member.state.borrow().clone() else { return None };
+        member.busy.fetch_add(1, Ordering::Relaxed);
+        Some(Lease { endpoint, member })
+    }
+
+    /// Whether any child of `key` is serving right now.
+    pub fn any_ready(&self, key: &L::Key) -> bool {
+        self.pools().get(key).is_some_and(|p| p.members.iter().any(|m| matches!(&*m.state.borrow(), State::Ready(_))))
     }
 
     /// Stops every child and waits for them (each gets the stop grace, then is killed).
     pub async fn shutdown(&self) {
-        for slot in self.slots().values() {
-            slot.stop.send_replace(true);
+        for pool in self.pools().values() {
+            pool.stop.send_replace(true);
         }
         let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Every child this supervisor knows, sorted by key, with its state in a word (`starting`, `ready`,
-    /// `failed`, `stopped`) and its endpoint when ready.
-    pub fn states(&self) -> Vec<(L::Key, &'static str, Option<Endpoint>)> {
+    /// Every child this supervisor knows, sorted by key and slot, with its state in a word (`starting`,
+    /// `ready`, `failed`, `stopped`), its endpoint when ready, and the requests it is answering.
+    pub fn states(&self) -> Vec<ChildState<L::Key>> {
         let mut all: Vec<_> = self
-            .slots()
+            .pools()
             .iter()
-            .map(|(key, slot)| {
-                let (word, endpoint) = match &*slot.state.borrow() {
-                    State::Starting => ("starting", None),
-                    State::Ready(ep) => ("ready", Some(ep.clone())),
-                    State::Failed(..) => ("failed", None),
-                    State::Stopped => ("stopped", None),
-                };
-                (key.clone(), word, endpoint)
+            .flat_map(|(key, pool)| {
+                pool.members.iter().enumerate().map(move |(slot, m)| {
+                    let (status, endpoint) = match &*m.state.borrow() {
+                        State::Starting => ("starting", None),
+                        State::Ready(ep) => ("ready", Some(ep.clone())),
+                        State::Failed(..) => ("failed", None),
+                        State::Stopped => ("stopped", None),
+                    };
+                    ChildState { key: key.clone(), slot, status, endpoint, busy: m.busy.load(Ordering::Relaxed) }
+                })
             })
             .collect();
-        all.sort_by_cached_key(|(key, ..)| key.to_string());
+        all.sort_by_cached_key(|c| (c.key.to_string(), c.slot));
         all
     }
 
-    /// Stops unpinned children nobody used for the idle timeout. Call periodically.
+    /// Stops unpinned pools nobody used for the idle timeout. Call periodically.
     pub fn reap_idle(&self) {
-        let mut slots = self.slots();
-        slots.retain(|key, slot| {
-            let idle = slot.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
-            let ready = matches!(&*slot.state.borrow(), State::Ready(_));
-            if !slot.pinned && ready && idle > self.timing.idle_timeout {
+        let mut pools = self.pools();
+        pools.retain(|key, pool| {
+            let idle = pool.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
+            let ready = pool.members.iter().any(|m| matches!(&*m.state.borrow(), State::Ready(_)));
+            if !pool.pinned && ready && idle > self.timing.idle_timeout {
                 tracing::info!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "stopping: unused for {}s", idle.as_secs());
-                slot.stop.send_replace(true);
+                pool.stop.send_replace(true);
                 false
             } else {
                 true
@@ -243,26 +364,27 @@ impl<L: Launch> Supervisor<L> {
         });
     }
 
-    async fn run(self: Arc<Self>, key: L::Key, slot: Arc<Slot>) {
+    async fn run(self: Arc<Self>, key: L::Key, pool: Arc<Pool>, slot: usize) {
         let kind = self.launch.kind();
-        let labels = ChildLabels { kind, version: key.to_string() };
-        let mut stop = slot.stop.subscribe();
+        let member = pool.members[slot].clone();
+        let labels = ChildLabels { kind, version: key.to_string(), slot: slot.to_string() };
+        let mut stop = pool.stop.subscribe();
         let mut backoff = BACKOFF_START;
         let mut generation = 0u64;
         loop {
             if *stop.borrow() {
                 break;
             }
-            slot.state.send_replace(State::Starting);
+            pool.set(&member, State::Starting);
             let launch = self.launch.clone();
             let k = key.clone();
-            let prepared = tokio::task::spawn_blocking(move || launch.prepare(&k)).await;
+            let prepared = tokio::task::spawn_blocking(move || launch.prepare(&k, slot)).await;
             let cmd = match prepared {
                 Ok(Ok(cmd)) => cmd,
                 Ok(Err(e)) => {
                     let permanent = e.permanent;
-                    tracing::error!(target: "pdp::supervisor", kind, key = %key, "{}", e.message);
-                    slot.state.send_replace(State::Failed(Arc::new(e), Instant::now()));
+                    tracing::error!(target: "pdp::supervisor", kind, key = %key, slot, "{}", e.message);
+                    pool.set(&member, State::Failed(Arc::new(e), Instant::now()));
                     if permanent || wait_or_stop(&mut stop, backoff).await {
                         break;
                     }
@@ -274,7 +396,7 @@ impl<L: Launch> Supervisor<L> {
                         message: format!("preparing the {kind} for {key} failed: {join}"),
                         permanent: true,
                     };
-                    slot.state.send_replace(State::Failed(Arc::new(e), Instant::now()));
+                    pool.set(&member, State::Failed(Arc::new(e), Instant::now()));
                     break;
                 }
             };
@@ -296,11 +418,11 @@ impl<L: Launch> Supervisor<L> {
                         LaunchError::Spawn(p) => p.to_string(),
                         other => other.to_string(),
                     };
-                    tracing::error!(target: "pdp::supervisor", kind, key = %key, "{message}");
-                    slot.state.send_replace(State::Failed(
-                        Arc::new(StartError { message, permanent: false }),
-                        Instant::now(),
-                    ));
+                    tracing::error!(target: "pdp::supervisor", kind, key = %key, slot, "{message}");
+                    pool.set(
+                        &member,
+                        State::Failed(Arc::new(StartError { message, permanent: false }), Instant::now()),
+                    );
                     if wait_or_stop(&mut stop, backoff).await {
                         break;
                     }
@@ -310,9 +432,9 @@ impl<L: Launch> Supervisor<L> {
             };
             generation += 1;
             let up_since = Instant::now();
-            tracing::info!(target: "pdp::supervisor", kind, key = %key, %addr, generation, "ready");
+            tracing::info!(target: "pdp::supervisor", kind, key = %key, slot, %addr, generation, "ready");
             self.metrics.running.get_or_create(&labels).inc();
-            slot.state.send_replace(State::Ready(Endpoint { addr: addr.clone(), generation }));
+            pool.set(&member, State::Ready(Endpoint { addr: addr.clone(), slot, generation }));
             let forward_key = key.to_string();
             let forward = tokio::spawn(async move {
                 let (mut out_open, mut err_open) = (true, true);
@@ -335,7 +457,7 @@ impl<L: Launch> Supervisor<L> {
                     if up_since.elapsed() > STABLE_AFTER {
                         backoff = BACKOFF_START;
                     }
-                    tracing::warn!(target: "pdp::supervisor", kind, key = %key, "exited unexpectedly ({status}); restarting in {} ms", backoff.as_millis());
+                    tracing::warn!(target: "pdp::supervisor", kind, key = %key, slot, "exited unexpectedly ({status}); restarting in {} ms", backoff.as_millis());
                     self.metrics.restarts.get_or_create(&labels).inc();
                     false
                 }
@@ -349,13 +471,13 @@ impl<L: Launch> Supervisor<L> {
             if stopped {
                 break;
             }
-            slot.state.send_replace(State::Starting);
+            pool.set(&member, State::Starting);
             if wait_or_stop(&mut stop, backoff).await {
                 break;
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
-        slot.state.send_if_modified(|s| {
+        let changed = member.state.send_if_modified(|s| {
             if matches!(s, State::Failed(e, _) if e.permanent) {
                 false
             } else {
@@ -363,6 +485,9 @@ impl<L: Launch> Supervisor<L> {
                 true
             }
         });
+        if changed {
+            pool.changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 }
 

@@ -28,14 +28,16 @@ use tokio::sync::{Notify, watch};
 
 use super::forward::ForwardError;
 use super::respond::{self, Body};
-use crate::supervisor::{Endpoint, Launch, Supervisor};
+use crate::supervisor::{Endpoint, Launch, Lease, Supervisor};
 
 /// An open interactive transaction pdp has seen start and not finish.
 #[derive(Clone, Debug)]
 pub struct OpenTx {
-    /// Which child holds it (its supervisor key, as text).
+    /// Which child holds it: its supervisor key, as text…
     pub owner: String,
-    /// That child's incarnation when it started.
+    /// …its place in that key's pool…
+    pub slot: usize,
+    /// …and its incarnation when it started.
     pub generation: u64,
     /// After this the child has certainly closed it (its own maximum timeout passed).
     pub expires: Instant,
@@ -108,6 +110,11 @@ impl Transactions {
         self.table().get(id).cloned()
     }
 
+    /// How many are open on child `slot` of `owner`'s pool.
+    pub fn open_on(&self, owner: &str, slot: usize) -> usize {
+        self.table().values().filter(|t| t.owner == owner && t.slot == slot).count()
+    }
+
     /// How many are open.
     pub fn len(&self) -> usize {
         self.table().len()
@@ -118,10 +125,10 @@ impl Transactions {
         self.table().is_empty()
     }
 
-    fn opened(&self, id: String, owner: String, generation: u64) {
+    fn opened(&self, id: String, owner: String, child: &Endpoint) {
         let expires = Instant::now() + self.max_timeout + Duration::from_secs(2);
         let mut open = self.table();
-        open.insert(id, OpenTx { owner, generation, expires });
+        open.insert(id, OpenTx { owner, slot: child.slot, generation: child.generation, expires });
         self.count(&open);
     }
 
@@ -209,13 +216,13 @@ impl Ticket<'_> {
         children: &Supervisor<L>,
         key: &L::Key,
         errors: &dyn TxErrors,
-    ) -> Result<Option<Endpoint>, Box<Response<Body>>> {
+    ) -> Result<Option<Lease>, Box<Response<Body>>> {
         let (Some(id), Some(tx)) = (self.role.id(), &self.open) else { return Ok(None) };
         if tx.owner != key.to_string() {
             return Err(Box::new(unknown(errors, id)));
         }
-        match children.ready_now(key) {
-            Some(ep) if ep.generation == tx.generation => Ok(Some(ep)),
+        match children.ready_now(key, tx.slot) {
+            Some(lease) if lease.endpoint.generation == tx.generation => Ok(Some(lease)),
             _ => {
                 self.txs.closed(id);
                 Err(Box::new(owner_gone(errors, id, children.kind())))
@@ -223,10 +230,10 @@ impl Ticket<'_> {
         }
     }
 
-    /// Records the transaction a successful start opened on `owner`'s incarnation `generation`.
-    pub fn opened(&self, id: String, owner: &impl fmt::Display, generation: u64) {
+    /// Records the transaction a successful start opened on `child` of `owner`'s pool.
+    pub fn opened(&self, id: String, owner: &impl fmt::Display, child: &Endpoint) {
         if self.role == Role::Start {
-            self.txs.opened(id, owner.to_string(), generation);
+            self.txs.opened(id, owner.to_string(), child);
         }
     }
 
@@ -292,6 +299,11 @@ mod tests {
         Transactions::new(Gauge::default(), Duration::from_secs(60))
     }
 
+    fn child(slot: usize, generation: u64) -> Endpoint {
+        let addr = pdp_toolchain::launch::ChildAddr::Unix(std::sync::Arc::from(std::path::Path::new("/x.sock")));
+        Endpoint { addr, slot, generation }
+    }
+
     fn status(r: Result<Ticket<'_>, Box<Response<Body>>>) -> u16 {
         match r {
             Ok(_) => 200,
@@ -305,9 +317,9 @@ mod tests {
         assert_eq!(status(txs.admit(Role::Plain, &Shape)), 200);
         assert_eq!(status(txs.admit(Role::Use("nope"), &Shape)), 409);
         let ticket = txs.admit(Role::Start, &Shape).expect("admitted");
-        ticket.opened("t1".into(), &"7.10.0", 1);
+        ticket.opened("t1".into(), &"7.10.0", &child(1, 1));
         assert_eq!(txs.len(), 1);
-        assert_eq!(txs.get("t1").map(|t| (t.owner, t.generation)), Some(("7.10.0".into(), 1)));
+        assert_eq!(txs.get("t1").map(|t| (t.owner, t.slot, t.generation)), Some(("7.10.0".into(), 1, 1)));
         txs.draining.send_replace(true);
         assert_eq!(status(txs.admit(Role::Plain, &Shape)), 503);
         assert_eq!(status(txs.admit(Role::Start, &Shape)), 503);
@@ -319,10 +331,10 @@ mod tests {
     fn only_a_start_opens_and_only_an_answered_end_or_a_broken_forward_closes() {
         let txs = table();
         let plain = txs.admit(Role::Plain, &Shape).expect("admitted");
-        plain.opened("p".into(), &"k", 1);
+        plain.opened("p".into(), &"k", &child(0, 1));
         assert!(txs.is_empty(), "a plain request opens nothing");
-        txs.admit(Role::Start, &Shape).expect("admitted").opened("a".into(), &"k", 1);
-        txs.admit(Role::Start, &Shape).expect("admitted").opened("b".into(), &"k", 1);
+        txs.admit(Role::Start, &Shape).expect("admitted").opened("a".into(), &"k", &child(0, 1));
+        txs.admit(Role::Start, &Shape).expect("admitted").opened("b".into(), &"k", &child(0, 1));
         let timed_out: Result<Response<Incoming>, ForwardError> = Err(ForwardError::Timeout(Duration::ZERO));
         txs.admit(Role::End("a"), &Shape).expect("admitted").settle(&timed_out);
         assert!(txs.get("a").is_some(), "a commit that got no answer may still have happened: kept until expiry");
@@ -341,7 +353,7 @@ mod tests {
             let ticket = starter.admit(Role::Start, &Shape).expect("admitted before the drain");
             let _ = admitted_tx.send(());
             let _ = go_rx.await;
-            ticket.opened("late".into(), &"k", 1);
+            ticket.opened("late".into(), &"k", &child(0, 1));
         });
         admitted_rx.await.expect("admitted");
         let drain = {
@@ -362,7 +374,7 @@ mod tests {
     #[tokio::test]
     async fn drain_returns_when_the_last_transaction_closes() {
         let txs = std::sync::Arc::new(table());
-        txs.admit(Role::Start, &Shape).expect("admitted").opened("a".into(), &"k", 1);
+        txs.admit(Role::Start, &Shape).expect("admitted").opened("a".into(), &"k", &child(0, 1));
         let closer = txs.clone();
         let started = Instant::now();
         let close = tokio::spawn(async move {
