@@ -248,15 +248,24 @@ pub(crate) fn children_with(pid: u32, marker: &str) -> Vec<u32> {
         .collect()
 }
 
-/// The TCP port process `pid` listens on (from `ss`, iproute2).
+/// The TCP port process `pid` listens on (from `ss`, iproute2), polled for up to 10 s (a child opens its
+/// bench-only listener just after it reports ready).
 pub(crate) fn listening_port(pid: u32) -> anyhow::Result<u16> {
-    let out = Command::new("ss").args(["-tlnpH"]).output().context("cannot run ss")?;
-    let text = String::from_utf8_lossy(&out.stdout);
     let marker = format!("pid={pid},");
-    text.lines()
-        .filter(|l| l.contains(&marker))
-        .find_map(|l| l.split_whitespace().nth(3)?.rsplit(':').next()?.parse().ok())
-        .ok_or_else(|| anyhow::format_err!("process {pid} listens on no TCP port"))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = Command::new("ss").args(["-tlnpH"]).output().context("cannot run ss")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let port = text
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .find_map(|l| l.split_whitespace().nth(3)?.rsplit(':').next()?.parse().ok());
+        match port {
+            Some(port) => return Ok(port),
+            None if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(50)),
+            None => bail!("process {pid} listens on no TCP port"),
+        }
+    }
 }
 
 /// The Unix socket process `pid` listens on (from `ss`, iproute2).

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use crate::bench::Load;
 
 const ROUNDS: usize = 5;
+const POOL_ROUNDS: usize = 3;
 const USERS: usize = 1000;
 
 /// `cargo xtask bench serve`.
@@ -29,7 +30,12 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let pdp_in = |args: &[&str]| {
         let mut c = Command::new(&pdp);
-        c.args(args).current_dir(&work).env("PDP_CACHE_DIR", &cache).env("PDP_LOG", "warn");
+        // Children also on a loopback port (bench only): the "direct" paths load the very executor pdp runs.
+        c.args(args)
+            .current_dir(&work)
+            .env("PDP_CACHE_DIR", &cache)
+            .env("PDP_LOG", "warn")
+            .env("PDP_BENCH_CHILD_TCP", "1");
         c
     };
     // `pdp init` writes the sample schema with its first migration.
@@ -146,6 +152,44 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         h.push(e);
     }
     let hwm = hwm_kb(pid).unwrap_or(0);
+
+    // The pool: a third pdp (https) with `[serve] children = 2` against the first (`children = 1`), rounds
+    // alternating under the same client load; CPU per request of pdp and of its executors (summed).
+    std::fs::write(work.join("pdp-pool2.toml"), toml.replacen("children = 1", "children = 2", 1))?;
+    let mut pool2 =
+        pdp_in(&["serve", "--config", "pdp-pool2.toml", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?;
+    let pool2_port = crate::bench::read_listen_port(&mut pool2, "https")?;
+    let via_pool2 = format!("prisma://localhost:{pool2_port}/?api_key={key}");
+    let spent = |pdp: u32| {
+        let executors = crate::bench::children_with(pdp, "pdp-qpe.mjs");
+        (crate::bench::cpu(pdp), executors.iter().map(|e| crate::bench::cpu(*e)).sum::<u64>(), executors.len())
+    };
+    let _ = run_load(&via_pool2, Some(&ca))?;
+    let _ = run_load(&via_pdp, Some(&ca))?;
+    let (mut one, mut two, mut one_cpu, mut two_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=POOL_ROUNDS {
+        for (name, url, pdp_pid, loads, cpus) in [
+            ("children = 1", &via_pdp, pid, &mut one, &mut one_cpu),
+            ("children = 2", &via_pool2, pool2.id(), &mut two, &mut two_cpu),
+        ] {
+            let before = spent(pdp_pid);
+            let (l, sent) = run_load(url, Some(&ca))?;
+            let after = spent(pdp_pid);
+            if after.2 != before.2 {
+                bail!("the {name} pdp's executors changed during the round");
+            }
+            let per = |a: u64, b: u64| a.saturating_sub(b) as f64 * 10_000.0 / sent.max(1.0);
+            let c = (per(after.0, before.0), per(after.1, before.1));
+            eprintln!(
+                "pool round {round} {name}: {:.0} req/s, p50 {:.2} ms; CPU µs/request: pdp {:.0}, executors ({}) {:.0}",
+                l.rps, l.p50, c.0, after.2, c.1
+            );
+            loads.push(l);
+            cpus.push(c);
+        }
+    }
+    let _ = Command::new("kill").args(["-TERM", &pool2.id().to_string()]).status();
+    let _ = pool2.wait();
     for child in [&mut serve, &mut plain] {
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let _ = child.wait();
@@ -182,6 +226,31 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         "  pdp serve resident memory during the load: peak sampled {:.1} MB, VmHWM {:.1} MB (target < 30 MB; children excluded)",
         peak_rss_kb as f64 / 1024.0,
         hwm as f64 / 1024.0
+    );
+    let rps = |v: &[Load]| crate::bench::median_f64(v.iter().map(|l| l.rps).collect());
+    let lohi = |v: &[Load]| {
+        let xs: Vec<f64> = v.iter().map(|l| l.rps).collect();
+        (xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(0.0, f64::max))
+    };
+    let cpu = |v: &[(f64, f64)]| {
+        (
+            crate::bench::median_f64(v.iter().map(|c| c.0).collect()),
+            crate::bench::median_f64(v.iter().map(|c| c.1).collect()),
+        )
+    };
+    let ((olo, ohi), (tlo, thi)) = (lohi(&one), lohi(&two));
+    let ((op, oe), (tp, te)) = (cpu(&one_cpu), cpu(&two_cpu));
+    println!(
+        "\nA pool of executors: pdp serve (https+key) with `[serve] children = 1` and with `children = 2`, the same Deno client load, medians of {POOL_ROUNDS} rounds"
+    );
+    println!(
+        "  throughput: children = 1 {:.0} req/s (rounds {olo:.0}–{ohi:.0}), children = 2 {:.0} req/s (rounds {tlo:.0}–{thi:.0}): {:.2}×",
+        rps(&one),
+        rps(&two),
+        rps(&two) / rps(&one)
+    );
+    println!(
+        "  CPU per request: children = 1 pdp {op:.0} µs, executor {oe:.0} µs; children = 2 pdp {tp:.0} µs, executors {te:.0} µs (the Deno client shares the two cores)"
     );
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
