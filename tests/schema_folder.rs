@@ -103,18 +103,8 @@ fn query_through(p: &Project, s: &Serving, option: &str) {
     );
     let (ok, out) = s.deno("folder.ts", &key, &[]);
     assert!(ok && out.contains(r#"{"posts":2}"#), "{out}\n--- pdp serve ---\n{}", s.log());
-    let script = p.read("examples/windmill/query_users.ts");
-    let import = script.lines().find(|l| l.starts_with("import { PrismaClient }")).expect("an import line");
-    let published = import.split('"').nth(1).expect("a quoted URL");
-    let base = published.rsplit_once("0.1.0/").expect("the client's version in the URL").0;
-    p.write("import_map.json", &serde_json::json!({ "imports": { base: "./dist/client/" } }).to_string());
-    p.write(
-        "windmill_run.ts",
-        "import { main } from './examples/windmill/query_users.ts';\n\
-         const users = await main({ url: Deno.env.get('PDP_URL')!, api_key: Deno.env.get('PDP_API_KEY')! }, 5);\n\
-         console.log(JSON.stringify({ users: users.length, posts: users[0].posts.length }));\n",
-    );
-    let (ok, out) = s.deno_run(&["--import-map=import_map.json", "windmill_run.ts"], &key, &[]);
+    // The Windmill script `pdp init` wrote, unmodified, called as Windmill calls it.
+    let (ok, out) = s.run_windmill_example(p, &key);
     assert!(ok && out.contains(r#"{"users":1,"posts":2}"#), "{out}\n{}", s.log());
 }
 

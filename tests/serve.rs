@@ -109,21 +109,9 @@ fn demo_on_the_embedded_database_and_the_certificate_survives_a_restart() {
     let (ok, out) = s.deno("demo.ts", &key, &[]);
     assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
     assert_demo_ran(&out);
-    // The Windmill script `pdp init` wrote, unmodified, called as Windmill calls it: an import map points
-    // the published-client URL it imports (`[client] base-url` unset: the placeholder) at the local build.
-    let script = p.read("examples/windmill/query_users.ts");
-    let import = script.lines().find(|l| l.starts_with("import { PrismaClient }")).expect("an import line");
-    let published = import.split('"').nth(1).expect("a quoted URL");
-    let base = published.strip_suffix("0.1.0/client.ts").expect("the client's version and entry at the URL's end");
-    assert!(base.starts_with("https://"), "{import}");
-    p.write("import_map.json", &serde_json::json!({ "imports": { base: "./dist/client/" } }).to_string());
-    p.write(
-        "windmill_run.ts",
-        "import { main } from './examples/windmill/query_users.ts';\n\
-         const users = await main({ url: Deno.env.get('PDP_URL')!, api_key: Deno.env.get('PDP_API_KEY')! }, 5);\n\
-         console.log(JSON.stringify({ users: users.length, posts: users[0].posts.length }));\n",
-    );
-    let (ok, out) = s.deno_run(&["--import-map=import_map.json", "windmill_run.ts"], &key, &[]);
+    // The Windmill script `pdp init` wrote, unmodified, called as Windmill calls it.
+    assert!(p.read("examples/windmill/query_users.ts").contains("0.1.0/client.ts\""), "the Prisma 7 entry");
+    let (ok, out) = s.run_windmill_example(&p, &key);
     assert!(ok && out.contains(r#"{"users":1,"posts":3}"#), "{out}\n{}", s.log());
     s.signal("INT");
     let (code, log) = s.wait(Duration::from_secs(30));
@@ -236,6 +224,28 @@ fn a_killed_executor_restarts_and_the_next_request_succeeds() {
     drop_db(&name);
 }
 
+/// A client script that opens an interactive transaction (one row created with an e-mail at `domain`),
+/// writes `tx-open`, waits for a `go` file, then tries a second create: prints `inner` (that query's error:
+/// code, class, message, how long it took) and `outer` (the transaction's outcome), then `left` (rows at
+/// `domain`).
+fn held_transaction_script(domain: &str) -> String {
+    client_script(&format!(
+        "const out = (k: string, v: unknown) => console.log(JSON.stringify({{ [k]: v }}));\n\
+         try {{\n\
+           await prisma.$transaction(async (tx) => {{\n\
+             await tx.user.create({{ data: {{ email: 'first@{domain}' }} }});\n\
+             await Deno.writeTextFile('tx-open', 'yes');\n\
+             while (!(await Deno.stat('go').then(() => true, () => false))) await new Promise((r) => setTimeout(r, 20));\n\
+             const asked = Date.now();\n\
+             try {{ await tx.user.create({{ data: {{ email: 'second@{domain}' }} }}); }}\n\
+             catch (e) {{ out('inner', {{ code: (e as {{ code?: string }}).code, class: (e as Error).constructor.name, message: (e as Error).message, ms: Date.now() - asked }}); throw e; }}\n\
+           }}, {{ timeout: 60000, maxWait: 5000 }});\n\
+           out('outer', 'committed');\n\
+         }} catch (e) {{ out('outer', (e as {{ code?: string }}).code); }}\n\
+         out('left', await prisma.user.count({{ where: {{ email: {{ endsWith: '@{domain}' }} }} }}));\n"
+    ))
+}
+
 /// Writes the `go` file the client scripts wait for, when dropped.
 struct Go<'a>(&'a crate::support::Project);
 
@@ -251,24 +261,7 @@ fn a_transaction_whose_executor_died_is_the_clients_p2028_at_once() {
     let p = project(&Db::Postgres(name.clone()));
     let key = api_key(&p);
     let s = Serving::start(&p, &[]);
-    p.write(
-        "tx.ts",
-        &client_script(
-            "const out = (k: string, v: unknown) => console.log(JSON.stringify({ [k]: v }));\n\
-             try {\n\
-               await prisma.$transaction(async (tx) => {\n\
-                 await tx.user.create({ data: { email: 'first@died.test' } });\n\
-                 await Deno.writeTextFile('tx-open', 'yes');\n\
-                 while (!(await Deno.stat('go').then(() => true, () => false))) await new Promise((r) => setTimeout(r, 20));\n\
-                 const asked = Date.now();\n\
-                 try { await tx.user.create({ data: { email: 'second@died.test' } }); }\n\
-                 catch (e) { out('inner', { code: (e as { code?: string }).code, class: (e as Error).constructor.name, message: (e as Error).message, ms: Date.now() - asked }); throw e; }\n\
-               }, { timeout: 60000, maxWait: 5000 });\n\
-               out('outer', 'committed');\n\
-             } catch (e) { out('outer', (e as { code?: string }).code); }\n\
-             out('left', await prisma.user.count({ where: { email: { endsWith: '@died.test' } } }));\n",
-        ),
-    );
+    p.write("tx.ts", &held_transaction_script("died.test"));
     let (ok, out) = std::thread::scope(|scope| {
         let client = scope.spawn(|| s.deno("tx.ts", &key, &[]));
         serve::poll(Duration::from_secs(120), "the transaction to open", || p.path("tx-open").exists().then_some(()));
@@ -475,23 +468,7 @@ fn one_crashed_child_of_a_pool_costs_only_its_own_requests_and_transactions() {
              console.log(JSON.stringify({ load: t }));\n",
         ),
     );
-    p.write(
-        "tx.ts",
-        &client_script(
-            "const out = (k: string, v: unknown) => console.log(JSON.stringify({ [k]: v }));\n\
-             try {\n\
-               await prisma.$transaction(async (tx) => {\n\
-                 await tx.user.create({ data: { email: 'held@pool.test' } });\n\
-                 await Deno.writeTextFile('tx-open', 'yes');\n\
-                 while (!(await Deno.stat('go').then(() => true, () => false))) await new Promise((r) => setTimeout(r, 20));\n\
-                 const asked = Date.now();\n\
-                 try { await tx.user.create({ data: { email: 'second@pool.test' } }); }\n\
-                 catch (e) { out('inner', { code: (e as { code?: string }).code, ms: Date.now() - asked }); throw e; }\n\
-               }, { timeout: 60000, maxWait: 5000 });\n\
-               out('outer', 'committed');\n\
-             } catch (e) { out('outer', (e as { code?: string }).code); }\n",
-        ),
-    );
+    p.write("tx.ts", &held_transaction_script("pool.test"));
     let ((tx_ok, tx_out), (load_ok, load_out)) = std::thread::scope(|scope| {
         let tx = scope.spawn(|| s.deno("tx.ts", &key, &[]));
         let _go = Go(&p);

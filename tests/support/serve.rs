@@ -165,6 +165,26 @@ impl Serving {
         })
     }
 
+    /// The Windmill script `pdp init` wrote (`examples/windmill/query_users.ts`), unmodified, called as
+    /// Windmill calls it, `main({ url, api_key }, 5)`: an import map points the published-client URL it
+    /// imports (`[client] base-url` unset: the placeholder) at the local `dist/client/`. Returns success and
+    /// the output, whose line `{"users":N,"posts":M}` counts the first user's posts.
+    pub fn run_windmill_example(&self, p: &Project, key: &str) -> (bool, String) {
+        let script = p.read("examples/windmill/query_users.ts");
+        let import = script.lines().find(|l| l.starts_with("import { PrismaClient }")).expect("an import line");
+        let published = import.split('"').nth(1).expect("a quoted URL");
+        let base = published.rsplit_once("0.1.0/").expect("the client's version in the URL").0;
+        assert!(base.starts_with("https://"), "{import}");
+        p.write("import_map.json", &serde_json::json!({ "imports": { base: "./dist/client/" } }).to_string());
+        p.write(
+            "windmill_run.ts",
+            "import { main } from './examples/windmill/query_users.ts';\n\
+             const users = await main({ url: Deno.env.get('PDP_URL')!, api_key: Deno.env.get('PDP_API_KEY')! }, 5);\n\
+             console.log(JSON.stringify({ users: users.length, posts: users[0].posts.length }));\n",
+        );
+        self.deno_run(&["--import-map=import_map.json", "windmill_run.ts"], key, &[])
+    }
+
     /// Everything pdp serve logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log").clone()
