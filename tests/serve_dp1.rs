@@ -688,3 +688,62 @@ fn prisma_4_16_deno_client_graphql_through_the_real_wasm_engine() {
     drop(s);
     let _ = drop_db();
 }
+
+/// A pool of two WASM engines shares its key's `connection-limit`: under 16 concurrent clients the database
+/// never sees more connections from them than the limit (counted in `pg_stat_activity`), and both engines
+/// served.
+#[test]
+fn a_pool_of_wasm_engines_shares_the_keys_connection_limit() {
+    let name = "pdp_dp1_pool_budget";
+    let url = fresh_database(name);
+    let p = project("6.19.3", &url, "engine = \"wasm\"\nchildren = 2\n");
+    // [serve.limits] is the file's last table: this line lands in it.
+    let toml = std::fs::read_to_string(p.path("pdp.toml")).expect("pdp.toml");
+    p.write("pdp.toml", &format!("{toml}connection-limit = 3\n"));
+    let s = Serving::start(&p, &[]);
+    let sc = inline(&schema("postgresql", "", "User"));
+    assert_eq!(json_request(&s, "PUT", &format!("/6.19.3/{}/schema", sc.hash), Some(&sc.b64), &[]).0, 200);
+    let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;
+    let path = format!("/6.19.3/{}/graphql", sc.hash);
+    assert_eq!(json_request(&s, "POST", &path, Some(count), &[]).0, 200);
+    let ready = s.all_children_ready();
+    assert_eq!(ready["engines"].as_array().map(Vec::len), Some(2), "{ready}");
+    let admin = postgres_url();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    let connections = || {
+        let out = Command::new("psql")
+            .arg(format!("{base}/postgres"))
+            .args(["-tAc", &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'")])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().unwrap_or(0)
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (most, answered) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut ok = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if json_request(&s, "POST", &path, Some(count), &[]).0 == 200 {
+                            ok += 1;
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let mut most = 0;
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            most = most.max(connections());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (most, workers.into_iter().map(|w| w.join().expect("worker")).sum::<u32>())
+    });
+    eprintln!("pool of 2 WASM engines, connection-limit 3: at most {most} connections seen, {answered} answers");
+    assert!(answered > 50, "the load ran: {answered}");
+    assert!((2..=3).contains(&most), "the engines' connections stay within the key's limit of 3: {most}");
+    let (_, ready) = json_request(&s, "GET", "/ready", None, &[]);
+    assert!(ready["engines"].as_array().expect("engines").iter().all(|e| e["status"] == "ready"), "{ready}");
+}

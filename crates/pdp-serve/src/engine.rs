@@ -318,9 +318,10 @@ impl Engines {
             .env("PDP_QE_PROVIDER", &schema.provider)
             .env("PDP_QE_DATASOURCE", &schema.datasource)
             .env("RUST_LOG", &settings.log_level);
-        if let Some(n) = settings.limits.connection_limit {
-            cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", n.to_string());
-        }
+        // The key's connections are shared by its pool, so that more children never mean more connections.
+        let key_limit = settings.limits.connection_limit.map_or_else(default_connection_limit, |n| n as usize);
+        let share = pool_share(key_limit, settings.children, slot);
+        cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", share.to_string());
         Ok(self.cx.bench_tcp(self.common_flags(cmd)))
     }
 
@@ -344,6 +345,18 @@ impl Engines {
 /// A file a child needs could not be written: worth another try (a full disk may be freed).
 pub(crate) fn file_error(e: FileError) -> StartError {
     StartError { message: format!("{e}: {}", e.source), permanent: false }
+}
+
+/// Prisma's default pool size for one engine: CPUs × 2 + 1.
+fn default_connection_limit() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get) * 2 + 1
+}
+
+/// Child `slot`'s part of `limit` connections shared by a pool of `children`: as even as it goes, the
+/// first ones one more, at least 1 each (so a pool larger than the limit opens one per child).
+pub fn pool_share(limit: usize, children: usize, slot: usize) -> usize {
+    let children = children.max(1);
+    (limit / children + usize::from(slot < limit % children)).max(1)
 }
 
 /// Appends `connection_limit` and `pool_timeout` (seconds) to a datasource URL, replacing any already there.
@@ -509,6 +522,16 @@ mod tests {
         }
         assert_eq!(base64_encode(b"abcd"), "YWJjZA==");
         assert_eq!(base64_decode("not base64!"), None);
+    }
+
+    #[test]
+    fn a_pools_connections_add_up_to_the_keys_limit() {
+        for (limit, children) in [(5, 1), (5, 2), (7, 3), (10, 4), (9, 3)] {
+            let shares: Vec<usize> = (0..children).map(|slot| pool_share(limit, children, slot)).collect();
+            assert_eq!(shares.iter().sum::<usize>(), limit, "{limit} over {children}: {shares:?}");
+            assert!(shares.iter().max().unwrap_or(&0) - shares.iter().min().unwrap_or(&0) <= 1, "{shares:?}");
+        }
+        assert_eq!((0..3).map(|slot| pool_share(2, 3, slot)).collect::<Vec<_>>(), [1, 1, 1], "at least one each");
     }
 
     #[test]
