@@ -76,6 +76,7 @@ fn demo_on_postgresql_with_health_ready_and_metrics() {
         assert!(metrics.contains(expected), "`{expected}` missing from:\n{metrics}");
     }
     // A pool of executors for the project's version, one per CPU by default, each started once.
+    let ready = s.all_children_ready();
     let pool = ready["executors"].as_array().expect("executors").len();
     assert_eq!(pool, serve::default_pool(), "{body}");
     for slot in 0..pool {
@@ -130,6 +131,7 @@ fn demo_on_the_embedded_database_and_the_certificate_survives_a_restart() {
 #[test]
 fn children_listen_only_on_private_unix_sockets_no_other_user_can_reach() {
     let p = project(&Db::Embedded);
+    with_children(&p, 2);
     let key = api_key(&p);
     let s = Serving::start(&p, &[]);
     p.write("count.ts", &client_script("console.log(JSON.stringify({ users: await prisma.user.count() }));\n"));
@@ -139,7 +141,7 @@ fn children_listen_only_on_private_unix_sockets_no_other_user_can_reach() {
     let probe = |socket: &std::path::Path| (!socket.ends_with(".s.PGSQL.5432")).then_some("/connection-info");
     s.all_children_ready();
     let sockets = serve::assert_children_private(s.pid(), &probe);
-    assert_eq!(sockets.len(), 1 + serve::default_pool(), "the database and one socket per executor: {sockets:?}");
+    assert_eq!(sockets.len(), 1 + 2, "the database and one socket per executor: {sockets:?}");
     // Another pdp of the same user finds the running embedded database through its record: the socket
     // directory, not a port.
     let record: serde_json::Value = serde_json::from_str(&p.read(".pdp/pglite/server.json")).expect("record");
@@ -194,12 +196,14 @@ fn a_wrong_or_missing_key_is_the_clients_unauthorized_error_and_is_never_logged(
 fn a_killed_executor_restarts_and_the_next_request_succeeds() {
     let name = db_name("restart");
     let p = project(&Db::Postgres(name.clone()));
+    with_children(&p, 2);
     let key = api_key(&p);
     let s = Serving::start(&p, &[]);
+    s.all_children_ready();
     p.write("demo.ts", &demo_script());
     assert!(s.deno("demo.ts", &key, &[]).0, "{}", s.log());
     let executors = children(s.pid(), "pdp-qpe.mjs");
-    let pool = serve::default_pool();
+    let pool = 2;
     assert_eq!(executors.len(), pool, "one executor child per pool slot: {executors:?}\n{}", s.log());
     serve::signal(executors[0], "KILL");
     // The next client run succeeds: on another child of the pool, or on the restarted one.
@@ -244,6 +248,15 @@ fn held_transaction_script(domain: &str) -> String {
          }} catch (e) {{ out('outer', (e as {{ code?: string }}).code); }}\n\
          out('left', await prisma.user.count({{ where: {{ email: {{ endsWith: '@{domain}' }} }} }}));\n"
     ))
+}
+
+/// Sets `[serve] children` in the project's pdp.toml (tests of a pool say its size rather than take the
+/// machine's CPU count).
+fn with_children(p: &crate::support::Project, n: usize) {
+    let toml = p.read("pdp.toml");
+    let set = toml.replacen("[serve]\n", &format!("[serve]\nchildren = {n}\n"), 1);
+    assert_ne!(set, toml, "pdp.toml has a [serve] table");
+    p.write("pdp.toml", &set);
 }
 
 /// Writes the `go` file the client scripts wait for, when dropped.
@@ -445,8 +458,7 @@ fn executor_in_slot(pdp: u32, slot: u64) -> u32 {
 fn one_crashed_child_of_a_pool_costs_only_its_own_requests_and_transactions() {
     let name = db_name("pool");
     let p = project(&Db::Postgres(name.clone()));
-    let toml = p.read("pdp.toml").replacen("[serve]\n", "[serve]\nchildren = 2\n", 1);
-    p.write("pdp.toml", &toml);
+    with_children(&p, 2);
     let key = api_key(&p);
     let s = Serving::start(&p, &[]);
     let ready = s.all_children_ready();

@@ -266,7 +266,7 @@ fn fresh_database(name: &str) -> String {
 #[test]
 fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
     let url = fresh_database("pdp_dp1_wasm");
-    let p = project("6.19.3", &url, "engine = \"wasm\"\n");
+    let p = project("6.19.3", &url, "engine = \"wasm\"\nchildren = 2\n");
     // [serve.limits] is the file's last table: this line lands in it.
     let toml = std::fs::read_to_string(p.path("pdp.toml")).expect("pdp.toml");
     p.write("pdp.toml", &format!("{toml}max-response-size = \"8KiB\"\n"));
@@ -302,10 +302,8 @@ fn prisma_6_json_protocol_through_the_wasm_engine_on_postgres() {
         .iter()
         .map(|e| (e["engine"].as_str().unwrap_or("").to_owned(), e["slot"].as_u64().unwrap_or(99)))
         .collect();
-    let mut expected: Vec<(String, u64)> = [&users, &posts]
-        .iter()
-        .flat_map(|sc| (0..serve::default_pool() as u64).map(|slot| (format!("wasm/{}", &sc.hash[..12]), slot)))
-        .collect();
+    let mut expected: Vec<(String, u64)> =
+        [&users, &posts].iter().flat_map(|sc| (0..2).map(|slot| (format!("wasm/{}", &sc.hash[..12]), slot))).collect();
     expected.sort();
     assert_eq!(listed, expected, "{ready}");
     // The engine's user-facing error passes through unchanged: P2002.
@@ -458,7 +456,7 @@ fn prisma_6_node_client_through_pdp_and_the_wasm_engine() {
 #[test]
 fn the_wasm_engine_listens_only_on_a_private_unix_socket() {
     let url = fresh_database("pdp_dp1_private");
-    let p = project("6.19.3", &url, "engine = \"wasm\"\n");
+    let p = project("6.19.3", &url, "engine = \"wasm\"\nchildren = 2\n");
     let s = Serving::start(&p, &[]);
     let sc = inline(&schema("postgresql", "", "User"));
     assert_eq!(json_request(&s, "PUT", &format!("/6.19.3/{}/schema", sc.hash), Some(&sc.b64), &[]).0, 200);
@@ -467,7 +465,7 @@ fn the_wasm_engine_listens_only_on_a_private_unix_socket() {
     assert_eq!(status, 200, "{body}");
     s.all_children_ready();
     let sockets = serve::assert_children_private(s.pid(), &|_| Some("/status"));
-    assert_eq!(sockets.len(), serve::default_pool(), "one socket per engine of the pool: {sockets:?}");
+    assert_eq!(sockets.len(), 2, "one socket per engine of the pool: {sockets:?}");
 }
 
 /// A transaction that waits, mid-way, for the test to kill its engine, then goes on.
@@ -616,10 +614,11 @@ out("batch", [users, posts.count]);
 out("itx", await prisma.$transaction(async (tx) => { await tx.post.create({ data: { title: "c", authorId: ada.id } }); return tx.post.count(); }));
 try { await prisma.$transaction(async (tx) => { await tx.post.create({ data: { title: "d", authorId: ada.id } }); throw new Error("undo"); }); } catch (e) { out("undo", (e as Error).message); }
 try {
-  await prisma.$transaction(async (tx) => { await tx.post.count(); await new Promise((r) => setTimeout(r, 600)); await tx.post.count(); }, { timeout: 200 });
+  await prisma.$transaction(async (tx) => { await tx.post.create({ data: { title: "e", authorId: ada.id } }); await new Promise((r) => setTimeout(r, 600)); await tx.post.create({ data: { title: "e2", authorId: ada.id } }); }, { timeout: 200 });
   out("expired", "none");
 } catch (e) { out("expired", code(e)); }
 out("posts", await prisma.post.count());
+out("expiredRows", await prisma.post.count({ where: { title: { in: ["e", "e2"] } } }));
 out("raw", await prisma.$queryRaw`SELECT count(*)::int AS n FROM "Post" WHERE published`);
 out("exec", await prisma.$executeRaw`UPDATE "Post" SET title = upper(title) WHERE title = 'c'`);
 out("deleted", (await prisma.post.deleteMany({ where: { title: "C" } })).count);
@@ -660,7 +659,7 @@ fn prisma_4_16_deno_client_graphql_through_the_real_wasm_engine() {
         got,
         json!({
             "create": ["ada@x.io", 2], "dup": "P2002", "findUnique": ["Ada", "Ada", null], "batch": [1, 2],
-            "itx": 3, "undo": "undo", "expired": "P2028", "posts": 3, "raw": [{"n": 2}], "exec": 1, "deleted": 1
+            "itx": 3, "undo": "undo", "expired": "P2028", "posts": 3, "expiredRows": 0, "raw": [{"n": 2}], "exec": 1, "deleted": 1
         }),
         "{stdout}\n{}",
         s.log()

@@ -50,7 +50,7 @@ pub struct PrismaConfig {
     pub schema: PathBuf,
     /// Absolute path of the migrations directory when `[prisma] migrations` sets one; `None` means Prisma
     /// Migrate's default beside the schema, which depends on the schema's files (the binary's
-    /// `project::Schema` decides it).
+    /// `commands::schema` decides it).
     pub migrations: Option<PathBuf>,
 }
 

@@ -4,7 +4,7 @@
 //! subfolder, symbolic links followed; pdp sorts them by path so every run sees the same order.
 //!
 //! It also answers where a file of the schema decides something: the file with the `datasource` block (a
-//! relative SQLite `file:` URL and, from 6.x, the default migrations folder are beside it) and the file with
+//! relative SQLite `file:` URL and, from Prisma 6.6, the default migrations folder are beside it) and the file with
 //! the client generator.
 //!
 //! Deliberately not here: which Prisma versions accept a folder (the generation table's business, checked
@@ -98,11 +98,15 @@ impl SchemaFiles {
             });
         }
         let mut found = Vec::new();
-        collect(location, "", &mut found, 0)?;
+        let mut path_so_far = vec![std::fs::canonicalize(location).unwrap_or_else(|_| location.to_path_buf())];
+        collect(location, "", &mut found, &mut path_so_far)?;
         if found.is_empty() {
             return Err(LoadError::EmptyFolder { path: location.to_path_buf() });
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
+        // A file reached twice through links is one file (its first path in order names it).
+        let mut seen = std::collections::HashSet::new();
+        found.retain(|(_, path)| seen.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())));
         let files = found
             .into_iter()
             .map(|(rel, path)| Ok(SchemaFile { text: read_text(&path)?, path, rel }))
@@ -135,7 +139,7 @@ impl SchemaFiles {
     }
 
     /// Prisma Migrate's default migrations folder for this schema. A single file: `migrations` beside it. A
-    /// folder: beside the datasource file (Prisma 6 and later, `primaryDatasourceDirectory`), or, with
+    /// folder: beside the datasource file (Prisma 6.6 and later, `primaryDatasourceDirectory`), or, with
     /// `folder_beside = true` (Prisma 5's preview), beside the folder itself (`prisma/schema` →
     /// `prisma/migrations`).
     pub fn default_migrations(&self, folder_beside: bool) -> PathBuf {
@@ -165,11 +169,15 @@ impl SchemaFiles {
 
     /// How the schema is named to a person: the path, and for a folder how many files it holds.
     pub fn describe(&self, shown: &Path) -> String {
-        if self.folder {
-            let n = self.files.len();
-            format!("{} (a folder of {n} file{})", shown.display(), if n == 1 { "" } else { "s" })
-        } else {
-            shown.display().to_string()
+        if self.folder { format!("{} ({})", shown.display(), self.layout()) } else { shown.display().to_string() }
+    }
+
+    /// "a folder of 3 files", "a folder of 1 file", or "one file".
+    pub fn layout(&self) -> String {
+        match (self.folder, self.files.len()) {
+            (false, _) => "one file".to_owned(),
+            (true, 1) => "a folder of 1 file".to_owned(),
+            (true, n) => format!("a folder of {n} files"),
         }
     }
 }
@@ -183,13 +191,14 @@ fn read_text(path: &Path) -> Result<String, LoadError> {
     String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: path.to_path_buf() })
 }
 
-/// Symbolic links are followed as Prisma follows them; a cycle of links stops at this depth.
-const MAX_DEPTH: usize = 32;
-
-fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>, depth: usize) -> Result<(), LoadError> {
-    if depth > MAX_DEPTH {
-        return Ok(());
-    }
+/// Symbolic links are followed as Prisma follows them; a link back to a folder already on the way down (a
+/// cycle) is not entered again (and `load` keeps one path per file reached twice).
+fn collect(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, PathBuf)>,
+    path_so_far: &mut Vec<PathBuf>,
+) -> Result<(), LoadError> {
     let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Io { path: dir.to_path_buf(), source })?;
     for entry in entries {
         let entry = entry.map_err(|source| LoadError::Io { path: dir.to_path_buf(), source })?;
@@ -199,7 +208,13 @@ fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>, depth: us
         // `metadata` follows links; a dangling link is skipped.
         let Ok(meta) = std::fs::metadata(&path) else { continue };
         if meta.is_dir() {
-            collect(&path, &rel, out, depth + 1)?;
+            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if path_so_far.contains(&real) {
+                continue;
+            }
+            path_so_far.push(real);
+            collect(&path, &rel, out, path_so_far)?;
+            path_so_far.pop();
         } else if meta.is_file() && Path::new(&name).extension().is_some_and(|e| e == "prisma") {
             out.push((rel, path));
         }
@@ -233,13 +248,23 @@ mod tests {
         write(t.path(), "elsewhere/linked.prisma", "enum Role {\n  A\n}\n");
         std::os::unix::fs::symlink(t.path().join("elsewhere"), root.join("shared")).expect("symlink");
         std::os::unix::fs::symlink(t.path().join("gone"), root.join("dangling.prisma")).expect("symlink");
+        // Cycles: a link to the folder itself and one to its parent are not followed again.
+        std::os::unix::fs::symlink(&root, root.join("models/loop")).expect("symlink");
+        std::os::unix::fs::symlink(t.path(), root.join("db/up")).expect("symlink");
 
         let s = SchemaFiles::load(&root).expect("loads");
         assert!(s.folder);
         let rels: Vec<&str> = s.files.iter().map(|f| f.rel.as_str()).collect();
         assert_eq!(
             rels,
-            ["db/source.prisma", "models/a/post.prisma", "models/user.prisma", "schema.prisma", "shared/linked.prisma"]
+            // `elsewhere/linked.prisma` is reached twice (`shared/`, `db/up/elsewhere/`): read once.
+            [
+                "db/source.prisma",
+                "db/up/elsewhere/linked.prisma",
+                "models/a/post.prisma",
+                "models/user.prisma",
+                "schema.prisma"
+            ]
         );
         assert_eq!(s.datasource_file().map(|f| f.rel.as_str()), Some("db/source.prisma"));
         assert_eq!(s.datasource_dir(), root.join("db"));

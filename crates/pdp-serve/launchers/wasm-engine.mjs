@@ -529,7 +529,8 @@ function txErrorStatus(err) {
 
 // ---------------------------------------------------------------- interactive transactions of the GraphQL build
 
-/** id → { client, engine, started, timeout, timer }: a pool connection that ran BEGIN and its own engine. */
+/** id → { client, engine, started, timeout, timer, inFlight, drained }: a pool connection that ran BEGIN and
+ *  its own engine, with the queries running in it now (`drained` resolves when the last one ends). */
 const ownTx = new Map();
 /** id → how it closed ({ why: "committed" | "rolled back" | "expired", timeout, elapsed }), bounded. */
 const ownClosed = new Map();
@@ -578,6 +579,11 @@ async function ownStart(options) {
     client.release();
     return { is_panic: false, message: `Inconsistent column data: Conversion failed: Invalid isolation level \`${level}\``, meta: {}, error_code: "P2023" };
   }
+  const id = options.new_tx_id ?? crypto.randomUUID();
+  if (ownTx.has(id) || ownClosed.has(id)) {
+    client.release();
+    return txApiError(`Unable to start a transaction: the transaction id ${id} is already in use`);
+  }
   let txEngine;
   try {
     await client.query(level ? `BEGIN ISOLATION LEVEL ${ISOLATION[level]}` : "BEGIN");
@@ -585,36 +591,60 @@ async function ownStart(options) {
     await txEngine.connect("{}");
   } catch (e) {
     client.release(true);
+    try {
+      txEngine?.free();
+    } catch {}
     return userFacing(e) ?? txApiError(`Unable to start a transaction: ${e.message}`);
   }
-  const id = options.new_tx_id ?? crypto.randomUUID();
-  const entry = { client, engine: txEngine, started: Date.now(), timeout: options.timeout };
+  const entry = { client, engine: txEngine, started: Date.now(), timeout: options.timeout, inFlight: 0, drained: null };
   entry.timer = setTimeout(() => ownClose(id, "expired").catch(() => {}), options.timeout);
   ownTx.set(id, entry);
   return { id };
 }
 
-/** Ends transaction `id` (commit, rollback, or expiry's rollback); `null` when done, else the error body. */
+/** Runs `work` as one of transaction `entry`'s queries, counted in flight. */
+async function inTransaction(entry, work) {
+  entry.inFlight++;
+  try {
+    return await work();
+  } finally {
+    if (--entry.inFlight === 0 && entry.drained) entry.drained();
+  }
+}
+
+/** Ends transaction `id`; `null` when done, else the error body. It leaves the table at once (a later query
+ *  gets the closed-transaction error). A commit or rollback waits for the queries still running in it, then
+ *  says COMMIT/ROLLBACK and returns the connection; an expiry does not wait: it destroys the connection, so the
+ *  server rolls back and nothing still running in the transaction can write outside it (the connection is
+ *  gone, never handed to another transaction). The engine is freed once its last query has ended. */
 async function ownClose(id, why) {
   const entry = ownTx.get(id);
   if (!entry) return closedError(id, why === "committed" ? "commit" : "rollback");
   ownTx.delete(id);
   clearTimeout(entry.timer);
-  let failure = null;
-  try {
-    await entry.client.query(why === "committed" ? "COMMIT" : "ROLLBACK");
-    entry.client.release();
-  } catch (e) {
-    entry.client.release(true);
-    failure = txApiError(`Transaction ${why === "committed" ? "commit" : "rollback"} failed: ${e.message}`);
-  }
-  try {
-    await entry.engine.disconnect("{}");
-    entry.engine.free();
-  } catch {}
   ownClosed.set(id, { why, timeout: entry.timeout, elapsed: Date.now() - entry.started });
   while (ownClosed.size > CLOSED_TX_MEMORY) ownClosed.delete(ownClosed.keys().next().value);
   closeTx(id);
+  const drained = entry.inFlight === 0 ? Promise.resolve() : new Promise((resolve) => { entry.drained = resolve; });
+  let failure = null;
+  if (why === "expired") {
+    entry.client.release(true);
+  } else {
+    await drained;
+    try {
+      await entry.client.query(why === "committed" ? "COMMIT" : "ROLLBACK");
+      entry.client.release();
+    } catch (e) {
+      entry.client.release(true);
+      failure = txApiError(`Transaction ${why === "committed" ? "commit" : "rollback"} failed: ${e.message}`);
+    }
+  }
+  drained.then(async () => {
+    try {
+      await entry.engine.disconnect("{}");
+      entry.engine.free();
+    } catch {}
+  });
   return failure;
 }
 
@@ -773,8 +803,10 @@ async function handleQuery(req, res, started) {
   try {
     if (graphql) {
       // The transaction's own engine runs its queries (on its connection); no tx id reaches an engine.
-      const target = txId !== undefined ? ownTx.get(txId).engine : engine;
-      const result = (await splitBatch(target, raw)) ?? (await target.query(raw, "{}", undefined));
+      const entry = txId !== undefined ? ownTx.get(txId) : undefined;
+      const target = entry ? entry.engine : engine;
+      const run = async () => (await splitBatch(target, raw)) ?? (await target.query(raw, "{}", undefined));
+      const result = entry ? await inTransaction(entry, run) : await run();
       return send(res, 200, result, { elapsedSince: started });
     }
     const { result, spans } = await callEngine("query", (t) => [raw, t, txId], traceparentOf(req));

@@ -408,6 +408,7 @@ impl Dp1 {
                 );
             }
             Err(ForwardError::Unreachable(why)) => {
+                lease.unreachable();
                 return user_facing(
                     StatusCode::BAD_GATEWAY,
                     "P1017",

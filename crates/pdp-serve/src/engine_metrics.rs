@@ -1,5 +1,5 @@
 //! The query engines' own metrics, merged into pdp's `/metrics`: each running engine's Prometheus text is
-//! scraped (half a second at most), every sample labelled `engine="<engine>/<schema>"`, OpenMetrics
+//! scraped (half a second at most), every sample labelled `engine="<engine>/<schema>#<pool slot>"`, OpenMetrics
 //! counter families named without `_total`, and each family's HELP and TYPE kept once.
 //!
 //! Deliberately not here: pdp's own metrics (`metrics`), which engines run (`dp1` lists them).

@@ -238,6 +238,7 @@ impl Qpe {
                 );
             }
             Err(ForwardError::Unreachable(why)) => {
+                lease.unreachable();
                 return error(
                     StatusCode::BAD_GATEWAY,
                     "P6000",

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,16 @@ pub struct Lease {
     member: Arc<Member>,
 }
 
+impl Lease {
+    /// Says the child dropped this request's connection: it is passed over for a moment (while its death
+    /// is being noticed) whenever a pool mate is ready, so a dying child, which fails fast and so looks the
+    /// least busy, does not attract the next requests.
+    pub fn unreachable(&self) {
+        let until = self.member.born.elapsed() + AVOID_AFTER_FAILURE;
+        self.member.avoid_until_ms.store(u64::try_from(until.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         self.member.busy.fetch_sub(1, Ordering::Relaxed);
@@ -96,7 +106,29 @@ struct Member {
     state: watch::Sender<State>,
     /// Requests forwarded to it and not yet answered.
     busy: AtomicUsize,
+    /// Since when this member exists (the clock `avoid_until_ms` counts on).
+    born: Instant,
+    /// Passed over until this many ms after `born` (a forward to it just broke off).
+    avoid_until_ms: AtomicU64,
 }
+
+impl Member {
+    fn new() -> Member {
+        Member {
+            state: watch::Sender::new(State::Starting),
+            busy: AtomicUsize::new(0),
+            born: Instant::now(),
+            avoid_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn avoided(&self) -> bool {
+        u128::from(self.avoid_until_ms.load(Ordering::Relaxed)) > self.born.elapsed().as_millis()
+    }
+}
+
+/// How long a member whose forward broke off is passed over while another is ready.
+const AVOID_AFTER_FAILURE: Duration = Duration::from_millis(500);
 
 /// The children of one key.
 struct Pool {
@@ -120,13 +152,14 @@ impl Pool {
     fn lease(&self) -> Option<Lease> {
         let n = self.members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut best: Option<(usize, Endpoint, &Arc<Member>)> = None;
+        // Ranked by (recently failed, busy): a member that just dropped a request comes last.
+        let mut best: Option<((bool, usize), Endpoint, &Arc<Member>)> = None;
         for i in 0..n {
             let m = &self.members[(start + i) % n];
             if let State::Ready(ep) = &*m.state.borrow() {
-                let busy = m.busy.load(Ordering::Relaxed);
-                if best.as_ref().is_none_or(|(b, ..)| busy < *b) {
-                    best = Some((busy, ep.clone(), m));
+                let rank = (m.avoided(), m.busy.load(Ordering::Relaxed));
+                if best.as_ref().is_none_or(|(b, ..)| rank < *b) {
+                    best = Some((rank, ep.clone(), m));
                 }
             }
         }
@@ -241,9 +274,7 @@ impl<L: Launch> Supervisor<L> {
         }
         let size = self.launch.pool_size(key).max(1);
         let pool = Arc::new(Pool {
-            members: (0..size)
-                .map(|_| Arc::new(Member { state: watch::Sender::new(State::Starting), busy: AtomicUsize::new(0) }))
-                .collect(),
+            members: (0..size).map(|_| Arc::new(Member::new())).collect(),
             changed: watch::Sender::new(0),
             stop: watch::Sender::new(false),
             pinned,
@@ -306,7 +337,9 @@ impl<L: Launch> Supervisor<L> {
     /// Child `slot` of `key` if it is serving right now (no waiting, no starting), counted busy.
     pub fn ready_now(&self, key: &L::Key, slot: usize) -> Option<Lease> {
         let pools = self.pools();
-        let member = pools.get(key)?.members.get(slot)?.clone();
+        let pool = pools.get(key)?;
+        *pool.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        let member = pool.members.get(slot)?.clone();
         let State::Ready(endpoint) = member.state.borrow().clone() else { return None };
         member.busy.fetch_add(1, Ordering::Relaxed);
         Some(Lease { endpoint, member })
@@ -354,7 +387,8 @@ impl<L: Launch> Supervisor<L> {
         pools.retain(|key, pool| {
             let idle = pool.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
             let ready = pool.members.iter().any(|m| matches!(&*m.state.borrow(), State::Ready(_)));
-            if !pool.pinned && ready && idle > self.timing.idle_timeout {
+            let busy = pool.members.iter().any(|m| m.busy.load(Ordering::Relaxed) > 0);
+            if !pool.pinned && ready && !busy && idle > self.timing.idle_timeout {
                 tracing::info!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "stopping: unused for {}s", idle.as_secs());
                 pool.stop.send_replace(true);
                 false

@@ -161,9 +161,13 @@ pub fn run(
                 // Prisma read the build copy, whose lines are the user's (the patcher keeps every line
                 // number); name the user's files instead of the copy.
                 let shown = schema_path.strip_prefix(&config.root).unwrap_or(schema_path).display().to_string();
-                let stderr = stderr
-                    .replace(&build_schema.display().to_string(), &shown)
-                    .replace(&format!("-->  {schema_arg}"), &format!("-->  {shown}"));
+                // Prisma names a file `schema.prisma:LINE` or, in a folder, `schema/REL:LINE`.
+                let (copy, user) = if project.files.folder {
+                    (format!("-->  {SCHEMA_FOLDER}/"), format!("-->  {shown}/"))
+                } else {
+                    ("-->  schema.prisma:".to_owned(), format!("-->  {shown}:"))
+                };
+                let stderr = stderr.replace(&build_schema.display().to_string(), &shown).replace(&copy, &user);
                 return Err(ClientError::SchemaRejected {
                     schema: schema_path.clone(),
                     version: version.to_string(),

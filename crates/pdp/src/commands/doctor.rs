@@ -279,10 +279,7 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout
         );
         return;
     }
-    let schema_dir = match super::schema::migration_paths(c) {
-        Ok((_, dir)) => dir,
-        Err(_) => c.prisma.schema.parent().unwrap_or(&c.root).to_path_buf(),
-    };
+    let schema_dir = super::schema::datasource_dir(c);
     let outcome = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -26,8 +26,8 @@ struct Existing {
     listen: Option<String>,
     /// Provider read from an existing schema.
     schema_provider: Option<String>,
-    /// How many files an existing schema folder holds (`None`: one file, or none).
-    schema_files: Option<usize>,
+    /// An existing schema folder's layout, e.g. "a folder of 3 files" (`None`: one file, or none).
+    schema_layout: Option<String>,
     /// Where an existing generated workflow publishes the client.
     publish: Option<Publish>,
 }
@@ -49,7 +49,9 @@ fn read_existing(dir: &Path) -> Existing {
     }
     if e.schema_path.is_none() {
         let (schema, migrations) = prisma_cli_settings(dir);
-        e.schema_path = schema.or_else(|| default_schema_location(dir));
+        // Only a schema that is there is adopted: a setting pointing at nothing gets the sample in the
+        // default place rather than a file named after a folder.
+        e.schema_path = schema.filter(|s| dir.join(s).exists()).or_else(|| default_schema_location(dir));
         if e.migrations_path.is_none() {
             e.migrations_path = migrations;
         }
@@ -57,7 +59,7 @@ fn read_existing(dir: &Path) -> Existing {
     let schema = dir.join(e.schema_path.as_deref().unwrap_or(scaffold::SAMPLE_SCHEMA));
     if let Ok(files) = pdp_schema::SchemaFiles::load(&schema) {
         e.schema_provider = files.datasource_file().and_then(|f| scaffold::schema_provider(&f.text));
-        e.schema_files = files.folder.then_some(files.files.len());
+        e.schema_layout = files.folder.then(|| files.layout());
     }
     if let Ok(text) = fs_err::read_to_string(dir.join(scaffold::WORKFLOW)) {
         e.publish = Publish::from_workflow(&text);
@@ -71,6 +73,7 @@ fn read_existing(dir: &Path) -> Existing {
 fn prisma_cli_settings(dir: &Path) -> (Option<String>, Option<String>) {
     for name in ["prisma.config.ts", "prisma.config.mts", "prisma.config.js", "prisma.config.mjs"] {
         if let Ok(text) = fs_err::read_to_string(dir.join(name)) {
+            let text = without_comments(&text);
             let schema = config_path(&text, r"\bschema\s*:\s*");
             let migrations = config_path(&text, r"\bmigrations\s*:\s*\{[^}]*?\bpath\s*:\s*");
             if schema.is_some() || migrations.is_some() {
@@ -83,6 +86,13 @@ fn prisma_cli_settings(dir: &Path) -> (Option<String>, Option<String>) {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["prisma"]["schema"].as_str().map(clean_relative));
     (schema, None)
+}
+
+/// `text` without `// …` line comments and `/* … */` blocks (a commented-out `schema:` is not a setting).
+fn without_comments(text: &str) -> String {
+    let blocks = regex::Regex::new(r"(?s)/\*.*?\*/").map(|re| re.replace_all(text, "").into_owned());
+    let text = blocks.unwrap_or_else(|_| text.to_owned());
+    text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
 }
 
 /// The path after `lead` in a config file's text: `"a/b"`, `'a/b'`, or `path.join("a", "b")`.
@@ -516,10 +526,7 @@ pub fn run(args: &InitArgs, printer: &Printer) -> anyhow::Result<Status> {
             State::Same => printer.status("unchanged", &file.path),
             State::Adopted => {
                 let provider = existing.schema_provider.as_deref().unwrap_or("unknown provider");
-                let layout = match existing.schema_files {
-                    Some(n) => format!("a folder of {n} files, "),
-                    None => String::new(),
-                };
+                let layout = existing.schema_layout.as_ref().map(|l| format!("{l}, ")).unwrap_or_default();
                 printer.status("adopted", &format!("{} ({layout}{provider})", file.path));
             }
             State::Differs(next) if file.kind == Kind::Entries => {

@@ -43,7 +43,10 @@ pub fn load(config: &Config) -> anyhow::Result<ProjectSchema> {
             "put the schema's `.prisma` files there, or point `[prisma] schema` at the schema file",
         )),
         LoadError::NotUtf8 { .. } => anyhow::Error::new(UserError::new(e.to_string(), "save it as UTF-8")),
-        LoadError::Io { .. } => anyhow::Error::new(e),
+        LoadError::Io { .. } => anyhow::Error::new(UserError::new(
+            e.to_string(),
+            "check that pdp's user may read it (and every folder of a schema folder)",
+        )),
     })?;
     if files.folder {
         let shown = config.prisma.schema.strip_prefix(&config.root).unwrap_or(&config.prisma.schema).display();
@@ -97,9 +100,20 @@ pub fn load(config: &Config) -> anyhow::Result<ProjectSchema> {
 /// one). Returns `(migrations, datasource directory)`.
 pub fn migration_paths(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
     if !config.prisma.schema.exists() {
-        let dir = config.prisma.schema.parent().unwrap_or(&config.root).to_path_buf();
+        let dir = beside_schema(config);
         return Ok((config.prisma.migrations.clone().unwrap_or_else(|| dir.join("migrations")), dir));
     }
     let project = load(config)?;
     Ok((project.migrations.clone(), project.files.datasource_dir()))
+}
+
+/// The directory a relative SQLite path is resolved against, for commands that go on when the schema
+/// cannot be read (serve, doctor's database line): the datasource file's directory when it can be, else
+/// beside where `[prisma] schema` points.
+pub fn datasource_dir(config: &Config) -> PathBuf {
+    migration_paths(config).map_or_else(|_| beside_schema(config), |(_, dir)| dir)
+}
+
+fn beside_schema(config: &Config) -> PathBuf {
+    config.prisma.schema.parent().unwrap_or(&config.root).to_path_buf()
 }

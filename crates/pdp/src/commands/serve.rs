@@ -46,10 +46,8 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
     // datasource directory resolves a relative SQLite path and a one-file schema is accepted unuploaded.
     let project =
         super::schema::load(&config).inspect_err(|e| tracing::debug!("the project's schema is not read: {e:#}")).ok();
-    let schema_dir = project.as_ref().map_or_else(
-        || config.prisma.schema.parent().unwrap_or(&config.root).to_path_buf(),
-        |p| p.files.datasource_dir(),
-    );
+    let schema_dir =
+        project.as_ref().map_or_else(|| super::schema::datasource_dir(&config), |p| p.files.datasource_dir());
     // A folder is merged by Prisma's generator into a text pdp cannot reproduce byte for byte (and so not
     // hash as the client does); its clients upload it once per engine.
     let project_schema = project.as_ref().filter(|p| !p.files.folder).map(|p| p.files.location.clone());
