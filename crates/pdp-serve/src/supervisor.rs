@@ -538,3 +538,122 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Children that are `sh` printing a ready line for a made-up socket (named after the key and slot, so
+    /// a test finds its own in the process list), then waiting until stdin closes.
+    struct Fake {
+        size: usize,
+    }
+
+    impl Launch for Fake {
+        type Key = String;
+
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+
+        fn pool_size(&self, _key: &String) -> usize {
+            self.size
+        }
+
+        fn prepare(&self, key: &String, slot: usize) -> Result<Cmd, StartError> {
+            let line = format!(r#"{{"pdp_ready":{{"path":"/fake/{key}-{slot}.sock"}}}}"#);
+            Ok(Cmd::new("sh", "run a fake child", std::env::temp_dir())
+                .args(["-c", &format!("echo '{line}'; read _ || true")]))
+        }
+    }
+
+    fn pool_of(size: usize) -> Arc<Supervisor<Fake>> {
+        let timing = Timing {
+            start_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(2),
+        };
+        Supervisor::new(Fake { size }, timing, Arc::new(Metrics::new()))
+    }
+
+    async fn all_ready(s: &Arc<Supervisor<Fake>>, key: &String, n: usize) {
+        let _first = s.get(key).await.expect("a child starts");
+        for _ in 0..400 {
+            if s.states().iter().filter(|c| c.status == "ready").count() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the pool did not become ready: {:?}", s.states().iter().map(|c| c.status).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_go_to_the_least_busy_child_and_equals_take_turns() {
+        let s = pool_of(2);
+        let key = "7.10.0".to_owned();
+        all_ready(&s, &key, 2).await;
+        // Two requests in flight at once: one on each child.
+        let a = s.get(&key).await.expect("lease");
+        let b = s.get(&key).await.expect("lease");
+        assert_ne!(a.endpoint.slot, b.endpoint.slot, "the second goes to the idle child");
+        let busy: Vec<usize> = s.states().iter().map(|c| c.busy).collect();
+        assert_eq!(busy, [1, 1]);
+        drop((a, b));
+        assert_eq!(s.states().iter().map(|c| c.busy).sum::<usize>(), 0, "a dropped lease is no longer busy");
+        // One at a time: equally idle children take turns.
+        let mut slots = Vec::new();
+        for _ in 0..4 {
+            slots.push(s.get(&key).await.expect("lease").endpoint.slot);
+        }
+        assert!(slots.contains(&0) && slots.contains(&1), "{slots:?}");
+        s.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_child_whose_forward_broke_off_is_passed_over_while_another_is_ready() {
+        let s = pool_of(2);
+        let key = "k".to_owned();
+        all_ready(&s, &key, 2).await;
+        let failed = s.get(&key).await.expect("lease");
+        let slot = failed.endpoint.slot;
+        failed.unreachable();
+        drop(failed);
+        for _ in 0..6 {
+            assert_ne!(s.get(&key).await.expect("lease").endpoint.slot, slot, "the failed child is avoided");
+        }
+        // A transaction's own child is still reachable by slot, with its incarnation.
+        let pinned = s.ready_now(&key, slot).expect("still ready");
+        assert_eq!((pinned.endpoint.slot, pinned.endpoint.generation), (slot, 1));
+        assert!(s.ready_now(&key, 2).is_none(), "no such slot");
+        s.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_child_dying_leaves_the_rest_of_the_pool_serving() {
+        let s = pool_of(2);
+        let key = "dying-pool".to_owned();
+        all_ready(&s, &key, 2).await;
+        // The pids behind the two slots: kill one; the other keeps its first incarnation.
+        let tmp = std::env::temp_dir();
+        let pids: Vec<u32> = Cmd::new("pgrep", "list the fake children", &tmp)
+            .args(["-P", &std::process::id().to_string(), "-f", "dying-pool"])
+            .output()
+            .map(|o| o.stdout.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        assert_eq!(pids.len(), 2, "{pids:?}");
+        Cmd::new("kill", "kill one fake child", &tmp).args(["-KILL", &pids[0].to_string()]).output().expect("kill");
+        // Until the dead one is back, every request is served by the live one.
+        let mut generations = Vec::new();
+        for _ in 0..400 {
+            let states = s.states();
+            generations = states.iter().map(|c| c.endpoint.as_ref().map(|e| e.generation)).collect();
+            if generations.contains(&Some(2)) {
+                break;
+            }
+            assert!(s.get(&key).await.is_ok(), "the pool keeps serving while one child restarts");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(generations.contains(&Some(1)) && generations.contains(&Some(2)), "{generations:?}");
+        s.shutdown().await;
+    }
+}
