@@ -98,6 +98,21 @@ fn file_then_env_then_flag() {
     let v: serde_json::Value = serde_json::from_str(&flag.stdout).expect("json");
     assert_eq!(v["serve"]["listen"], "127.0.0.1:3333");
     assert_eq!(v["serve"]["public-url"], "https://localhost:3333/");
+    // Pool size and threads as serve will use them: set, or from the CPUs.
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
+    assert_eq!(v["serve"]["children"], cpus);
+    assert_eq!(v["serve"]["threads"], (cpus / 2).max(1));
+    p.write("pdp.toml", &format!("{MINIMAL}[serve]\nchildren = 3\nthreads = 2\n"));
+    let set = p.run(&["config", "--json"]).expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&set.stdout).expect("json");
+    assert_eq!((v["serve"]["children"].as_u64(), v["serve"]["threads"].as_u64()), (Some(3), Some(2)));
+    p.write("pdp.toml", &format!("{MINIMAL}[serve]\nchildren = 0\n"));
+    let zero = p.run(&["config", "--json"]).expect_code(2);
+    assert!(
+        zero.stderr.contains("`serve.children` must be at least 1") && zero.stderr.contains("one per CPU"),
+        "{}",
+        zero.all()
+    );
 }
 
 #[test]

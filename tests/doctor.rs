@@ -202,3 +202,29 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn connections_pdp_may_open_are_weighed_against_the_servers_max_connections() {
+    let (p, url) = project_with_url("postgresql", &postgres_url());
+    let max = {
+        let out =
+            std::process::Command::new("psql").arg(&url).args(["-tAc", "SHOW max_connections"]).output().expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().expect("a number")
+    };
+    let toml = p.read("pdp.toml");
+    // Prisma 7: each executor keeps its own pool of 10, so the pool size decides.
+    for (children, status) in [(2, "ok"), (max / 10, "warn")] {
+        p.write("pdp.toml", &toml.replacen("[serve]\n", &format!("[serve]\nchildren = {children}\n"), 1));
+        let (_, v, all) = doctor_json(&p, &url);
+        let line = check(&v, "connections");
+        assert_eq!(line.len(), 1, "{all}");
+        assert_eq!(line[0]["status"], status, "{all}");
+        let expected = format!("up to {} per key ({children} executor(s)", children * 10);
+        assert!(
+            line[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&expected) && m.ends_with(&format!("allows {max}"))),
+            "{all}"
+        );
+    }
+}

@@ -28,6 +28,8 @@ pub enum Db {
 pub struct ServerInfo {
     /// e.g. "PostgreSQL 15.19", "MariaDB 10.11.19", "SQLite 3.46.0".
     pub version: String,
+    /// The server's connection limit (`max_connections`); `None` for SQLite.
+    pub max_connections: Option<u64>,
 }
 
 /// Why a connection could not be made; every variant names the redacted URL.
@@ -269,36 +271,38 @@ pub async fn ping(url: &DatabaseUrl, schema_dir: &Path, timeout: Duration) -> Re
     let db = connect(url, schema_dir, timeout, false).await?;
     let redacted = url.redacted().to_owned();
     let query = async {
-        let version = match db {
+        let info = match db {
             Db::Postgres(mut c) => {
-                let row =
-                    sqlx::query("SELECT current_setting('server_version')").persistent(false).fetch_one(&mut c).await?;
-                let v: String = row.try_get(0)?;
+                let row = sqlx::query("SELECT current_setting('server_version'), current_setting('max_connections')")
+                    .persistent(false)
+                    .fetch_one(&mut c)
+                    .await?;
+                let (v, max): (String, String) = (row.try_get(0)?, row.try_get(1)?);
                 let _ = c.close().await;
-                format!("PostgreSQL {v}")
+                (format!("PostgreSQL {v}"), max.trim().parse().ok())
             }
             Db::Mysql(mut c) => {
-                let row = sqlx::query("SELECT VERSION()").fetch_one(&mut c).await?;
-                let v: String = row.try_get(0)?;
+                let row = sqlx::query("SELECT VERSION(), CAST(@@max_connections AS CHAR)").fetch_one(&mut c).await?;
+                let (v, max): (String, String) = (row.try_get(0)?, row.try_get(1)?);
                 let _ = c.close().await;
                 let (name, number) = if v.to_ascii_lowercase().contains("mariadb") {
                     ("MariaDB", v.split('-').next().unwrap_or(&v).to_owned())
                 } else {
                     ("MySQL", v.clone())
                 };
-                format!("{name} {number}")
+                (format!("{name} {number}"), max.trim().parse().ok())
             }
             Db::Sqlite(mut c) => {
                 let row = sqlx::query("SELECT sqlite_version()").fetch_one(&mut c).await?;
                 let v: String = row.try_get(0)?;
                 let _ = c.close().await;
-                format!("SQLite {v}")
+                (format!("SQLite {v}"), None)
             }
         };
-        Ok::<_, sqlx::Error>(version)
+        Ok::<_, sqlx::Error>(info)
     };
     match tokio::time::timeout(timeout, query).await {
-        Ok(Ok(version)) => Ok(ServerInfo { version }),
+        Ok(Ok((version, max_connections))) => Ok(ServerInfo { version, max_connections }),
         Ok(Err(e)) => Err(failed(&redacted, &e)),
         Err(_) => Err(DbError::Timeout { url: redacted, timeout }),
     }

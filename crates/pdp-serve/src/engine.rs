@@ -348,7 +348,7 @@ pub(crate) fn file_error(e: FileError) -> StartError {
 }
 
 /// Prisma's default pool size for one engine: CPUs × 2 + 1.
-fn default_connection_limit() -> usize {
+pub fn default_connection_limit() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get) * 2 + 1
 }
 

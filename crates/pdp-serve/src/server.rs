@@ -171,7 +171,9 @@ impl App {
         let executor = self.qpe.readiness();
         let db = pdp_migrate::db::ping(&self.kit.cx.database, &self.schema_dir, Duration::from_secs(3)).await;
         let database = match &db {
-            Ok(info) => serde_json::json!({"status": "reachable", "server": info.version}),
+            Ok(info) => {
+                serde_json::json!({"status": "reachable", "server": info.version, "max_connections": info.max_connections})
+            }
             Err(e) => serde_json::json!({"status": "unreachable", "error": pdp_config::redact_text(&e.to_string())}),
         };
         // 4.x–6.x engines start on first use and stop when idle: listed for operators, never a reason to

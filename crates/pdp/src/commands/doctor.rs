@@ -286,7 +286,12 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout
         .map_err(|e| e.to_string())
         .map(|rt| rt.block_on(pdp_migrate::db::ping(url, &schema_dir, timeout)));
     match outcome {
-        Ok(Ok(info)) => report.ok("database", format!("{} at {} (from {})", info.version, url.redacted(), url.source)),
+        Ok(Ok(info)) => {
+            report.ok("database", format!("{} at {} (from {})", info.version, url.redacted(), url.source));
+            if let Some(max) = info.max_connections {
+                connections(report, c, max);
+            }
+        }
         Ok(Err(pdp_migrate::db::DbError::MissingFile { path })) => report.warn(
             "database",
             format!("SQLite file {} does not exist yet", path.display()),
@@ -294,6 +299,35 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout
         ),
         Ok(Err(e)) => report.fail("database", e.to_string(), e.hint()),
         Err(e) => report.fail("database", format!("cannot start the async runtime: {e}"), None),
+    }
+}
+
+/// How many database connections `pdp serve` may open for one client version (Prisma 7) or one schema
+/// (4.x–6.x), against the server's `max_connections`: a warning when one such key could take half of them
+/// (every further version, schema and replica adds as much again).
+fn connections(report: &mut Report, c: &Config, max: u64) {
+    let children = pdp_serve::pool_size(c.serve.children) as u64;
+    let limit = c.serve.limits.connection_limit.map_or(pdp_serve::engine::default_connection_limit() as u64, u64::from);
+    let (n, how) = if c.prisma.version.generation().server_engine == ServerEngine::QueryPlanExecutor {
+        // The executor builds its own pool of 10 (PostgreSQL: not configurable; MariaDB: the driver's default).
+        (
+            children * 10,
+            format!("{children} executor(s) per Prisma 7 client version, 10 each (the executor's own pool)"),
+        )
+    } else if c.serve.engine == pdp_config::QueryEngine::Wasm {
+        (limit, format!("`connection-limit` {limit} per schema, shared by its {children} WASM engine(s)"))
+    } else {
+        (limit, format!("`connection-limit` {limit} per native engine (one per client version and schema)"))
+    };
+    let message = format!("up to {n} per key ({how}); the server allows {max}");
+    if n * 2 > max {
+        report.warn(
+            "connections",
+            message,
+            "lower `[serve] children` or `[serve.limits] connection-limit`, or raise the server's max_connections: every replica, client version and schema adds as many",
+        );
+    } else {
+        report.ok("connections", message);
     }
 }
 
