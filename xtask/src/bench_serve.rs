@@ -3,7 +3,10 @@
 //! versus straight to the same query-plan executor over http (the process pdp started, on its loopback
 //! port), and the same again for a second pdp with `tls = "off"`. After a warm-up of each path, rounds
 //! alternate between the four; medians are compared. Also samples `pdp serve`'s own resident memory (its
-//! children are separate processes and excluded) and its CPU per query while the load runs.
+//! children are separate processes and excluded) and its CPU per query while the load runs. Then the same
+//! paths under wrk replaying the client's own findUnique `/query` body (captured once through the real
+//! client), so that the load generator does not eat the cores and each request is one query; and the pool
+//! dimension: `[serve] children = 2` against 1, under the client and under wrk.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,6 +17,7 @@ use crate::bench::Load;
 
 const ROUNDS: usize = 5;
 const POOL_ROUNDS: usize = 3;
+const WRK_ROUNDS: usize = 3;
 const USERS: usize = 1000;
 
 /// `cargo xtask bench serve`.
@@ -153,6 +157,73 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     }
     let hwm = hwm_kb(pid).unwrap_or(0);
 
+    // The same paths loaded by wrk replaying the client's own `/query` body (a random id each), so that
+    // the load generator does not eat the cores and every request is one query (the client batches).
+    crate::ensure_package("wrk", "wrk", "the serve benchmark loads with it")?;
+    let mut capture = Command::new(&deno);
+    capture
+        .args(["run", "-A", "--no-config"])
+        .arg(root.join("xtask/bench/capture_query.ts"))
+        .current_dir(&work)
+        .env("DENO_DIR", cache.join("deno-dir"))
+        .env("NO_COLOR", "1")
+        .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
+        .env("ACCEL_URL", &via_pdp)
+        .env("DENO_CERT", &ca);
+    crate::step("capture the client's findUnique /query body", &mut capture)?;
+    let body = std::fs::read_to_string(work.join("query.json"))?;
+    let (pre, post) =
+        body.split_once("\"params\":{\"%1\":7}").context("the captured body has no `%1` parameter of 7")?;
+    let lua = format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer {key}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+         wrk.headers[\"Prisma-Engine-Hash\"] = \"7.10.0\"\nlocal pre = {}\nlocal post = {}\n\
+         request = function()\n  return wrk.format(nil, nil, nil, pre .. '\"params\":{{\"%1\":' .. math.random(1, {USERS}) .. '}}' .. post)\nend\n\
+         response = function(status, headers, body)\n  if status ~= 200 or not body:find('\"email\"', 1, true) then\n    \
+         io.stderr:write(\"unexpected \" .. status .. \": \" .. body .. \"\\n\"); os.exit(1)\n  end\nend\n",
+        lua_string(pre)?,
+        lua_string(post)?
+    );
+    std::fs::write(work.join("query.lua"), lua)?;
+    let wrk = |url: &str, proxy: Option<u32>, executors: &[u32]| -> anyhow::Result<(f64, f64, f64)> {
+        let spent = || executors.iter().map(|e| crate::bench::cpu(*e)).sum::<u64>();
+        let before = (proxy.map_or(0, crate::bench::cpu), spent());
+        let out =
+            Command::new("wrk").args(["-t1", "-c32", "-d8s", "-s", "query.lua", url]).current_dir(&work).output()?;
+        let after = (proxy.map_or(0, crate::bench::cpu), spent());
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!("wrk against {url} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let number = |label: &str| -> f64 {
+            text.lines()
+                .find(|l| l.contains(label))
+                .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
+                .unwrap_or(0.0)
+        };
+        let n = number("requests in").max(1.0);
+        let per = |a: u64, b: u64| a.saturating_sub(b) as f64 * 10_000.0 / n;
+        Ok((number("Requests/sec"), per(after.0, before.0), per(after.1, before.1)))
+    };
+    let wrk_paths = [
+        ("direct", format!("http://127.0.0.1:{direct_port}/query"), None, vec![executor]),
+        ("pdp https", format!("https://localhost:{port}/query"), Some(pid), vec![executor]),
+        ("pdp tls off", format!("http://127.0.0.1:{plain_port}/query"), Some(plain.id()), vec![plain_executor]),
+    ];
+    for (_, url, proxy, ex) in &wrk_paths {
+        let _ = wrk(url, *proxy, ex)?;
+    }
+    let mut wrk_results: Vec<Vec<(f64, f64, f64)>> = wrk_paths.iter().map(|_| Vec::new()).collect();
+    for round in 1..=WRK_ROUNDS {
+        for ((name, url, proxy, ex), results) in wrk_paths.iter().zip(wrk_results.iter_mut()) {
+            let r = wrk(url, *proxy, ex)?;
+            eprintln!(
+                "wrk round {round} {name}: {:.0} req/s; CPU µs/request: pdp {:.0}, executor {:.0}",
+                r.0, r.1, r.2
+            );
+            results.push(r);
+        }
+    }
+
     // The pool: a third pdp (https) with `[serve] children = 2` against the first (`children = 1`), rounds
     // alternating under the same client load; CPU per request of pdp and of its executors (summed).
     std::fs::write(work.join("pdp-pool2.toml"), toml.replacen("children = 1", "children = 2", 1))?;
@@ -186,6 +257,29 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
             );
             loads.push(l);
             cpus.push(c);
+        }
+    }
+    // The pool again under wrk, which leaves the cores to pdp and the executors.
+    let pool_paths = [
+        ("children = 1", format!("https://localhost:{port}/query"), pid),
+        ("children = 2", format!("https://localhost:{pool2_port}/query"), pool2.id()),
+    ];
+    let mut pool_wrk: Vec<Vec<(f64, f64, f64)>> = pool_paths.iter().map(|_| Vec::new()).collect();
+    for (_, url, pdp_pid) in &pool_paths {
+        let _ = wrk(url, Some(*pdp_pid), &crate::bench::children_with(*pdp_pid, "pdp-qpe.mjs"))?;
+    }
+    for round in 1..=WRK_ROUNDS {
+        for ((name, url, pdp_pid), results) in pool_paths.iter().zip(pool_wrk.iter_mut()) {
+            let executors = crate::bench::children_with(*pdp_pid, "pdp-qpe.mjs");
+            let r = wrk(url, Some(*pdp_pid), &executors)?;
+            eprintln!(
+                "wrk pool round {round} {name}: {:.0} req/s; CPU µs/request: pdp {:.0}, executors ({}) {:.0}",
+                r.0,
+                r.1,
+                executors.len(),
+                r.2
+            );
+            results.push(r);
         }
     }
     let _ = Command::new("kill").args(["-TERM", &pool2.id().to_string()]).status();
@@ -227,6 +321,20 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         peak_rss_kb as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
+    println!(
+        "\nThe same paths loaded by wrk (-t1 -c32, 8 s rounds) replaying the client's own findUnique /query body, one query per request, medians of {WRK_ROUNDS} rounds"
+    );
+    for ((name, ..), results) in wrk_paths.iter().zip(&wrk_results) {
+        let m = |f: fn(&(f64, f64, f64)) -> f64| crate::bench::median_f64(results.iter().map(f).collect());
+        let lo = results.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let hi = results.iter().map(|r| r.0).fold(0.0, f64::max);
+        println!(
+            "  {name:<12} {:>6.0} req/s (rounds {lo:.0}–{hi:.0}); CPU per request: pdp {:.0} µs, executor {:.0} µs",
+            m(|r| r.0),
+            m(|r| r.1),
+            m(|r| r.2)
+        );
+    }
     let rps = |v: &[Load]| crate::bench::median_f64(v.iter().map(|l| l.rps).collect());
     let lohi = |v: &[Load]| {
         let xs: Vec<f64> = v.iter().map(|l| l.rps).collect();
@@ -252,8 +360,31 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     println!(
         "  CPU per request: children = 1 pdp {op:.0} µs, executor {oe:.0} µs; children = 2 pdp {tp:.0} µs, executors {te:.0} µs (the Deno client shares the two cores)"
     );
+    let wrk_rps = |v: &[(f64, f64, f64)]| crate::bench::median_f64(v.iter().map(|r| r.0).collect());
+    let wrk_cpu = |v: &[(f64, f64, f64)]| {
+        (
+            crate::bench::median_f64(v.iter().map(|r| r.1).collect()),
+            crate::bench::median_f64(v.iter().map(|r| r.2).collect()),
+        )
+    };
+    let [o, t] = &pool_wrk[..] else { unreachable!("two pool paths") };
+    let ((op, oe), (tp, te)) = (wrk_cpu(o), wrk_cpu(t));
+    println!(
+        "  with wrk replaying /query (the client out of the way), medians of {WRK_ROUNDS} rounds: children = 1 {:.0} req/s, children = 2 {:.0} req/s: {:.2}×; CPU per request pdp {op:.0} → {tp:.0} µs, executor(s) {oe:.0} → {te:.0} µs",
+        wrk_rps(o),
+        wrk_rps(t),
+        wrk_rps(t) / wrk_rps(o)
+    );
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// `text` as a Lua long string literal (no escapes inside).
+fn lua_string(text: &str) -> anyhow::Result<String> {
+    if text.contains("]==]") {
+        bail!("the captured body holds `]==]`, which ends a Lua long string");
+    }
+    Ok(format!("[==[{text}]==]"))
 }
 
 fn status_kb(pid: u32, field: &str) -> Option<u64> {
