@@ -75,7 +75,7 @@ fn demo_on_postgresql_with_health_ready_and_metrics() {
     ] {
         assert!(metrics.contains(expected), "`{expected}` missing from:\n{metrics}");
     }
-    // A pool of executors for the project's version, one per CPU by default, each started once.
+    // A pool of executors for the project's version, the CPUs pdp's threads leave free by default, each started once.
     let ready = s.all_children_ready();
     let pool = ready["executors"].as_array().expect("executors").len();
     assert_eq!(pool, serve::default_pool(), "{body}");

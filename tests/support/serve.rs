@@ -318,9 +318,11 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
-/// The default pool size: `[serve] children` left out is one child per CPU pdp may use.
+/// The default pool size: `[serve] children` left out is the CPUs pdp may use less its own threads (half
+/// of them by default), at least 1.
 pub fn default_pool() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    cpus.saturating_sub((cpus / 2).max(1)).max(1)
 }
 
 /// Sends `sig` to `pid` with kill(1).

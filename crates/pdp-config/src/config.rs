@@ -273,8 +273,8 @@ pub struct ServeConfig {
     /// The proxy's own worker threads; `None`: half the CPUs pdp may use, at least one
     /// (`pdp_serve::worker_threads`).
     pub threads: Option<u32>,
-    /// Children per Prisma version (executors) or per engine key (WASM engines); `None`: one per CPU pdp
-    /// may use, at least one (`pdp_serve::pool_size`). Native engines always run one (multi-threaded).
+    /// Children per Prisma version (executors) or per engine key (WASM engines); `None`: the CPUs pdp may
+    /// use less its own threads, at least one (`pdp_serve::pool_size`). Native engines always run one (multi-threaded).
     pub children: Option<u32>,
     /// `PDP_BENCH_CHILD_TCP`: children also listen on loopback TCP, for benchmarks only.
     pub bench_child_tcp: bool,

@@ -702,7 +702,8 @@ pub(crate) fn resolve(
         None => None,
     };
     let threads = at_least_one("serve.threads", &serve.threads, Some("leave it out for half the CPUs"));
-    let children = at_least_one("serve.children", &serve.children, Some("leave it out for one per CPU"));
+    let children =
+        at_least_one("serve.children", &serve.children, Some("leave it out for the CPUs pdp's threads leave free"));
     let connection_limit = at_least_one("serve.limits.connection-limit", &limits_raw.connection_limit, None);
     let max_connections = at_least_one("serve.limits.max-connections", &limits_raw.max_connections, None)
         .unwrap_or(defaults::MAX_CONNECTIONS);

@@ -57,12 +57,17 @@ pub fn worker_threads(configured: Option<u32>) -> usize {
     }
 }
 
-/// Children per key (`[serve] children`): as configured, else one per CPU pdp may use (what
-/// `available_parallelism` counts, cgroup quotas included), at least 1.
-pub fn pool_size(configured: Option<u32>) -> usize {
+/// Children per key (`[serve] children`): as configured, else the CPUs pdp may use (what
+/// `available_parallelism` counts, cgroup quotas included) less pdp's own worker threads (`threads`, the
+/// same way resolved), at least 1: 1 on 1 and 2 cores, 2 on 4, 4 on 8 with the default threads. Measured on
+/// 2 cores, a second child there brought 0.97× the throughput for 1.36× the CPU per request.
+pub fn pool_size(configured: Option<u32>, threads: Option<u32>) -> usize {
     match configured {
         Some(n) => usize::try_from(n).unwrap_or(1).max(1),
-        None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get).max(1),
+        None => {
+            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            cpus.saturating_sub(worker_threads(threads)).max(1)
+        }
     }
 }
 

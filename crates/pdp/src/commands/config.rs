@@ -72,7 +72,7 @@ fn effective(c: &Config) -> serde_json::Value {
             "shutdown-timeout": dur(c.serve.shutdown_timeout),
             // The numbers `pdp serve` will use (the defaults follow the CPUs pdp may use).
             "threads": pdp_serve::worker_threads(c.serve.threads),
-            "children": pdp_serve::pool_size(c.serve.children),
+            "children": pdp_serve::pool_size(c.serve.children, c.serve.threads),
             "limits": {
                 "max-body-size": l.max_body_size,
                 "query-timeout": dur(l.query_timeout),

@@ -306,7 +306,7 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout
 /// (4.x–6.x), against the server's `max_connections`: a warning when one such key could take half of them
 /// (every further version, schema and replica adds as much again).
 fn connections(report: &mut Report, c: &Config, max: u64) {
-    let children = pdp_serve::pool_size(c.serve.children) as u64;
+    let children = pdp_serve::pool_size(c.serve.children, c.serve.threads) as u64;
     let limit = c.serve.limits.connection_limit.map_or(pdp_serve::engine::default_connection_limit() as u64, u64::from);
     let (n, how) = if c.prisma.version.generation().server_engine == ServerEngine::QueryPlanExecutor {
         // The executor builds its own pool of 10 (PostgreSQL: not configurable; MariaDB: the driver's default).

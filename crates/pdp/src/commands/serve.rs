@@ -68,7 +68,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
             log_level: "warn".into(),
             temp_dir: config.temp_dir.clone(),
             bench_child_tcp: serve.bench_child_tcp,
-            children: pdp_serve::pool_size(serve.children),
+            children: pdp_serve::pool_size(serve.children, serve.threads),
         },
         shutdown_timeout: serve.shutdown_timeout,
         project_uses_executor: config.prisma.version.generation().server_engine
