@@ -2,7 +2,7 @@
 //! warning and what will fail, each with a hint. It changes nothing (no downloads, no files written).
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pdp_config::env::{Env, ProcessEnv};
@@ -82,9 +82,13 @@ pub fn run(args: &DoctorArgs, config_flag: Option<&Path>, cwd: &Path, printer: &
                 report.warn("config", w.to_string(), w.hint.clone().unwrap_or_default());
             }
             prisma(&mut report, c);
-            let provider = schema(&mut report, c);
-            migrations(&mut report, c, provider);
-            database(&mut report, c, provider, Duration::from_secs(args.db_timeout));
+            // The schema is read once; its migrations folder and datasource directory serve the next lines
+            // (when it cannot be read: beside where `[prisma] schema` points, or nothing to check).
+            let (provider, paths) = schema(&mut report, c);
+            let paths = paths.or_else(|| super::schema::migration_paths(c).ok());
+            migrations(&mut report, paths.as_ref().map(|(m, _)| m.as_path()), provider);
+            let schema_dir = paths.map_or_else(|| super::schema::datasource_dir(c), |(_, d)| d);
+            database(&mut report, c, provider, &schema_dir, Duration::from_secs(args.db_timeout));
             tool_checks(&mut report, Some(c), &project_root, path_var.as_ref());
             serve(&mut report, c);
             engines(&mut report, c, &detection);
@@ -147,8 +151,9 @@ fn prisma(report: &mut Report, c: &Config) {
     );
 }
 
-/// Checks the schema; returns its provider when it could be read.
-fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
+/// Checks the schema; returns its provider when it could be read, and its (migrations folder, datasource
+/// directory) when its files could.
+fn schema(report: &mut Report, c: &Config) -> (Option<Provider>, Option<(PathBuf, PathBuf)>) {
     let project = match super::schema::load(c) {
         Ok(p) => p,
         Err(e) => {
@@ -157,15 +162,16 @@ fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
                 None => (format!("{e:#}"), None),
             };
             report.fail("schema", message, hint);
-            return None;
+            return (None, None);
         }
     };
+    let paths = Some((project.migrations.clone(), project.files.datasource_dir()));
     let shown = project.shown(c);
     let scanned = match project.files.scan() {
         Ok(s) => s,
         Err(e) => {
             report.fail("schema", e.to_string(), Some("close it (`]` or `}`); `prisma format` shows where".into()));
-            return None;
+            return (None, paths);
         }
     };
     let Some((file, ds)) = scanned.iter().find_map(|(f, s)| s.datasource().map(|d| (*f, d))) else {
@@ -174,7 +180,7 @@ fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
             format!("{shown} has no `datasource` block with a provider"),
             Some("add `datasource db { provider = \"postgresql\" }`".into()),
         );
-        return None;
+        return (None, paths);
     };
     let at = file.path.strip_prefix(&c.root).unwrap_or(&file.path).display().to_string();
     let Some(name) = ds.string("provider") else {
@@ -183,7 +189,7 @@ fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
             format!("{at}: datasource `{}` has no provider", ds.name),
             Some("add `provider = \"postgresql\"` (or mysql, sqlite, …) to it".into()),
         );
-        return None;
+        return (None, paths);
     };
     let Some(provider) = Provider::from_schema_name(name) else {
         report.fail(
@@ -191,7 +197,7 @@ fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
             format!("{at}: unknown datasource provider `{name}`"),
             Some("use postgresql, mysql, sqlite, sqlserver or mongodb".into()),
         );
-        return None;
+        return (None, paths);
     };
     let g = c.prisma.version.generation();
     if !g.datasource_url_in_schema && ds.get("url").is_some() {
@@ -203,15 +209,12 @@ fn schema(report: &mut Report, c: &Config) -> Option<Provider> {
     } else {
         report.ok("schema", format!("{shown} ({provider})"));
     }
-    Some(provider)
+    (Some(provider), paths)
 }
 
-fn migrations(report: &mut Report, c: &Config, provider: Option<Provider>) {
-    let dir = &match super::schema::migration_paths(c) {
-        Ok((dir, _)) => dir,
-        // The schema line already says what is wrong with it.
-        Err(_) => return,
-    };
+fn migrations(report: &mut Report, dir: Option<&Path>, provider: Option<Provider>) {
+    // None: the schema line already says what is wrong with it.
+    let Some(dir) = dir else { return };
     let Ok(entries) = fs_err::read_dir(dir) else {
         report.warn(
             "migrations",
@@ -240,7 +243,7 @@ fn migrations(report: &mut Report, c: &Config, provider: Option<Provider>) {
     }
 }
 
-fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout: Duration) {
+fn database(report: &mut Report, c: &Config, provider: Option<Provider>, schema_dir: &Path, timeout: Duration) {
     let url = match &c.database.url {
         DatabaseSetting::Url(url) => url,
         DatabaseSetting::Unset(unset) => {
@@ -279,12 +282,11 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, timeout
         );
         return;
     }
-    let schema_dir = super::schema::datasource_dir(c);
     let outcome = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
-        .map(|rt| rt.block_on(pdp_migrate::db::ping(url, &schema_dir, timeout)));
+        .map(|rt| rt.block_on(pdp_migrate::db::ping(url, schema_dir, timeout)));
     match outcome {
         Ok(Ok(info)) => {
             report.ok("database", format!("{} at {} (from {})", info.version, url.redacted(), url.source));
