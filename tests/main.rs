@@ -37,3 +37,5 @@ mod serve_dp1;
 mod schema_folder;
 // `pdp serve` on MariaDB (Prisma 7 and 6) and SQLite (6), and Prisma 7 on SQLite refused at start.
 mod serve_databases;
+// Three `pdp serve` replicas behind HAProxy: Prisma 7 and 6 clients, transactions relayed to their owner, a killed replica.
+mod serve_cluster;

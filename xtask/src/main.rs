@@ -84,6 +84,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
     node_tools(root)?;
     lint_tools(root)?;
     ensure_package("jq", "jq", "the deploy tests run the generated workflow's build step, which uses it")?;
+    ensure_package("haproxy", "haproxy", "the cluster test puts three replicas behind it")?;
     step("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
     step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     step("tests", cargo().args(["test", "--workspace", "--locked"]).env("PDP_REQUIRE_SERVICES", "1"))?;

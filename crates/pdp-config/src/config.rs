@@ -290,9 +290,39 @@ pub struct ServeConfig {
     pub log_queries: bool,
     /// `[serve.limits]`.
     pub limits: Limits,
+    /// `[serve.cluster]`: this pdp is one of several replicas; `None`: it serves alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
+/// `[serve.cluster]`: how replicas of one deployment find and trust each other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The shared secret every owner reference and peer request is authenticated under (`env:` only),
+    /// or why it is missing ([`ServeConfig::cluster_secret`] refuses then).
+    pub secret: Result<Secret, UnsetSecret>,
+    /// The address peers reach this replica's cluster listener at: an IP and port (it goes into the owner
+    /// references this replica mints, so it must be one peers can connect to as is).
+    pub advertise: SocketAddr,
+    /// Where the cluster listener binds; defaults to `advertise`.
+    pub listen: SocketAddr,
+    /// The peers, as `host:port`; a host name stands for every address it resolves to (a Kubernetes
+    /// headless Service), resolved whenever pdp needs the list. This replica's own address is left out.
+    pub peers: Vec<String>,
+}
+
+/// The shortest cluster secret accepted, in bytes.
+pub const MIN_CLUSTER_SECRET: usize = 32;
+
 impl ServeConfig {
+    /// The cluster secret, for the command that uses it: an unset `env:` reference is an error here.
+    pub fn cluster_secret(&self) -> Result<Option<&Secret>, ConfigError> {
+        match &self.cluster {
+            None => Ok(None),
+            Some(ClusterConfig { secret: Ok(s), .. }) => Ok(Some(s)),
+            Some(ClusterConfig { secret: Err(u), .. }) => Err(ConfigError::Invalid(vec![u.problem.clone()])),
+        }
+    }
+
     /// The API keys, for the command that checks them: an `env:` key whose variable is not set is an
     /// error here (every one of them listed), rather than a key silently missing from the set.
     pub fn keys(&self) -> Result<&[ApiKey], ConfigError> {

@@ -145,6 +145,10 @@ pub const NO_PROXY: &str = "NO_PROXY";
 /// load generator that cannot speak Unix sockets can reach them "straight". Never set it in production:
 /// it gives up what the private sockets protect.
 pub const PDP_BENCH_CHILD_TCP: &str = "PDP_BENCH_CHILD_TCP";
+/// Overrides `[serve.cluster] advertise` (in Kubernetes: `$(POD_IP):4468` from the downward API).
+pub const PDP_CLUSTER_ADVERTISE: &str = "PDP_CLUSTER_ADVERTISE";
+/// Overrides `[serve.cluster] peers`: `host:port` entries separated by commas.
+pub const PDP_CLUSTER_PEERS: &str = "PDP_CLUSTER_PEERS";
 /// Where temporary files go (the query engines' schema copies; the fallback cache without a home).
 pub const TMPDIR: &str = "TMPDIR";
 
@@ -192,6 +196,11 @@ pub static ENV_VARS: &[EnvVar] = &[
         name: PDP_BENCH_CHILD_TCP,
         doc: "Benchmarks only: children also listen on loopback TCP (gives up the private sockets' protection).",
     },
+    EnvVar {
+        name: PDP_CLUSTER_ADVERTISE,
+        doc: "Overrides `[serve.cluster] advertise` (Kubernetes: `$(POD_IP):4468` from the downward API).",
+    },
+    EnvVar { name: PDP_CLUSTER_PEERS, doc: "Overrides `[serve.cluster] peers`: `host:port` entries, comma-separated." },
     EnvVar {
         name: TMPDIR,
         doc: "Where temporary files go (engines' schema copies; the cache when there is no home directory).",

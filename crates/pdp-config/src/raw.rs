@@ -70,6 +70,16 @@ pub(crate) struct RawServe {
     pub telemetry_in_response: Option<Spanned<bool>>,
     pub log_queries: Option<Spanned<bool>>,
     pub limits: Option<RawLimits>,
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawCluster {
+    pub secret: Option<S>,
+    pub advertise: Option<S>,
+    pub listen: Option<S>,
+    pub peers: Option<Vec<S>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

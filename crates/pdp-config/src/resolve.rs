@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    ApiKey, ClientConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig, DatabaseSetting, DatabaseUrl, EnginesConfig,
-    Limits, MigrateConfig, NetworkConfig, PrismaConfig, QueryEngine, Runtime, ServeConfig, Tls, UnsetSecret,
+    ApiKey, ClientConfig, ClusterConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig, DatabaseSetting, DatabaseUrl,
+    EnginesConfig, Limits, MIN_CLUSTER_SECRET, MigrateConfig, NetworkConfig, PrismaConfig, QueryEngine, Runtime,
+    ServeConfig, Tls, UnsetSecret,
 };
 use crate::env::{self, Env};
 use crate::error::{ConfigError, Origin, Problem};
@@ -726,6 +727,8 @@ pub(crate) fn resolve(
     let (telemetry_in_response, log_queries) =
         (flag(&serve.telemetry_in_response, true), flag(&serve.log_queries, false));
 
+    let cluster = resolve_cluster(&mut r, serve.cluster.as_ref());
+
     // [migrate]
     let migrate = raw.migrate.unwrap_or_default();
     let lock_timeout = {
@@ -788,12 +791,130 @@ pub(crate) fn resolve(
                 idle_timeout,
                 max_connections,
             },
+            cluster,
         },
         migrate: MigrateConfig { lock_timeout },
         network,
         temp_dir,
         warnings: r.warnings,
     })
+}
+
+/// `[serve.cluster]`, on when `advertise` is given (in the file or `PDP_CLUSTER_ADVERTISE`).
+fn resolve_cluster(r: &mut Resolver<'_>, raw: Option<&crate::raw::RawCluster>) -> Option<ClusterConfig> {
+    let empty = crate::raw::RawCluster::default();
+    let c = raw.unwrap_or(&empty);
+    let addr = |r: &mut Resolver<'_>, key: &str, input: &Input| match input.value.trim().parse::<SocketAddr>() {
+        Ok(a) if !a.ip().is_unspecified() && a.port() != 0 => Some(a),
+        _ => {
+            r.problem(
+                input.origin.clone(),
+                key,
+                format!("`{key}` = `{}` is not an IP address and port peers can connect to", input.value),
+                Some("e.g. `10.0.0.5:4468`; in Kubernetes set PDP_CLUSTER_ADVERTISE to `$(POD_IP):4468`".into()),
+            );
+            None
+        }
+    };
+    let Some(advertise_input) = r.input(c.advertise.as_ref(), Some(env::PDP_CLUSTER_ADVERTISE), None) else {
+        if raw.is_some() {
+            r.problem(
+                r.table_origin("serve.cluster"),
+                "serve.cluster.advertise",
+                "`[serve.cluster]` has no `advertise` address: peers could not reach this replica",
+                Some("set `advertise = \"<this replica's IP>:4468\"` or PDP_CLUSTER_ADVERTISE, or remove `[serve.cluster]` to serve alone".into()),
+            );
+        }
+        return None;
+    };
+    let advertise = addr(r, "serve.cluster.advertise", &advertise_input);
+    let listen = match c.listen.as_ref() {
+        Some(s) => {
+            let input = Input { value: s.get_ref().clone(), origin: r.at(s), from_file: true };
+            match input.value.trim().parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    r.problem(
+                        input.origin,
+                        "serve.cluster.listen",
+                        format!("`serve.cluster.listen` = `{}` is not an IP address and port", input.value),
+                        Some("e.g. `0.0.0.0:4468`; leave it out to listen on the advertised address".into()),
+                    );
+                    None
+                }
+            }
+        }
+        None => advertise,
+    };
+    let secret = match c.secret.as_ref() {
+        None => {
+            r.problem(
+                r.table_origin("serve.cluster"),
+                "serve.cluster.secret",
+                "`[serve.cluster]` has no `secret`: replicas could not tell each other from anyone else",
+                Some("add `secret = \"env:PDP_CLUSTER_SECRET\"` and set it to the same random value on every replica (`openssl rand -hex 32`)".into()),
+            );
+            None
+        }
+        Some(s) if !s.get_ref().trim().starts_with("env:") => {
+            r.problem(
+                r.at(s),
+                "serve.cluster.secret",
+                "`serve.cluster.secret` holds the secret itself; pdp.toml must not contain secrets",
+                Some("write `\"env:PDP_CLUSTER_SECRET\"` and keep the value in the environment, then rotate it".into()),
+            );
+            None
+        }
+        Some(s) => {
+            let input = Input { value: s.get_ref().trim().to_owned(), origin: r.at(s), from_file: true };
+            match r.deref_secret("serve.cluster.secret", &input) {
+                Ok(Some((value, _))) if value.len() < MIN_CLUSTER_SECRET => {
+                    r.problem(
+                        input.origin,
+                        "serve.cluster.secret",
+                        format!(
+                            "the cluster secret is {} bytes; at least {MIN_CLUSTER_SECRET} are needed",
+                            value.len()
+                        ),
+                        Some("generate one with `openssl rand -hex 32` and give every replica the same".into()),
+                    );
+                    None
+                }
+                Ok(Some((value, _))) => Some(Ok(Secret::new(value))),
+                Ok(None) => None,
+                Err(unset) => Some(Err(*unset)),
+            }
+        }
+    };
+    let mut peers = Vec::new();
+    let peer_inputs: Vec<Input> = match r.env.var(env::PDP_CLUSTER_PEERS).filter(|v| !v.trim().is_empty()) {
+        Some(v) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| Input { value: p.to_owned(), origin: Origin::Env(env::PDP_CLUSTER_PEERS), from_file: false })
+            .collect(),
+        None => c
+            .peers
+            .iter()
+            .flatten()
+            .map(|s| Input { value: s.get_ref().trim().to_owned(), origin: r.at(s), from_file: true })
+            .collect(),
+    };
+    for input in peer_inputs {
+        match input.value.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
+                peers.push(input.value);
+            }
+            _ => r.problem(
+                input.origin,
+                "serve.cluster.peers",
+                format!("the peer `{}` is not `host:port`", input.value),
+                Some("e.g. `10.0.0.6:4468`, or a name that resolves to every replica such as `pdp-peers.default.svc.cluster.local:4468`".into()),
+            ),
+        }
+    }
+    Some(ClusterConfig { secret: secret?, advertise: advertise?, listen: listen?, peers })
 }
 
 fn resolve_tls(r: &mut Resolver<'_>, mode: Option<&S>, cert: Option<&S>, key: Option<&S>) -> Tls {

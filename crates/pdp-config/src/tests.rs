@@ -37,7 +37,11 @@ fn check(toml: &str, vars: &[(&str, &str)], expect: &str) {
 
 #[test]
 fn reference_parses_with_every_value() {
-    let vars = [("REFERENCE_DATABASE_URL", "postgresql://u:pw@db:5432/app?schema=s"), ("REFERENCE_API_KEY", "k-123")];
+    let vars = [
+        ("REFERENCE_DATABASE_URL", "postgresql://u:pw@db:5432/app?schema=s"),
+        ("REFERENCE_API_KEY", "k-123"),
+        ("REFERENCE_CLUSTER_SECRET", "0123456789abcdef0123456789abcdef"),
+    ];
     let c = from_str(crate::REFERENCE_TOML, Path::new(FILE), &env(&vars), &Overrides::default())
         .unwrap_or_else(|e| panic!("reference.toml must parse: {e}"));
     assert_eq!(c.prisma.version.to_string(), "6.19.0");
@@ -86,6 +90,11 @@ fn reference_parses_with_every_value() {
     assert_eq!(l.tls_handshake_timeout, Duration::from_secs(3));
     assert_eq!(l.idle_timeout, Duration::from_secs(120));
     assert_eq!(l.max_connections, 1000);
+    let cluster = c.serve.cluster.as_ref().expect("[serve.cluster]");
+    assert_eq!(cluster.secret, Ok(Secret::new("0123456789abcdef0123456789abcdef")));
+    assert_eq!(cluster.advertise, "10.0.0.5:4468".parse().unwrap());
+    assert_eq!(cluster.listen, "0.0.0.0:4468".parse().unwrap());
+    assert_eq!(cluster.peers, ["pdp-peers.default.svc.cluster.local:4468", "10.0.0.7:4468"]);
     assert_eq!(c.migrate.lock_timeout, Duration::from_secs(120));
     assert!(c.warnings.is_empty());
 }
@@ -115,6 +124,7 @@ fn reference_values_are_not_the_defaults() {
     assert_eq!(d.serve.engine, crate::QueryEngine::Native);
     assert!(d.serve.raw_queries && d.serve.engine_metrics && d.serve.telemetry_in_response && !d.serve.log_queries);
     assert_eq!(d.serve.limits.connection_limit, None);
+    assert_eq!(d.serve.cluster, None);
     assert_eq!(d.serve.limits.header_read_timeout, Duration::from_secs(10));
     assert_eq!(d.serve.limits.tls_handshake_timeout, Duration::from_secs(10));
     assert_eq!(d.serve.limits.idle_timeout, Duration::from_secs(60));
@@ -424,4 +434,45 @@ fn discover_walks_up() {
     assert_eq!(crate::discover(&nested).expect("found"), dir.path().join("pdp.toml"));
     let empty = tempfile::tempdir().expect("tempdir");
     assert!(matches!(crate::discover(empty.path()), Err(ConfigError::NotFound { .. })));
+}
+
+#[test]
+fn cluster_settings_are_checked_and_the_secret_never_shown() {
+    let head = "[prisma]\nversion = \"7.10.1\"\n[serve.cluster]\n";
+    let secret = ("S", "0123456789abcdef0123456789abcdef");
+    check(
+        &format!("{head}secret = \"env:S\"\n"),
+        &[secret],
+        "/p/pdp.toml:3:1: `[serve.cluster]` has no `advertise` address: peers could not reach this replica\n\
+         hint: set `advertise = \"<this replica's IP>:4468\"` or PDP_CLUSTER_ADVERTISE, or remove `[serve.cluster]` to serve alone",
+    );
+    let got = outcome(&format!("{head}secret = \"plain-secret-value\"\nadvertise = \"10.0.0.5:4468\"\n"), &[]);
+    assert!(got.starts_with("/p/pdp.toml:4:10: `serve.cluster.secret` holds the secret itself"), "{got}");
+    assert!(!got.contains("plain-secret-value"), "{got}");
+    let got = outcome(&format!("{head}secret = \"env:S\"\nadvertise = \"10.0.0.5:4468\"\n"), &[("S", "short")]);
+    assert!(got.contains("the cluster secret is 5 bytes; at least 32 are needed"), "{got}");
+    assert!(!got.contains("short"), "{got}");
+    let got =
+        outcome(&format!("{head}secret = \"env:S\"\nadvertise = \"0.0.0.0:4468\"\npeers = [\"nohost\"]\n"), &[secret]);
+    assert!(
+        got.contains("`serve.cluster.advertise` = `0.0.0.0:4468` is not an IP address and port peers can connect to"),
+        "{got}"
+    );
+    assert!(got.contains("the peer `nohost` is not `host:port`"), "{got}");
+    // The environment turns it on and names the peers; an unset secret fails only `pdp serve`.
+    let c = from_str(
+        "[prisma]\nversion = \"7.10.1\"\n[serve.cluster]\nsecret = \"env:UNSET\"\n",
+        Path::new(FILE),
+        &env(&[("PDP_CLUSTER_ADVERTISE", "127.0.0.1:5001"), ("PDP_CLUSTER_PEERS", "127.0.0.1:5002, peers.local:5001")]),
+        &Overrides::default(),
+    )
+    .expect("resolves");
+    let cluster = c.serve.cluster.clone().expect("cluster on");
+    assert_eq!(cluster.listen, "127.0.0.1:5001".parse().unwrap());
+    assert_eq!(cluster.peers, ["127.0.0.1:5002", "peers.local:5001"]);
+    let err = c.serve.cluster_secret().expect_err("unset").to_string();
+    assert!(err.contains("UNSET"), "{err}");
+    let alone =
+        from_str("[prisma]\nversion = \"7.10.1\"\n", Path::new(FILE), &env(&[]), &Overrides::default()).expect("ok");
+    assert_eq!(alone.serve.cluster, None);
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use pdp_config::prisma::{PrismaVersion, WireProtocol};
 use pdp_config::{Provider, QueryEngine};
 use serde_json::{Value, json};
@@ -26,7 +25,7 @@ use crate::engine::{self, EngineKey, Engines, Flags, NativeSource, Protocol, Sch
 use crate::kit::forward::{self, ForwardError, Upstreams};
 use crate::kit::respond::{self, read_body};
 use crate::kit::txs::{Role, TxErrors};
-use crate::kit::{Body, Kit};
+use crate::kit::{Body, Caller, Kit, Place, RequestBody};
 use crate::supervisor::{ChildState, StartError, Supervisor};
 
 /// What `[serve]` says about 4.x–6.x engines.
@@ -215,7 +214,7 @@ impl Route {
             (&Method::POST, ["graphql"]) => Action::Query,
             (&Method::PUT, ["schema"]) => Action::Schema,
             (&Method::POST, ["transaction", "start"]) => Action::TxStart,
-            (&Method::POST, ["itx", id, op]) if token(id, 128) => match *op {
+            (&Method::POST, ["itx", id, op]) if token(id, 256) => match *op {
                 "graphql" => Action::TxQuery((*id).to_owned()),
                 "commit" => Action::TxCommit((*id).to_owned()),
                 "rollback" => Action::TxRollback((*id).to_owned()),
@@ -338,8 +337,20 @@ impl Dp1 {
 
 impl Dp1 {
     /// Handles one Data Proxy request.
-    pub async fn handle(&self, kit: &Kit, via: &Upstreams, route: Route, req: Request<Incoming>) -> Response<Body> {
-        let ticket = match kit.txs.admit(route.role(), self) {
+    pub async fn handle<B: RequestBody>(
+        &self,
+        kit: &Kit,
+        via: &Upstreams,
+        route: Route,
+        req: Request<B>,
+    ) -> Response<Body> {
+        let role = match kit.place(route.role(), &req, self) {
+            Ok(Place::Here(role)) => role,
+            Ok(Place::Owner(owner)) => return kit.relay(via, owner, req, self).await,
+            Err(resp) => return *resp,
+        };
+        let from_peer = req.extensions().get::<Caller>().is_some_and(|c| c.from_peer);
+        let ticket = match kit.txs.admit(role, self) {
             Ok(t) => t,
             Err(resp) => return *resp,
         };
@@ -353,8 +364,14 @@ impl Dp1 {
             return self.upload(&route, &bytes);
         }
         let schema = self.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&route.hash).cloned();
-        let Some(schema) = schema else {
-            return schema_missing();
+        let schema = match schema {
+            Some(s) => s,
+            // The client's upload may have reached another replica: ask them before making it upload again.
+            None if !from_peer => match self.schema_from_peers(kit, via, &route.hash).await {
+                Some(s) => s,
+                None => return schema_missing(),
+            },
+            None => return schema_missing(),
         };
         let key = match self.key_for(&route.version, &route.hash, &schema) {
             Ok(k) => k,
@@ -375,9 +392,12 @@ impl Dp1 {
             }
         }
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // The engine's own transaction id: without the owner reference clients were given.
+        let tx_id = role.id().unwrap_or("");
         let (path, send, limit) = match &route.action {
             Action::Query => ("/".to_owned(), bytes, limits.query_timeout),
-            Action::TxQuery(id) => {
+            Action::TxQuery(_) => {
+                let id = tx_id;
                 if let Ok(v) = HeaderValue::from_str(id) {
                     headers.insert("x-transaction-id", v);
                 }
@@ -389,8 +409,8 @@ impl Dp1 {
                     return user_facing(StatusCode::BAD_REQUEST, "P2028", &format!("Transaction API error: {why}"));
                 }
             },
-            Action::TxCommit(id) => (format!("/transaction/{id}/commit"), Bytes::new(), limits.query_timeout),
-            Action::TxRollback(id) => (format!("/transaction/{id}/rollback"), Bytes::new(), limits.query_timeout),
+            Action::TxCommit(_) => (format!("/transaction/{tx_id}/commit"), Bytes::new(), limits.query_timeout),
+            Action::TxRollback(_) => (format!("/transaction/{tx_id}/rollback"), Bytes::new(), limits.query_timeout),
             Action::Schema => unreachable!("handled above"),
         };
         let outcome = kit
@@ -449,12 +469,14 @@ impl Dp1 {
                         "the engine's transaction start had no `id`",
                     );
                 };
+                let client_id = kit.client_tx_id(&id);
                 let endpoint_url = format!(
-                    "{}/{}/{}/itx/{id}",
+                    "{}/{}/{}/itx/{client_id}",
                     self.public_url.as_str().trim_end_matches('/'),
                     route.version,
                     route.hash
                 );
+                value["id"] = json!(client_id);
                 value["data-proxy"] = json!({ "endpoint": endpoint_url });
                 ticket.opened(id, &key, &lease.endpoint);
                 let mut out = body(head.status, &value);
@@ -484,41 +506,116 @@ impl Dp1 {
 
     /// `PUT …/schema`: the body is the base64 schema; its SHA-256 must be the hash in the path.
     fn upload(&self, route: &Route, bytes: &Bytes) -> Response<Body> {
-        let text = String::from_utf8_lossy(bytes);
-        let encoded = text.trim();
-        let actual = hex::encode(Sha256::digest(encoded.as_bytes()));
-        if actual != route.hash {
-            return respond::error(
+        match self.accept_schema(&route.hash, bytes) {
+            Ok(_) => {
+                tracing::info!(target: "pdp::dp1", hash = %route.hash, version = %route.version, "schema uploaded");
+                body(StatusCode::OK, &json!({}))
+            }
+            Err(SchemaRefused::Hash(actual)) => respond::error(
                 StatusCode::BAD_REQUEST,
                 "P6005",
                 &format!(
                     "schema hash mismatch: the uploaded schema's SHA-256 is {actual}, the path says {}",
                     route.hash
                 ),
-            );
-        }
-        let Some(schema) = engine::base64_decode(encoded).and_then(|b| String::from_utf8(b).ok()) else {
-            return respond::error(
-                StatusCode::BAD_REQUEST,
-                "P6005",
-                "the uploaded schema is not base64-encoded UTF-8 text",
-            );
-        };
-        match engine::check_schema(&schema, self.provider) {
-            Ok(s) => {
-                tracing::info!(target: "pdp::dp1", hash = %route.hash, version = %route.version, "schema uploaded");
-                self.schemas
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(route.hash.clone(), Arc::new(s));
-                body(StatusCode::OK, &json!({}))
+            ),
+            Err(SchemaRefused::Encoding) => {
+                respond::error(StatusCode::BAD_REQUEST, "P6005", "the uploaded schema is not base64-encoded UTF-8 text")
             }
-            Err(why) => {
+            Err(SchemaRefused::Unservable(why)) => {
                 tracing::warn!(target: "pdp::dp1", hash = %route.hash, "schema refused: {why}");
                 known_startup_error(&format!("pdp cannot serve this schema: {why}"), "P1012")
             }
         }
     }
+
+    /// Checks a base64 schema against `hash` and what pdp can serve, and registers it: the one check for
+    /// a client's upload and a peer's copy.
+    fn accept_schema(&self, hash: &str, bytes: &[u8]) -> Result<Arc<engine::Schema>, SchemaRefused> {
+        let text = String::from_utf8_lossy(bytes);
+        let encoded = text.trim();
+        let actual = hex::encode(Sha256::digest(encoded.as_bytes()));
+        if actual != hash {
+            return Err(SchemaRefused::Hash(actual));
+        }
+        let schema = engine::base64_decode(encoded).and_then(|b| String::from_utf8(b).ok());
+        let schema = schema.ok_or(SchemaRefused::Encoding)?;
+        let checked = Arc::new(engine::check_schema(&schema, self.provider).map_err(SchemaRefused::Unservable)?);
+        self.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(hash.to_owned(), checked.clone());
+        Ok(checked)
+    }
+
+    /// A registered schema as a client uploads it (base64), for a peer that was asked for it.
+    pub fn schema_upload(&self, hash: &str) -> Option<String> {
+        let schemas = self.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        schemas.get(hash).map(|s| engine::base64_encode(s.text.as_bytes()))
+    }
+
+    /// Asks every peer at once for the schema `hash`; the first copy that passes the upload's checks is
+    /// registered and returned.
+    async fn schema_from_peers(&self, kit: &Kit, via: &Upstreams, hash: &str) -> Option<Arc<engine::Schema>> {
+        let cluster = kit.cluster.as_ref()?;
+        let peers = cluster.peers().await;
+        if peers.is_empty() {
+            return None;
+        }
+        let path = format!("{}{hash}", crate::kit::peers::SCHEMA_PATH);
+        let limit = kit.limits().max_body_size;
+        let mut asks: futures_util::stream::FuturesUnordered<_> = peers
+            .iter()
+            .map(|peer| {
+                let path = path.clone();
+                async move {
+                    let resp = cluster
+                        .send(
+                            &kit.forwarder,
+                            via,
+                            *peer,
+                            Method::GET,
+                            &path,
+                            &HeaderMap::new(),
+                            "-",
+                            Bytes::new(),
+                            Duration::from_secs(3),
+                        )
+                        .await
+                        .ok()?;
+                    if resp.status() != StatusCode::OK {
+                        return None;
+                    }
+                    let limited =
+                        http_body_util::Limited::new(resp.into_body(), usize::try_from(limit).unwrap_or(usize::MAX));
+                    Some((*peer, limited.collect().await.ok()?.to_bytes()))
+                }
+            })
+            .collect();
+        use futures_util::StreamExt;
+        while let Some(answer) = asks.next().await {
+            let Some((peer, bytes)) = answer else { continue };
+            match self.accept_schema(hash, &bytes) {
+                Ok(schema) => {
+                    crate::kit::peers::count(&kit.cx.metrics, "schema", "ok");
+                    tracing::info!(target: "pdp::dp1", %hash, %peer, "schema copied from a peer");
+                    return Some(schema);
+                }
+                Err(_) => {
+                    tracing::warn!(target: "pdp::dp1", %hash, %peer, "a peer's copy of the schema failed the checks")
+                }
+            }
+        }
+        crate::kit::peers::count(&kit.cx.metrics, "schema", "miss");
+        None
+    }
+}
+
+/// Why a schema was not accepted.
+enum SchemaRefused {
+    /// Its SHA-256 is this, not the hash asked for.
+    Hash(String),
+    /// Not base64 of UTF-8 text.
+    Encoding,
+    /// pdp cannot serve it: why.
+    Unservable(String),
 }
 
 /// The engine's transaction options from the client's: `max_wait` and `timeout` non-negative integers (ms),

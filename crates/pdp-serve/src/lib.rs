@@ -130,6 +130,21 @@ pub struct Options {
     pub public_url: url::Url,
     /// Prisma 4.x–6.x engines.
     pub dp1: dp1::Dp1Options,
+    /// `[serve.cluster]`, when this pdp is one of several replicas.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// `[serve.cluster]`, resolved.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    /// The shared secret.
+    pub secret: pdp_config::Secret,
+    /// This replica's cluster address, as peers reach it.
+    pub advertise: SocketAddr,
+    /// Where the cluster listener binds.
+    pub listen: SocketAddr,
+    /// The peers (`host:port`; names resolved when needed).
+    pub peers: Vec<String>,
 }
 
 /// Why `pdp serve` did not start.
@@ -239,6 +254,8 @@ pub struct Started {
     pub addr: SocketAddr,
     /// The metrics address, when separate.
     pub metrics_addr: Option<SocketAddr>,
+    /// The cluster listener's address and the advertised one, with replicas.
+    pub cluster: Option<(SocketAddr, SocketAddr)>,
     /// TLS as set up.
     pub tls: TlsStarted,
     /// The database children use (redacted when shown).
@@ -302,6 +319,7 @@ pub struct Server {
     app: Arc<App>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    peer_listener: Option<TcpListener>,
     transport: Transport,
     tls_watch: Option<(tls::Current, PathBuf, PathBuf)>,
     embedded: Option<Embedded>,
@@ -375,6 +393,17 @@ impl Server {
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let peer_listener = match &options.cluster {
+            Some(c) => {
+                Some(TcpListener::bind(c.listen).await.map_err(|source| ServeError::Bind { addr: c.listen, source })?)
+            }
+            None => None,
+        };
+        let cluster_addrs = options
+            .cluster
+            .as_ref()
+            .zip(peer_listener.as_ref().and_then(|l| l.local_addr().ok()))
+            .map(|(c, bound)| (bound, c.advertise));
         let mut public_url = options.public_url.clone();
         if public_url.port() == Some(0) {
             let _ = public_url.set_port(Some(addr.port()));
@@ -437,13 +466,17 @@ impl Server {
             access: options.access_log.clone(),
             metrics_on_main: options.metrics_listen.is_none(),
             schema_dir: options.schema_dir.clone(),
-            kit: Kit::new(cx),
+            kit: Kit::new(
+                cx,
+                options.cluster.as_ref().map(|c| kit::Cluster::new(&c.secret, c.advertise, c.peers.clone())),
+            ),
             qpe,
             dp1,
         });
         let started = Started {
             addr,
             metrics_addr,
+            cluster: cluster_addrs,
             tls: tls_started,
             database,
             embedded_dir: embedded.as_ref().map(|e| e.data_dir().to_path_buf()),
@@ -463,6 +496,7 @@ impl Server {
             app,
             listener,
             metrics_listener,
+            peer_listener,
             transport,
             tls_watch,
             embedded,
@@ -479,7 +513,16 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains within the shutdown timeout and stops the children.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Summary {
         let Server {
-            app, listener, metrics_listener, transport, tls_watch, mut embedded, shutdown_timeout, slots, ..
+            app,
+            listener,
+            metrics_listener,
+            peer_listener,
+            transport,
+            tls_watch,
+            mut embedded,
+            shutdown_timeout,
+            slots,
+            ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
@@ -493,6 +536,7 @@ impl Server {
         ));
         let metrics_task =
             metrics_listener.map(|l| tokio::spawn(server::metrics_loop(l, app.clone(), stop_rx.clone())));
+        let peer_task = peer_listener.map(|l| tokio::spawn(server::peer_loop(l, app.clone(), stop_rx.clone())));
         let reload =
             tls_watch.map(|(current, cert, key)| tokio::spawn(tls::watch(current, cert, key, Duration::from_secs(2))));
         let sweeper = tokio::spawn(server::sweep_loop(app.clone()));
@@ -512,6 +556,9 @@ impl Server {
         stop_tx.send_replace(true);
         let _ = accept.await;
         if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
+        if let Some(t) = peer_task {
             let _ = t.await;
         }
         let left = shutdown_timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(200));

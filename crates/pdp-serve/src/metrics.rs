@@ -48,6 +48,16 @@ pub struct ChildLabels {
     pub slot: String,
 }
 
+/// What happened on the cluster channel.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// `relay` (a request of another replica's transaction sent to its owner), `schema` (a schema asked of
+    /// the peers), `forged` (an owner reference that failed its check), `refused` (a peer request that did).
+    pub kind: &'static str,
+    /// `ok`, `unreachable`, `timeout`, `miss`, `refused`.
+    pub outcome: &'static str,
+}
+
 /// Every metric pdp exports.
 pub struct Metrics {
     registry: Registry,
@@ -73,6 +83,8 @@ pub struct Metrics {
     pub connections_max: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `pdp_client_connections_closed_total`.
     pub connections_closed: Family<ReasonLabels, Counter>,
+    /// `pdp_peer_requests_total`.
+    pub peer: Family<PeerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -122,8 +134,15 @@ impl Metrics {
             "Client connections pdp closed: idle, a request head or a TLS handshake too slow",
             connections_closed.clone(),
         );
+        let peer = Family::<PeerLabels, Counter>::default();
+        registry.register(
+            "peer_requests",
+            "Cluster traffic: requests relayed to the replica owning their transaction, schemas asked of peers, forged owner references and refused peer requests",
+            peer.clone(),
+        );
         Metrics {
             registry,
+            peer,
             requests,
             latency,
             in_flight,

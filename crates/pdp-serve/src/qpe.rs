@@ -12,14 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::context::Context;
 use crate::executor::{Executors, is_exact_version};
 use crate::kit::forward::{self, ForwardError, Upstreams};
 use crate::kit::respond::{error, full, read_body};
 use crate::kit::txs::{Role, TxErrors};
-use crate::kit::{Body, Kit};
+use crate::kit::{Body, Kit, Place, RequestBody};
 use crate::supervisor::{ChildState, StartError, Supervisor};
 
 /// The Prisma 7 side of the proxy: the executors, one per client version.
@@ -135,7 +134,7 @@ impl Route {
         }
         let rest = path.strip_prefix("/transaction/")?;
         let (id, action) = rest.split_once('/')?;
-        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if id.is_empty() || id.len() > 256 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return None;
         }
         let id = id.to_owned();
@@ -172,7 +171,7 @@ impl Route {
 
 impl Qpe {
     /// The client's version from `Prisma-Engine-Hash` (`0.0.0`, a development build, means the project's).
-    fn client_version<'a>(&'a self, req: &'a Request<Incoming>) -> Result<&'a str, Box<Response<Body>>> {
+    fn client_version<'a, B>(&'a self, req: &'a Request<B>) -> Result<&'a str, Box<Response<Body>>> {
         let Some(value) = req.headers().get("prisma-engine-hash") else {
             return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
@@ -195,12 +194,23 @@ impl Qpe {
     }
 
     /// Handles one Prisma 7 request.
-    pub async fn handle(&self, kit: &Kit, via: &Upstreams, route: Route, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle<B: RequestBody>(
+        &self,
+        kit: &Kit,
+        via: &Upstreams,
+        route: Route,
+        req: Request<B>,
+    ) -> Response<Body> {
         let version = match self.client_version(&req) {
             Ok(v) => v.to_owned(),
             Err(resp) => return *resp,
         };
-        let ticket = match kit.txs.admit(route.role(), self) {
+        let role = match kit.place(route.role(), &req, self) {
+            Ok(Place::Here(role)) => role,
+            Ok(Place::Owner(owner)) => return kit.relay(via, owner, req, self).await,
+            Err(resp) => return *resp,
+        };
+        let ticket = match kit.txs.admit(role, self) {
             Ok(t) => t,
             Err(resp) => return *resp,
         };
@@ -223,9 +233,16 @@ impl Qpe {
             Route::TxStart => limits.transaction_max_wait + Duration::from_secs(5),
             _ => limits.query_timeout + Duration::from_secs(5),
         };
+        // The child's own path: a transaction's id without the owner reference clients were given.
+        let path: std::borrow::Cow<'_, str> = match (&route, role.id()) {
+            (Route::TxQuery(_), Some(id)) => format!("/transaction/{id}/query").into(),
+            (Route::TxCommit(_), Some(id)) => format!("/transaction/{id}/commit").into(),
+            (Route::TxRollback(_), Some(id)) => format!("/transaction/{id}/rollback").into(),
+            _ => parts.uri.path().into(),
+        };
         let outcome = kit
             .forwarder
-            .forward(via, &lease.endpoint.addr, parts.method.clone(), parts.uri.path(), &parts.headers, body, limit)
+            .forward(via, &lease.endpoint.addr, parts.method.clone(), &path, &parts.headers, body, limit)
             .await;
         ticket.settle(&outcome);
         let resp = match outcome {
@@ -259,13 +276,18 @@ impl Qpe {
                 return error(StatusCode::BAD_GATEWAY, "P6000", &format!("the executor's answer broke off: {e}"));
             }
         };
-        if let Some(id) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+        let mut bytes = bytes;
+        if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Some(id) = value.get("id").and_then(|i| i.as_str()).map(str::to_owned)
         {
+            if kit.cluster.is_some() {
+                value["id"] = serde_json::Value::String(kit.client_tx_id(&id));
+                bytes = Bytes::from(value.to_string());
+            }
             ticket.opened(id, &version, &lease.endpoint);
         }
         let mut out = Response::from_parts(head, full(Bytes::new()));
+        out.headers_mut().remove(http::header::CONTENT_LENGTH);
         *out.body_mut() = full(bytes);
         out.headers_mut().remove(http::header::TRANSFER_ENCODING);
         out

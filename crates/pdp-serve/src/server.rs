@@ -25,8 +25,9 @@ use crate::auth::KeySet;
 use crate::conn::{self, Clock, Timed, Tracked};
 use crate::dp1::{self, Dp1};
 use crate::kit::forward::{self, Upstreams};
-use crate::kit::respond::{error, full, json};
-use crate::kit::{Body, Kit};
+use crate::kit::peers::{self, Caller};
+use crate::kit::respond::{error, full, json, read_body};
+use crate::kit::{Body, Kit, RequestBody};
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::qpe::{self, Qpe, Readiness};
 use crate::{engine_metrics, tls};
@@ -79,7 +80,7 @@ pub struct App {
 }
 
 impl App {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, via: &Upstreams) -> Response<Body> {
+    async fn handle<B: RequestBody>(self: Arc<Self>, req: Request<B>, via: &Upstreams) -> Response<Body> {
         let started = Instant::now();
         let metrics = &self.kit.cx.metrics;
         let id = RequestId::next();
@@ -106,11 +107,16 @@ impl App {
         resp
     }
 
-    async fn dispatch(
+    async fn dispatch<B: RequestBody>(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<B>,
         via: &Upstreams,
     ) -> (&'static str, Option<Arc<str>>, Response<Body>) {
+        if let Some(caller) = req.extensions().get::<Caller>().filter(|c| c.from_peer) {
+            let key = caller.key.clone();
+            let (name, resp) = self.dispatch_peer(req, via).await;
+            return (name, Some(key), resp);
+        }
         let path = req.uri().path();
         match (req.method(), path) {
             (&Method::GET, "/health") => ("health", None, json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
@@ -127,6 +133,11 @@ impl App {
                 if req.method() == Method::GET && path == "/metrics" && self.metrics_on_main {
                     return ("metrics", Some(key), self.metrics_response(via).await);
                 }
+                if self.kit.cluster.is_some() {
+                    // A request relayed to another replica carries the key's id to its log.
+                    req.extensions_mut().insert(Caller { key: key.clone(), from_peer: false });
+                }
+                let path = req.uri().path();
                 if let Some(route) = dp1::Route::parse(req.method(), path) {
                     let name = route.name();
                     return (name, Some(key), self.dp1.handle(&self.kit, via, route, req).await);
@@ -139,6 +150,33 @@ impl App {
                 ("not_found", Some(key), error(StatusCode::NOT_FOUND, "P6000", &message))
             }
         }
+    }
+
+    /// A request from a peer (its authentication checked): the transaction routes of both protocols (the
+    /// routers refuse anything but this replica's own transactions) and the schema copy.
+    async fn dispatch_peer<B: RequestBody>(&self, req: Request<B>, via: &Upstreams) -> (&'static str, Response<Body>) {
+        let path = req.uri().path();
+        if req.method() == Method::GET
+            && let Some(hash) = path.strip_prefix(peers::SCHEMA_PATH)
+        {
+            let resp = match self.dp1.schema_upload(hash) {
+                Some(text) => Response::new(full(Bytes::from(text))),
+                None => error(StatusCode::NOT_FOUND, "P6000", "no such schema here"),
+            };
+            return ("peer_schema", resp);
+        }
+        if let Some(route) = dp1::Route::parse(req.method(), path)
+            && route.role().id().is_some()
+        {
+            return (route.name(), self.dp1.handle(&self.kit, via, route, req).await);
+        }
+        if let Some(route) = qpe::Route::parse(req.method(), path)
+            && route.role().id().is_some()
+        {
+            return (route.name(), self.qpe.handle(&self.kit, via, route, req).await);
+        }
+        let message = format!("the cluster listener serves no `{} {path}`", req.method());
+        ("not_found", error(StatusCode::NOT_FOUND, "P6000", &message))
     }
 
     /// `/metrics` in Prometheus text format, with the running query engines' series before `# EOF`.
@@ -359,6 +397,80 @@ pub async fn metrics_loop(listener: TcpListener, app: Arc<App>, mut stop: watch:
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service);
             let _ = forward::with_upstreams(conn, driver).await;
         });
+    }
+}
+
+/// Serves the cluster listener: plain HTTP/1.1 from peers, each request read whole, its authentication
+/// checked (a keyed MAC over its time, nonce, method, path, caller and body) and then dispatched as a
+/// peer's. Runs until `stop` flips, after the drain, so peers can finish this replica's transactions.
+pub async fn peer_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(1024));
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.ok(),
+            () = crate::supervisor::stopped(&mut stop) => break,
+        };
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(target: "pdp::cluster", "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = crate::supervisor::stopped(&mut stop) => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let limits = app.kit.limits();
+            let clock = Clock::new();
+            let timed = Timed::new(
+                tcp,
+                clock.clone(),
+                limits.header_read_timeout,
+                limits.idle_timeout,
+                app.kit.cx.metrics.clone(),
+            );
+            let (via, driver) = forward::upstreams();
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (app, via) = (app.clone(), via.clone());
+                let in_flight = clock.start();
+                async move {
+                    let resp = peer_request(app, req, &via).await;
+                    Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_flight)))
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service);
+            let _ = forward::with_upstreams(conn, driver).await;
+        });
+    }
+}
+
+async fn peer_request(app: Arc<App>, req: Request<Incoming>, via: &Upstreams) -> Response<Body> {
+    let Some(cluster) = &app.kit.cluster else {
+        return error(StatusCode::NOT_FOUND, "P6000", "this pdp is not in a cluster");
+    };
+    let limits = app.kit.limits();
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(&parts.headers, body, limits.max_body_size, limits.query_timeout).await {
+        Ok(b) => b,
+        Err(e) => return e.response(limits.max_body_size),
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    match cluster.verify(&parts.headers, &parts.method, path, &bytes) {
+        Ok(key) => {
+            let mut req = Request::from_parts(parts, http_body_util::Full::new(bytes));
+            req.extensions_mut().insert(Caller { key, from_peer: true });
+            app.handle(req, via).await
+        }
+        Err(why) => {
+            peers::count(&app.kit.cx.metrics, "peer", "refused");
+            tracing::warn!(target: "pdp::cluster", path = %parts.uri.path(), "refused a peer request: {}", why.message());
+            error(StatusCode::UNAUTHORIZED, "P6002", "not an authenticated peer request")
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 
 /// Boxed error of a response body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -78,12 +77,16 @@ impl BodyError {
 
 /// Reads a whole request body within `within`, refusing more than `limit` bytes (early when Content-Length
 /// says so).
-pub async fn read_body(
+pub async fn read_body<B>(
     headers: &HeaderMap,
-    body: Incoming,
+    body: B,
     limit: u64,
     within: std::time::Duration,
-) -> Result<Bytes, BodyError> {
+) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let declared =
         headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {

@@ -67,7 +67,7 @@ impl<'a> Role<'a> {
 }
 
 /// A protocol's transaction error body, in the shape its clients raise as P2028.
-pub trait TxErrors {
+pub trait TxErrors: Sync {
     /// The body for a transaction error that says `message`.
     fn tx_error(&self, message: &str) -> serde_json::Value;
 }

@@ -78,6 +78,15 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         schema_dir,
         public_url: serve.public_url.clone(),
         dp1: dp1_options(&config, &env, cwd, project_schema)?,
+        cluster: match (&serve.cluster, serve.cluster_secret()?) {
+            (Some(c), Some(secret)) => Some(pdp_serve::ClusterOptions {
+                secret: secret.clone(),
+                advertise: c.advertise,
+                listen: c.listen,
+                peers: c.peers.clone(),
+            }),
+            _ => None,
+        },
     };
     pdp_serve::preflight(&options).map_err(|e| *e)?;
     if serve.bench_child_tcp {
@@ -214,6 +223,12 @@ fn render_started(printer: &Printer, s: &Started, root: &Path) {
     }
     if let Some(v) = &s.executor {
         printer.status("Executor", &format!("Prisma {v} ready (clients of other 7.x versions start their own)"));
+    }
+    if let Some((bound, advertised)) = s.cluster {
+        printer.status(
+            "Cluster",
+            &format!("peers reach this replica at {advertised} (listening on {bound}; plain HTTP, every request authenticated)"),
+        );
     }
     match s.metrics_addr {
         Some(m) => printer.status("Metrics", &format!("http://{m}/metrics (no key)")),
