@@ -17,16 +17,22 @@ use crate::support::{Project, closed_port};
 const HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// Every file init writes with `--yes` beyond the base project, in plan order.
-const CI_AND_DEPLOY: [&str; 11] = [
+const CI_AND_DEPLOY: [&str; 17] = [
     "examples/windmill/c_pdp_proxy.resource-type.json",
     ".github/workflows/pdp.yml",
     "Dockerfile",
     ".dockerignore",
     "deploy/compose.yaml",
     "deploy/compose.env.example",
+    "deploy/compose.scaled.yaml",
+    "deploy/haproxy.cfg",
     "deploy/k8s/kustomization.yaml",
     "deploy/k8s/deployment.yaml",
     "deploy/k8s/service.yaml",
+    "deploy/k8s/peers.yaml",
+    "deploy/k8s/hpa.yaml",
+    "deploy/k8s/pdb.yaml",
+    "deploy/k8s/networkpolicy.yaml",
     "deploy/k8s/pdp.toml",
     "deploy/k8s/secrets.env.example",
 ];
@@ -71,9 +77,14 @@ fn lint_project(p: &Project) {
     let yaml = [
         ".github/workflows/pdp.yml",
         "deploy/compose.yaml",
+        "deploy/compose.scaled.yaml",
         "deploy/k8s/kustomization.yaml",
         "deploy/k8s/deployment.yaml",
         "deploy/k8s/service.yaml",
+        "deploy/k8s/peers.yaml",
+        "deploy/k8s/hpa.yaml",
+        "deploy/k8s/pdb.yaml",
+        "deploy/k8s/networkpolicy.yaml",
     ];
     let mut args = vec!["--strict", "-c", config.to_str().expect("utf-8 path")];
     args.extend(yaml);
@@ -86,11 +97,34 @@ fn lint_project(p: &Project) {
     shellcheck_runs(dir, &[".github/workflows/pdp.yml"]);
 
     lint(dir, &tool("hadolint"), &["Dockerfile"]);
-    lint(dir, &checker, &["--builtin-schema", "vendor.compose-spec", "deploy/compose.yaml"]);
-    let out =
-        lint(dir, &tool("kubernetes-validate"), &["--strict", "deploy/k8s/deployment.yaml", "deploy/k8s/service.yaml"]);
-    assert!(out.contains("passed for resource deployment/pdp-proxy"), "{out}");
-    assert!(out.contains("passed for resource service/pdp-proxy"), "{out}");
+    lint(
+        dir,
+        &checker,
+        &["--builtin-schema", "vendor.compose-spec", "deploy/compose.yaml", "deploy/compose.scaled.yaml"],
+    );
+    // HAProxy's own check of its configuration (Debian's package, as the cluster test runs it).
+    lint(dir, Path::new("haproxy"), &["-c", "-f", "deploy/haproxy.cfg"]);
+    let k8s = [
+        "deploy/k8s/deployment.yaml",
+        "deploy/k8s/service.yaml",
+        "deploy/k8s/peers.yaml",
+        "deploy/k8s/hpa.yaml",
+        "deploy/k8s/pdb.yaml",
+        "deploy/k8s/networkpolicy.yaml",
+    ];
+    let mut args = vec!["--strict"];
+    args.extend(k8s);
+    let out = lint(dir, &tool("kubernetes-validate"), &args);
+    for resource in [
+        "deployment/pdp-proxy",
+        "service/pdp-proxy",
+        "service/pdp-peers",
+        "horizontalpodautoscaler/pdp-proxy",
+        "poddisruptionbudget/pdp-proxy",
+        "networkpolicy/pdp-proxy",
+    ] {
+        assert!(out.contains(&format!("passed for resource {resource}")), "{resource}: {out}");
+    }
     lint(dir, &checker, &["--check-metaschema", "examples/windmill/c_pdp_proxy.resource-type.json"]);
 }
 
@@ -189,8 +223,21 @@ fn every_generated_file_passes_its_linter_for_each_generation_provider_and_publi
         assert_eq!(p.read("deploy/k8s/service.yaml").matches("- name:").count(), 1, "one port");
         let kustomization = p.read("deploy/k8s/kustomization.yaml");
         let inputs = kustomize_inputs(&kustomization);
-        assert_eq!(inputs, ["deployment.yaml", "service.yaml", "pdp.toml", "secrets.env"], "{kustomization}");
-        for input in &inputs[..3] {
+        assert_eq!(
+            inputs,
+            [
+                "deployment.yaml",
+                "service.yaml",
+                "peers.yaml",
+                "hpa.yaml",
+                "pdb.yaml",
+                "networkpolicy.yaml",
+                "pdp.toml",
+                "secrets.env"
+            ],
+            "{kustomization}"
+        );
+        for input in &inputs[..7] {
             assert!(p.path(&format!("deploy/k8s/{input}")).is_file(), "{input}");
         }
         assert!(p.path("deploy/k8s/secrets.env.example").is_file(), "the secret's template");
@@ -201,11 +248,29 @@ fn every_generated_file_passes_its_linter_for_each_generation_provider_and_publi
                 .args(["config", "--json"])
                 .env("PDP_CONFIG", p.path("deploy/k8s/pdp.toml"))
                 .env("PDP_DATABASE_URL", "postgresql://app@db:5432/app")
-                .env("PDP_API_KEY", "k"),
+                .env("PDP_API_KEY", "k")
+                .env("PDP_CLUSTER_ADVERTISE", "10.1.2.3:4468")
+                .env("PDP_CLUSTER_SECRET", "0123456789abcdef0123456789abcdef"),
         );
         let config = config.expect_code(0);
         let json: serde_json::Value = serde_json::from_str(&config.stdout).expect("JSON");
         assert_eq!(json["prisma"]["version"], prisma, "{}", config.stdout);
+        // Kubernetes runs replicas (SQLite, a file on one pod, stays alone): the autoscaler keeps at least
+        // two, the pod's IP is its advertised address, the peers are the headless Service.
+        let sqlite = flags.contains(&"sqlite");
+        let hpa = p.read("deploy/k8s/hpa.yaml");
+        assert!(hpa.contains(if sqlite { "minReplicas: 1" } else { "minReplicas: 2" }), "{hpa}");
+        assert_eq!(deployment.contains("value: \"$(POD_IP):4468\""), !sqlite, "{deployment}");
+        assert!(!deployment.contains("replicas:"), "the autoscaler owns the count: {deployment}");
+        assert_eq!(p.read("deploy/k8s/pdp.toml").contains("[serve.cluster]"), !sqlite);
+        if !sqlite {
+            assert_eq!(json["serve"]["cluster"]["listen"], "0.0.0.0:4468", "{}", config.stdout);
+            assert_eq!(json["serve"]["cluster"]["peers"], serde_json::json!(["pdp-peers:4468"]), "{}", config.stdout);
+            assert!(!config.stdout.contains("0123456789abcdef0123456789abcdef"), "the secret is never shown");
+            let scaled = p.read("deploy/compose.scaled.yaml");
+            assert_eq!(scaled.matches("ports:").count(), 1, "only the balancer publishes a port: {scaled}");
+            assert!(scaled.contains("replicas: 3") && scaled.contains("PDP_CLUSTER_PEERS: \"proxy:4468\""), "{scaled}");
+        }
         assert_eq!(json["serve"]["listen"], "0.0.0.0:4466", "{}", config.stdout);
         assert!(config.stdout.contains("/etc/pdp/tls/tls.crt"), "{}", config.stdout);
     }

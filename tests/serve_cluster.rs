@@ -386,6 +386,19 @@ fn three_replicas_behind_haproxy_serve_prisma_7_and_6_clients_and_survive_a_kill
     let (code, _) = curl(cluster_ports[0], "POST", &format!("/transaction/{forged}/commit"), &[&bearer], None);
     assert_eq!(code, 401);
 
+    // `pdp doctor` on a replica's settings sees its peers answer and counts the replicas' connections.
+    let doctor = p.run_with(
+        p.pdp()
+            .args(["doctor"])
+            .env("PDP_CLUSTER_SECRET", SECRET)
+            .env("PDP_CLUSTER_ADVERTISE", format!("127.0.0.1:{}", cluster_ports[0]))
+            .env("PDP_CLUSTER_PEERS", &peers),
+    );
+    let said = doctor.all();
+    assert!(said.contains(&format!("this replica is 127.0.0.1:{} to its peers", cluster_ports[0])), "{said}");
+    assert!(said.contains("2 peer(s) answer on their cluster port"), "{said}");
+    assert!(said.contains("3 replica(s) now (this one and its peers)"), "{said}");
+
     // A transaction the doomed replica owns, opened straight on it.
     let (code, body) = curl(
         ports[2],

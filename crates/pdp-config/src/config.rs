@@ -300,14 +300,24 @@ pub struct ClusterConfig {
     /// The shared secret every owner reference and peer request is authenticated under (`env:` only),
     /// or why it is missing ([`ServeConfig::cluster_secret`] refuses then).
     pub secret: Result<Secret, UnsetSecret>,
-    /// The address peers reach this replica's cluster listener at: an IP and port (it goes into the owner
-    /// references this replica mints, so it must be one peers can connect to as is).
-    pub advertise: SocketAddr,
+    /// The address peers reach this replica's cluster listener at (it goes into the owner references this
+    /// replica mints, so it must be one peers can connect to as is).
+    pub advertise: Advertise,
     /// Where the cluster listener binds; defaults to `advertise`.
     pub listen: SocketAddr,
     /// The peers, as `host:port`; a host name stands for every address it resolves to (a Kubernetes
     /// headless Service), resolved whenever pdp needs the list. This replica's own address is left out.
     pub peers: Vec<String>,
+}
+
+/// `[serve.cluster] advertise`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advertise {
+    /// This IP and port.
+    Addr(SocketAddr),
+    /// `auto:<port>`: the address this host's name resolves to (a container's own IP in Docker and
+    /// Kubernetes), looked up when `pdp serve` starts.
+    Hostname(u16),
 }
 
 /// The shortest cluster secret accepted, in bytes.

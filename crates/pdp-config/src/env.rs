@@ -147,6 +147,8 @@ pub const NO_PROXY: &str = "NO_PROXY";
 pub const PDP_BENCH_CHILD_TCP: &str = "PDP_BENCH_CHILD_TCP";
 /// Overrides `[serve.cluster] advertise` (in Kubernetes: `$(POD_IP):4468` from the downward API).
 pub const PDP_CLUSTER_ADVERTISE: &str = "PDP_CLUSTER_ADVERTISE";
+/// The cluster secret when `[serve.cluster] secret` is left out (at least 32 bytes, the same on every replica).
+pub const PDP_CLUSTER_SECRET: &str = "PDP_CLUSTER_SECRET";
 /// Overrides `[serve.cluster] peers`: `host:port` entries separated by commas.
 pub const PDP_CLUSTER_PEERS: &str = "PDP_CLUSTER_PEERS";
 /// Where temporary files go (the query engines' schema copies; the fallback cache without a home).
@@ -199,6 +201,10 @@ pub static ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: PDP_CLUSTER_ADVERTISE,
         doc: "Overrides `[serve.cluster] advertise` (Kubernetes: `$(POD_IP):4468` from the downward API).",
+    },
+    EnvVar {
+        name: PDP_CLUSTER_SECRET,
+        doc: "The cluster secret when `[serve.cluster] secret` is left out (32+ bytes, the same on every replica).",
     },
     EnvVar { name: PDP_CLUSTER_PEERS, doc: "Overrides `[serve.cluster] peers`: `host:port` entries, comma-separated." },
     EnvVar {

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    ApiKey, ClientConfig, ClusterConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig, DatabaseSetting, DatabaseUrl,
-    EnginesConfig, Limits, MIN_CLUSTER_SECRET, MigrateConfig, NetworkConfig, PrismaConfig, QueryEngine, Runtime,
-    ServeConfig, Tls, UnsetSecret,
+    Advertise, ApiKey, ClientConfig, ClusterConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig, DatabaseSetting,
+    DatabaseUrl, EnginesConfig, Limits, MIN_CLUSTER_SECRET, MigrateConfig, NetworkConfig, PrismaConfig, QueryEngine,
+    Runtime, ServeConfig, Tls, UnsetSecret,
 };
 use crate::env::{self, Env};
 use crate::error::{ConfigError, Origin, Problem};
@@ -804,16 +804,22 @@ pub(crate) fn resolve(
 fn resolve_cluster(r: &mut Resolver<'_>, raw: Option<&crate::raw::RawCluster>) -> Option<ClusterConfig> {
     let empty = crate::raw::RawCluster::default();
     let c = raw.unwrap_or(&empty);
-    let addr = |r: &mut Resolver<'_>, key: &str, input: &Input| match input.value.trim().parse::<SocketAddr>() {
-        Ok(a) if !a.ip().is_unspecified() && a.port() != 0 => Some(a),
-        _ => {
-            r.problem(
-                input.origin.clone(),
-                key,
-                format!("`{key}` = `{}` is not an IP address and port peers can connect to", input.value),
-                Some("e.g. `10.0.0.5:4468`; in Kubernetes set PDP_CLUSTER_ADVERTISE to `$(POD_IP):4468`".into()),
-            );
-            None
+    let addr = |r: &mut Resolver<'_>, key: &str, input: &Input| {
+        let value = input.value.trim();
+        if let Some(port) = value.strip_prefix("auto:").and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0) {
+            return Some(Advertise::Hostname(port));
+        }
+        match value.parse::<SocketAddr>() {
+            Ok(a) if !a.ip().is_unspecified() && a.port() != 0 => Some(Advertise::Addr(a)),
+            _ => {
+                r.problem(
+                    input.origin.clone(),
+                    key,
+                    format!("`{key}` = `{}` is not an IP address and port peers can connect to", input.value),
+                    Some("e.g. `10.0.0.5:4468`, or `auto:4468` for the address this host's name resolves to (Docker, Kubernetes)".into()),
+                );
+                None
+            }
         }
     };
     let Some(advertise_input) = r.input(c.advertise.as_ref(), Some(env::PDP_CLUSTER_ADVERTISE), None) else {
@@ -844,47 +850,43 @@ fn resolve_cluster(r: &mut Resolver<'_>, raw: Option<&crate::raw::RawCluster>) -
                 }
             }
         }
-        None => advertise,
+        None => advertise.map(|a| match a {
+            Advertise::Addr(a) => a,
+            Advertise::Hostname(port) => SocketAddr::from(([0, 0, 0, 0], port)),
+        }),
     };
-    let secret = match c.secret.as_ref() {
-        None => {
-            r.problem(
-                r.table_origin("serve.cluster"),
-                "serve.cluster.secret",
-                "`[serve.cluster]` has no `secret`: replicas could not tell each other from anyone else",
-                Some("add `secret = \"env:PDP_CLUSTER_SECRET\"` and set it to the same random value on every replica (`openssl rand -hex 32`)".into()),
-            );
-            None
-        }
-        Some(s) if !s.get_ref().trim().starts_with("env:") => {
-            r.problem(
-                r.at(s),
-                "serve.cluster.secret",
-                "`serve.cluster.secret` holds the secret itself; pdp.toml must not contain secrets",
-                Some("write `\"env:PDP_CLUSTER_SECRET\"` and keep the value in the environment, then rotate it".into()),
-            );
-            None
-        }
-        Some(s) => {
-            let input = Input { value: s.get_ref().trim().to_owned(), origin: r.at(s), from_file: true };
-            match r.deref_secret("serve.cluster.secret", &input) {
-                Ok(Some((value, _))) if value.len() < MIN_CLUSTER_SECRET => {
-                    r.problem(
-                        input.origin,
-                        "serve.cluster.secret",
-                        format!(
-                            "the cluster secret is {} bytes; at least {MIN_CLUSTER_SECRET} are needed",
-                            value.len()
-                        ),
-                        Some("generate one with `openssl rand -hex 32` and give every replica the same".into()),
-                    );
-                    None
-                }
-                Ok(Some((value, _))) => Some(Ok(Secret::new(value))),
-                Ok(None) => None,
-                Err(unset) => Some(Err(*unset)),
+    let secret_input = match c.secret.as_ref() {
+        Some(s) => Input { value: s.get_ref().trim().to_owned(), origin: r.at(s), from_file: true },
+        // Left out: the variable the deploy files set.
+        None => Input {
+            value: format!("env:{}", env::PDP_CLUSTER_SECRET),
+            origin: advertise_input.origin.clone(),
+            from_file: true,
+        },
+    };
+    let secret = if secret_input.value.starts_with("env:") {
+        match r.deref_secret("serve.cluster.secret", &secret_input) {
+            Ok(Some((value, _))) if value.len() < MIN_CLUSTER_SECRET => {
+                r.problem(
+                    secret_input.origin,
+                    "serve.cluster.secret",
+                    format!("the cluster secret is {} bytes; at least {MIN_CLUSTER_SECRET} are needed", value.len()),
+                    Some("generate one with `openssl rand -hex 32` and give every replica the same".into()),
+                );
+                None
             }
+            Ok(Some((value, _))) => Some(Ok(Secret::new(value))),
+            Ok(None) => None,
+            Err(unset) => Some(Err(*unset)),
         }
+    } else {
+        r.problem(
+            secret_input.origin,
+            "serve.cluster.secret",
+            "`serve.cluster.secret` holds the secret itself; pdp.toml must not contain secrets",
+            Some("write `\"env:PDP_CLUSTER_SECRET\"` and keep the value in the environment, then rotate it".into()),
+        );
+        None
     };
     let mut peers = Vec::new();
     let peer_inputs: Vec<Input> = match r.env.var(env::PDP_CLUSTER_PEERS).filter(|v| !v.trim().is_empty()) {

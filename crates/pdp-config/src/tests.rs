@@ -92,7 +92,7 @@ fn reference_parses_with_every_value() {
     assert_eq!(l.max_connections, 1000);
     let cluster = c.serve.cluster.as_ref().expect("[serve.cluster]");
     assert_eq!(cluster.secret, Ok(Secret::new("0123456789abcdef0123456789abcdef")));
-    assert_eq!(cluster.advertise, "10.0.0.5:4468".parse().unwrap());
+    assert_eq!(cluster.advertise, crate::Advertise::Addr("10.0.0.5:4468".parse().unwrap()));
     assert_eq!(cluster.listen, "0.0.0.0:4468".parse().unwrap());
     assert_eq!(cluster.peers, ["pdp-peers.default.svc.cluster.local:4468", "10.0.0.7:4468"]);
     assert_eq!(c.migrate.lock_timeout, Duration::from_secs(120));
@@ -446,6 +446,15 @@ fn cluster_settings_are_checked_and_the_secret_never_shown() {
         "/p/pdp.toml:3:1: `[serve.cluster]` has no `advertise` address: peers could not reach this replica\n\
          hint: set `advertise = \"<this replica's IP>:4468\"` or PDP_CLUSTER_ADVERTISE, or remove `[serve.cluster]` to serve alone",
     );
+    // The environment alone turns it on: the secret defaults to PDP_CLUSTER_SECRET.
+    let c = from_str(
+        "[prisma]\nversion = \"7.10.1\"\n",
+        Path::new(FILE),
+        &env(&[("PDP_CLUSTER_ADVERTISE", "auto:4468"), ("PDP_CLUSTER_SECRET", secret.1)]),
+        &Overrides::default(),
+    )
+    .expect("resolves");
+    assert_eq!(c.serve.cluster_secret().expect("set").map(|s| s.expose().to_owned()).as_deref(), Some(secret.1));
     let got = outcome(&format!("{head}secret = \"plain-secret-value\"\nadvertise = \"10.0.0.5:4468\"\n"), &[]);
     assert!(got.starts_with("/p/pdp.toml:4:10: `serve.cluster.secret` holds the secret itself"), "{got}");
     assert!(!got.contains("plain-secret-value"), "{got}");

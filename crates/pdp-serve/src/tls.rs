@@ -166,6 +166,9 @@ pub fn ensure_auto(dir: &Path, extra_hosts: &[String]) -> Result<(AutoPaths, Aut
         path: dir.to_path_buf(),
         source,
     })?;
+    // Replicas sharing one state directory (compose's scaled variant) start together: one creates the
+    // CA and certificate while the others wait, then reuse them.
+    let _lock = pdp_toolchain::files::lock_blocking(&dir.join(".auto.lock"))?;
     let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     for h in extra_hosts {
         if !hosts.contains(h) {

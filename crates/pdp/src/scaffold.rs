@@ -262,14 +262,20 @@ pub const WORKFLOW: &str = ".github/workflows/pdp.yml";
 pub const WINDMILL_RESOURCE_TYPE: &str = "examples/windmill/c_pdp_proxy.resource-type.json";
 
 /// The image, compose and Kubernetes files (`--no-deploy` leaves them out): path written, template.
-pub const DEPLOY_FILES: [(&str, &str); 9] = [
+pub const DEPLOY_FILES: [(&str, &str); 15] = [
     ("Dockerfile", "deploy/Dockerfile.j2"),
     (".dockerignore", "deploy/dockerignore.j2"),
     ("deploy/compose.yaml", "deploy/compose.yaml.j2"),
     ("deploy/compose.env.example", "deploy/compose.env.example.j2"),
+    ("deploy/compose.scaled.yaml", "deploy/compose.scaled.yaml.j2"),
+    ("deploy/haproxy.cfg", "deploy/haproxy.cfg.j2"),
     ("deploy/k8s/kustomization.yaml", "deploy/k8s/kustomization.yaml.j2"),
     ("deploy/k8s/deployment.yaml", "deploy/k8s/deployment.yaml.j2"),
     ("deploy/k8s/service.yaml", "deploy/k8s/service.yaml.j2"),
+    ("deploy/k8s/peers.yaml", "deploy/k8s/peers.yaml.j2"),
+    ("deploy/k8s/hpa.yaml", "deploy/k8s/hpa.yaml.j2"),
+    ("deploy/k8s/pdb.yaml", "deploy/k8s/pdb.yaml.j2"),
+    ("deploy/k8s/networkpolicy.yaml", "deploy/k8s/networkpolicy.yaml.j2"),
     ("deploy/k8s/pdp.toml", "deploy/k8s/pdp.toml.j2"),
     ("deploy/k8s/secrets.env.example", "deploy/k8s/secrets.env.example.j2"),
 ];

@@ -83,6 +83,16 @@ fn effective(c: &Config) -> serde_json::Value {
                 "engine-start-timeout": dur(l.engine_start_timeout),
                 "engine-idle-timeout": dur(l.engine_idle_timeout),
             },
+            "cluster": c.serve.cluster.as_ref().map(|cl| serde_json::json!({
+                // The secret itself is never shown: only whether it is there.
+                "secret": match &cl.secret { Ok(_) => "set".to_owned(), Err(u) => format!("not set (`{}`)", u.var) },
+                "advertise": match cl.advertise {
+                    pdp_config::Advertise::Addr(a) => a.to_string(),
+                    pdp_config::Advertise::Hostname(port) => format!("auto:{port} (this host's address)"),
+                },
+                "listen": cl.listen.to_string(),
+                "peers": cl.peers,
+            })),
         },
         "migrate": { "lock-timeout": dur(c.migrate.lock_timeout) },
     })

@@ -91,6 +91,7 @@ pub fn run(args: &DoctorArgs, config_flag: Option<&Path>, cwd: &Path, printer: &
             database(&mut report, c, provider, &schema_dir, Duration::from_secs(args.db_timeout));
             tool_checks(&mut report, Some(c), &project_root, path_var.as_ref());
             serve(&mut report, c);
+            cluster(&mut report, c);
             engines(&mut report, c, &detection);
         }
         Err(e) => {
@@ -321,8 +322,15 @@ fn connections(report: &mut Report, c: &Config, max: u64) {
     } else {
         (limit, format!("`connection-limit` {limit} per native engine (one per client version and schema)"))
     };
-    let message = format!("up to {n} per key ({how}); the server allows {max}");
-    if n * 2 > max {
+    let mut message = format!("up to {n} per key ({how}); the server allows {max}");
+    let mut over = n * 2 > max;
+    if let Some(cluster) = &c.serve.cluster {
+        // Every replica opens as many: the replicas that answer to the peer list now, this one included.
+        let replicas = peer_addrs(cluster).len() as u64 + 1;
+        message.push_str(&format!("; {replicas} replica(s) now (this one and its peers): {} per key", n * replicas));
+        over |= n * replicas * 2 > max;
+    }
+    if over {
         report.warn(
             "connections",
             message,
@@ -445,6 +453,74 @@ fn serve(report: &mut Report, c: &Config) {
                 }
             }
         }
+    }
+}
+
+/// The peers' addresses as `pdp serve` would find them now (names resolved; this replica's left out).
+fn peer_addrs(cluster: &pdp_config::ClusterConfig) -> Vec<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let me = match cluster.advertise {
+        pdp_config::Advertise::Addr(a) => Some(a),
+        pdp_config::Advertise::Hostname(_) => super::serve::advertised(cluster.advertise).ok(),
+    };
+    let mut out = Vec::new();
+    for entry in &cluster.peers {
+        for a in entry.to_socket_addrs().into_iter().flatten() {
+            if Some(a) != me && !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// `[serve.cluster]`: the secret, the advertised address, and whether each peer's cluster port answers.
+fn cluster(report: &mut Report, c: &Config) {
+    let Some(cluster) = &c.serve.cluster else { return };
+    if let Err(unset) = &cluster.secret {
+        report.fail("cluster", unset.problem.to_string(), unset.problem.hint.clone());
+    }
+    let me = match super::serve::advertised(cluster.advertise) {
+        Ok(a) => a,
+        Err(e) => {
+            report.fail(
+                "cluster",
+                format!("{e:#}"),
+                Some("set `[serve.cluster] advertise` to this replica's IP and port".into()),
+            );
+            return;
+        }
+    };
+    report.ok("cluster", format!("this replica is {me} to its peers (cluster listener on {})", cluster.listen));
+    let loopback_peer =
+        cluster.peers.iter().all(|p| p.starts_with("127.") || p.starts_with("localhost:") || p.starts_with("[::1]"));
+    if me.ip().is_loopback() && !loopback_peer {
+        report.warn(
+            "cluster",
+            format!("the advertised address {me} is a loopback one: replicas on other hosts cannot reach it"),
+            "advertise this host's own address (`auto:4468`, or Kubernetes' `$(POD_IP):4468`)",
+        );
+    }
+    let peers = peer_addrs(cluster);
+    if peers.is_empty() {
+        report.warn(
+            "cluster",
+            format!("no peers found from {:?}: transactions work (they carry their owner), but 4.x–6.x schemas are not shared", cluster.peers),
+            "list the other replicas in `[serve.cluster] peers` (a headless Service's name stands for all of them)",
+        );
+        return;
+    }
+    let (up, down): (Vec<_>, Vec<_>) =
+        peers.iter().partition(|a| std::net::TcpStream::connect_timeout(a, Duration::from_secs(2)).is_ok());
+    let list = |v: &[&std::net::SocketAddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if down.is_empty() {
+        report.ok("cluster", format!("{} peer(s) answer on their cluster port: {}", up.len(), list(&up)));
+    } else {
+        report.warn(
+            "cluster",
+            format!("{} of {} peer(s) do not answer on their cluster port: {}", down.len(), peers.len(), list(&down)),
+            "start them, or check `[serve.cluster] peers` and that the cluster port is open between replicas",
+        );
     }
 }
 

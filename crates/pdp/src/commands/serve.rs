@@ -81,7 +81,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         cluster: match (&serve.cluster, serve.cluster_secret()?) {
             (Some(c), Some(secret)) => Some(pdp_serve::ClusterOptions {
                 secret: secret.clone(),
-                advertise: c.advertise,
+                advertise: advertised(c.advertise)?,
                 listen: c.listen,
                 peers: c.peers.clone(),
             }),
@@ -237,6 +237,35 @@ fn render_started(printer: &Printer, s: &Started, root: &Path) {
     let host = public_url.host_str().unwrap_or("localhost");
     let port = public_url.port().map(|p| format!(":{p}")).unwrap_or_default();
     printer.status("Clients", &format!("prisma://{host}{port}/?api_key=<key>   (Ctrl-C stops)"));
+}
+
+/// This replica's cluster address: as configured, or for `auto:<port>` the address this host's name
+/// resolves to (IPv4 first; never a loopback one, which peers on other hosts could not reach).
+pub(crate) fn advertised(advertise: pdp_config::Advertise) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let port = match advertise {
+        pdp_config::Advertise::Addr(a) => return Ok(a),
+        pdp_config::Advertise::Hostname(port) => port,
+    };
+    let hint =
+        "set `[serve.cluster] advertise` (or PDP_CLUSTER_ADVERTISE) to this replica's IP and port instead of `auto`";
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).ok_or_else(|| {
+        crate::diagnostics::UserError::new("cannot read this host's name for `advertise = \"auto:…\"`", hint)
+    })?;
+    let mut found: Vec<std::net::SocketAddr> = (host.as_str(), port)
+        .to_socket_addrs()
+        .map(|a| a.filter(|a| !a.ip().is_loopback() && !a.ip().is_unspecified()).collect())
+        .unwrap_or_default();
+    found.sort_by_key(|a| !a.is_ipv4());
+    found.first().copied().ok_or_else(|| {
+        crate::diagnostics::UserError::new(
+            format!(
+                "this host's name `{host}` resolves to no address peers could reach (`advertise = \"auto:{port}\"`)"
+            ),
+            hint,
+        )
+        .into()
+    })
 }
 
 /// Resolves on SIGTERM (Kubernetes, Docker) or SIGINT (Ctrl-C).
