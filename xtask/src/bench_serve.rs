@@ -380,7 +380,7 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
 }
 
 /// `text` as a Lua long string literal (no escapes inside).
-fn lua_string(text: &str) -> anyhow::Result<String> {
+pub(crate) fn lua_string(text: &str) -> anyhow::Result<String> {
     if text.contains("]==]") {
         bail!("the captured body holds `]==]`, which ends a Lua long string");
     }

@@ -7,6 +7,7 @@
 
 mod bench;
 mod bench_client;
+mod bench_cluster;
 mod bench_dp1;
 mod bench_engines;
 mod bench_serve;
@@ -34,6 +35,7 @@ tasks:
   bench serve     findUnique at 32 concurrent from one Deno client: through pdp serve vs straight to the executor,
                   and pdp serve's resident memory
   bench serve-dp1   the same for Prisma 4.x–6.x (Data Proxy protocol) against the WASM query engine, and cold starts
+  bench cluster   two replicas behind HAProxy vs one pdp under wrk, and a transaction's query relayed to its owner vs local
   tidy       only the repository checks (also part of `cargo test`)";
 
 fn main() -> anyhow::Result<()> {
@@ -51,7 +53,8 @@ fn main() -> anyhow::Result<()> {
             Some("engines") => bench_engines::engines(&root),
             Some("serve") => bench_serve::serve(&root),
             Some("serve-dp1") => bench_dp1::serve_dp1(&root),
-            _ => bail!("usage: cargo xtask bench migrate|engines|build-client|serve"),
+            Some("cluster") => bench_cluster::cluster(&root),
+            _ => bail!("usage: cargo xtask bench migrate|engines|build-client|serve|serve-dp1|cluster"),
         },
         Some("tidy") => tidy::run(&root).map(|()| println!("tidy: ok")),
         Some("help" | "--help" | "-h") | None => {
