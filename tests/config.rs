@@ -170,3 +170,27 @@ fn a_broken_dotenv_names_the_line_not_the_value() {
     assert!(out.stderr.contains("hint: each line of `.env` is `NAME=value`"), "{}", out.all());
     assert!(!out.all().contains("t0psecret"), "{}", out.all());
 }
+
+#[test]
+fn the_cluster_settings_are_shown_without_the_secret_and_an_unset_one_fails_only_serve() {
+    let p = Project::new();
+    p.write(
+        "pdp.toml",
+        &format!("{MINIMAL}[serve]\napi-keys = [\"env:K\"]\n[serve.cluster]\nadvertise = \"10.0.0.5:4468\"\npeers = [\"pdp-peers:4468\"]\n"),
+    );
+    let secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t";
+    let out = p.run_with(p.pdp().args(["config"]).env("PDP_CLUSTER_SECRET", secret)).expect_code(0);
+    assert!(out.stdout.contains("[serve.cluster]"), "{}", out.all());
+    assert!(
+        out.stdout.contains("advertise = \"10.0.0.5:4468\"") && out.stdout.contains("secret = \"set\""),
+        "{}",
+        out.all()
+    );
+    assert!(!out.all().contains(secret), "{}", out.all());
+    // Without the variable, `pdp config` says so and `pdp serve` refuses, naming it.
+    let out = p.run(&["config"]).expect_code(0);
+    assert!(out.stdout.contains("not set (`PDP_CLUSTER_SECRET`)"), "{}", out.all());
+    let out = p.run_with(p.pdp().args(["serve", "--listen", "127.0.0.1:0"]).env("K", "key"));
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("PDP_CLUSTER_SECRET"), "{}", out.all());
+}

@@ -50,7 +50,7 @@ fn effective(c: &Config) -> serde_json::Value {
     if let Some(base) = &c.client.base_url {
         client["base-url"] = base.as_str().into();
     }
-    serde_json::json!({
+    let mut doc = serde_json::json!({
         "file": c.file,
         "state-dir": c.state_dir,
         "prisma": {
@@ -83,19 +83,23 @@ fn effective(c: &Config) -> serde_json::Value {
                 "engine-start-timeout": dur(l.engine_start_timeout),
                 "engine-idle-timeout": dur(l.engine_idle_timeout),
             },
-            "cluster": c.serve.cluster.as_ref().map(|cl| serde_json::json!({
-                // The secret itself is never shown: only whether it is there.
-                "secret": match &cl.secret { Ok(_) => "set".to_owned(), Err(u) => format!("not set (`{}`)", u.var) },
-                "advertise": match cl.advertise {
-                    pdp_config::Advertise::Addr(a) => a.to_string(),
-                    pdp_config::Advertise::Hostname(port) => format!("auto:{port} (this host's address)"),
-                },
-                "listen": cl.listen.to_string(),
-                "peers": cl.peers,
-            })),
         },
         "migrate": { "lock-timeout": dur(c.migrate.lock_timeout) },
-    })
+    });
+    // TOML has no null: the table is there only when clustering is on.
+    if let Some(cl) = &c.serve.cluster {
+        doc["serve"]["cluster"] = serde_json::json!({
+            // The secret itself is never shown: only whether it is there.
+            "secret": match &cl.secret { Ok(_) => "set".to_owned(), Err(u) => format!("not set (`{}`)", u.var) },
+            "advertise": match cl.advertise {
+                pdp_config::Advertise::Addr(a) => a.to_string(),
+                pdp_config::Advertise::Hostname(port) => format!("auto:{port} (this host's address)"),
+            },
+            "listen": cl.listen.to_string(),
+            "peers": cl.peers,
+        });
+    }
+    doc
 }
 
 fn humantime_like(d: std::time::Duration) -> String {
