@@ -39,3 +39,5 @@ mod schema_folder;
 mod serve_databases;
 // Three `pdp serve` replicas behind HAProxy: Prisma 7 and 6 clients, transactions relayed to their owner, a killed replica.
 mod serve_cluster;
+// Accelerate's query cache with the real @prisma/extension-accelerate on the Prisma 7 Deno client.
+mod serve_cache;

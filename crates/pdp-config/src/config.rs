@@ -292,6 +292,17 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// `[serve.cluster]`: this pdp is one of several replicas; `None`: it serves alone.
     pub cluster: Option<ClusterConfig>,
+    /// `[serve.cache]`.
+    pub cache: CacheConfig,
+}
+
+/// `[serve.cache]`: Accelerate's query cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Whether requests' cache strategies are honoured (off: every answer says `none`).
+    pub enabled: bool,
+    /// Most bytes of answers kept (least recently used out).
+    pub max_size: u64,
 }
 
 /// `[serve.cluster]`: how replicas of one deployment find and trust each other.

@@ -19,9 +19,9 @@ pub mod targets;
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    Advertise, ApiKey, ClientConfig, ClusterConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig, DatabaseSetting,
-    DatabaseUrl, EnginesConfig, Limits, MIN_CLUSTER_SECRET, MigrateConfig, NetworkConfig, PrismaConfig, Provider,
-    QueryEngine, Runtime, ServeConfig, Tls, UnsetSecret,
+    Advertise, ApiKey, CacheConfig, ClientConfig, ClusterConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig,
+    DatabaseSetting, DatabaseUrl, EnginesConfig, Limits, MIN_CLUSTER_SECRET, MigrateConfig, NetworkConfig,
+    PrismaConfig, Provider, QueryEngine, Runtime, ServeConfig, Tls, UnsetSecret,
 };
 pub use error::{ConfigError, Origin, Problem};
 pub use prisma::{Generation, PrismaVersion};

@@ -71,6 +71,14 @@ pub(crate) struct RawServe {
     pub log_queries: Option<Spanned<bool>>,
     pub limits: Option<RawLimits>,
     pub cluster: Option<RawCluster>,
+    pub cache: Option<RawCache>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct RawCache {
+    pub enabled: Option<Spanned<bool>>,
+    pub max_size: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]

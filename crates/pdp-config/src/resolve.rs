@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{
-    Advertise, ApiKey, ClientConfig, ClusterConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig, DatabaseSetting,
-    DatabaseUrl, EnginesConfig, Limits, MIN_CLUSTER_SECRET, MigrateConfig, NetworkConfig, PrismaConfig, QueryEngine,
-    Runtime, ServeConfig, Tls, UnsetSecret,
+    Advertise, ApiKey, CacheConfig, ClientConfig, ClusterConfig, Config, DEFAULT_NPM_REGISTRY, DatabaseConfig,
+    DatabaseSetting, DatabaseUrl, EnginesConfig, Limits, MIN_CLUSTER_SECRET, MigrateConfig, NetworkConfig,
+    PrismaConfig, QueryEngine, Runtime, ServeConfig, Tls, UnsetSecret,
 };
 use crate::env::{self, Env};
 use crate::error::{ConfigError, Origin, Problem};
@@ -49,6 +49,8 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT: &str = "30s";
     /// `[serve.limits] max-body-size`.
     pub const MAX_BODY_SIZE: &str = "10MiB";
+    /// `[serve.cache] max-size`.
+    pub const CACHE_MAX_SIZE: &str = "64MiB";
     /// `[serve.limits] max-response-size` (the query-plan executor's own default).
     pub const MAX_RESPONSE_SIZE: &str = "128MiB";
     /// `[serve.limits] query-timeout`.
@@ -678,6 +680,11 @@ pub(crate) fn resolve(
         }
     };
     let max_body_size = size("serve.limits.max-body-size", &limits_raw.max_body_size, defaults::MAX_BODY_SIZE);
+    let cache_raw = serve.cache.unwrap_or_default();
+    let query_cache = CacheConfig {
+        enabled: cache_raw.enabled.as_ref().is_none_or(|b| *b.get_ref()),
+        max_size: size("serve.cache.max-size", &cache_raw.max_size, defaults::CACHE_MAX_SIZE),
+    };
     let max_response_size =
         size("serve.limits.max-response-size", &limits_raw.max_response_size, defaults::MAX_RESPONSE_SIZE);
     let metrics_listen = serve.metrics_listen.as_ref().and_then(|s| match s.get_ref().trim().parse::<SocketAddr>() {
@@ -792,6 +799,7 @@ pub(crate) fn resolve(
                 max_connections,
             },
             cluster,
+            cache: query_cache,
         },
         migrate: MigrateConfig { lock_timeout },
         network,

@@ -90,6 +90,7 @@ fn reference_parses_with_every_value() {
     assert_eq!(l.tls_handshake_timeout, Duration::from_secs(3));
     assert_eq!(l.idle_timeout, Duration::from_secs(120));
     assert_eq!(l.max_connections, 1000);
+    assert_eq!(c.serve.cache, crate::CacheConfig { enabled: false, max_size: 16 << 20 });
     let cluster = c.serve.cluster.as_ref().expect("[serve.cluster]");
     assert_eq!(cluster.secret, Ok(Secret::new("0123456789abcdef0123456789abcdef")));
     assert_eq!(cluster.advertise, crate::Advertise::Addr("10.0.0.5:4468".parse().unwrap()));
@@ -125,6 +126,7 @@ fn reference_values_are_not_the_defaults() {
     assert!(d.serve.raw_queries && d.serve.engine_metrics && d.serve.telemetry_in_response && !d.serve.log_queries);
     assert_eq!(d.serve.limits.connection_limit, None);
     assert_eq!(d.serve.cluster, None);
+    assert_eq!(d.serve.cache, crate::CacheConfig { enabled: true, max_size: 64 << 20 });
     assert_eq!(d.serve.limits.header_read_timeout, Duration::from_secs(10));
     assert_eq!(d.serve.limits.tls_handshake_timeout, Duration::from_secs(10));
     assert_eq!(d.serve.limits.idle_timeout, Duration::from_secs(60));

@@ -1,5 +1,5 @@
-//! The access log's records: one per answered request (its id, method, path, route, status, time and the
-//! key's id, never the key), handed to the [`AccessLog`] the binary supplies, which formats and writes
+//! The access log's records: one per answered request (its id, method, path, route, status, time, the
+//! key's id, never the key, and what the query cache did), handed to the [`AccessLog`] the binary supplies, which formats and writes
 //! them beside its other log lines. A record is plain data: pdp-serve never prints.
 //!
 //! Deliberately not here: the line's format and where it goes (the binary's log writer).
@@ -23,6 +23,8 @@ pub struct AccessRecord<'a> {
     pub elapsed: Duration,
     /// The key's log id (`sha256:1a2b3c4d`), when a key was accepted.
     pub key: Option<&'a str>,
+    /// What the query cache did (`ttl`, `swr`, `miss`, `none`), when the request carried a cache strategy.
+    pub cache: Option<&'a str>,
 }
 
 /// Where access records go.
@@ -46,6 +48,7 @@ impl AccessLog for TracingAccessLog {
             status = r.status,
             ms = format_args!("{:.1}", r.elapsed.as_secs_f64() * 1000.0),
             key = r.key.unwrap_or("-"),
+            cache = r.cache.unwrap_or("-"),
         );
     }
 }

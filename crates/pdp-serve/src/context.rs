@@ -23,6 +23,8 @@ use crate::supervisor::Timing;
 pub struct Settings {
     /// `[serve.limits]`.
     pub limits: Limits,
+    /// `[serve.cache]`.
+    pub cache: pdp_config::CacheConfig,
     /// pdp's cache root (tools, engines).
     pub cache_root: PathBuf,
     /// `node`, if found.

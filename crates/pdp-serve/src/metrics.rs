@@ -58,6 +58,15 @@ pub struct PeerLabels {
     pub outcome: &'static str,
 }
 
+/// What the query cache did.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit` (fresh), `stale` (served within swr), `miss`, `fill` (a miss's query run: misses of one key at
+    /// one moment share it), `refresh` (a stale entry's background query), `eviction` (out for room),
+    /// `invalidation`.
+    pub event: &'static str,
+}
+
 /// Every metric pdp exports.
 pub struct Metrics {
     registry: Registry,
@@ -85,6 +94,12 @@ pub struct Metrics {
     pub connections_closed: Family<ReasonLabels, Counter>,
     /// `pdp_peer_requests_total`.
     pub peer: Family<PeerLabels, Counter>,
+    /// `pdp_cache_events_total`.
+    pub cache: Family<CacheLabels, Counter>,
+    /// `pdp_cache_entries`.
+    pub cache_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// `pdp_cache_bytes`.
+    pub cache_bytes: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -140,9 +155,26 @@ impl Metrics {
             "Cluster traffic: requests relayed to the replica owning their transaction, schemas asked of peers, forged owner references and refused peer requests",
             peer.clone(),
         );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_events",
+            "Query cache: fresh hits, stale serves, misses, queries run for misses, background refreshes, evictions, invalidations",
+            cache.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register("cache_entries", "Answers held in the query cache", cache_entries.clone());
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes held in the query cache ([serve.cache] max-size bounds it)",
+            cache_bytes.clone(),
+        );
         Metrics {
             registry,
             peer,
+            cache,
+            cache_entries,
+            cache_bytes,
             requests,
             latency,
             in_flight,

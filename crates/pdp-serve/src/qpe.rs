@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 
 use crate::context::Context;
 use crate::executor::{Executors, is_exact_version};
+use crate::kit::cache;
 use crate::kit::forward::{self, ForwardError, Upstreams};
 use crate::kit::respond::{error, full, read_body};
 use crate::kit::txs::{Role, TxErrors};
@@ -220,6 +221,17 @@ impl Qpe {
             Ok(b) => b,
             Err(e) => return e.response(limits.max_body_size),
         };
+        if route == Route::Query {
+            match cache::asked(&parts.headers) {
+                Err(why) => return error(StatusCode::BAD_REQUEST, "P6000", &why),
+                Ok(cache::Asked::Cache(strategy)) if kit.cache.enabled() && is_read(&body) => {
+                    let key = cache::key(&[b"qpe", version.as_bytes(), &body, kit.cx.database.expose().as_bytes()]);
+                    let ask = Ask { version, headers: parts.headers, body };
+                    return self.cached(kit, via, key, strategy, ask).await;
+                }
+                Ok(_) => {}
+            }
+        }
         let lease = match ticket.pin(&self.executors, &version, self) {
             Err(resp) => return *resp,
             Ok(Some(lease)) => lease,
@@ -294,9 +306,182 @@ impl Qpe {
     }
 }
 
+/// A `/query` as the cache runs it (the leader's, or a background refresh's).
+#[derive(Clone)]
+struct Ask {
+    version: String,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+/// Runs `ask` on an executor of its version over `via`: the whole answer, or pdp's error response.
+async fn fetch(
+    executors: &Arc<Supervisor<Executors>>,
+    forwarder: &forward::Forwarder,
+    via: &Upstreams,
+    ask: &Ask,
+    limits: &pdp_config::Limits,
+) -> Result<cache::Stored, Response<Body>> {
+    let lease = match executors.get(&ask.version).await {
+        Ok(lease) => lease,
+        Err(e) if e.permanent => return Err(error(StatusCode::BAD_REQUEST, "P6006", &e.message)),
+        Err(e) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, "P6008", &e.message)),
+    };
+    let limit = limits.query_timeout + Duration::from_secs(5);
+    let outcome = forwarder
+        .forward(via, &lease.endpoint.addr, Method::POST, "/query", &ask.headers, ask.body.clone(), limit)
+        .await;
+    let resp = match outcome {
+        Ok(r) => r,
+        Err(ForwardError::Timeout(d)) => {
+            return Err(error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "P6004",
+                &format!("the executor for Prisma {} did not answer within {}s", ask.version, d.as_secs()),
+            ));
+        }
+        Err(ForwardError::Unreachable(why)) => {
+            lease.unreachable();
+            return Err(error(
+                StatusCode::BAD_GATEWAY,
+                "P6000",
+                &format!("the executor for Prisma {} failed while handling this request ({why})", ask.version),
+            ));
+        }
+    };
+    let status = resp.status();
+    let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+    let limited =
+        http_body_util::Limited::new(resp.into_body(), usize::try_from(limits.max_response_size).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(c) => Ok(cache::Stored { status, content_type, body: c.to_bytes() }),
+        Err(e) => Err(error(StatusCode::BAD_GATEWAY, "P6000", &format!("the executor's answer broke off: {e}"))),
+    }
+}
+
+impl Qpe {
+    /// A read with a cache strategy: fresh or stale from the cache (a stale one refreshed once in the
+    /// background), or run once for every request of this key that misses at this moment.
+    async fn cached(
+        &self,
+        kit: &Kit,
+        via: &Upstreams,
+        key: cache::Key,
+        strategy: cache::Strategy,
+        ask: Ask,
+    ) -> Response<Body> {
+        let limits = kit.limits();
+        match kit.cache.lookup(&key) {
+            cache::Lookup::Fresh(stored, modified) => return stored.response(cache::Status::Ttl, modified),
+            cache::Lookup::Stale(stored, modified, refresh) => {
+                if refresh {
+                    let (executors, forwarder, cache) =
+                        (self.executors.clone(), kit.forwarder.clone(), kit.cache.clone());
+                    let limits = limits.clone();
+                    tokio::spawn(async move {
+                        let epoch = cache.epoch();
+                        let (via, driver) = forward::upstreams();
+                        let out =
+                            forward::with_upstreams(fetch(&executors, &forwarder, &via, &ask, &limits), driver).await;
+                        let kept = out.ok().filter(|s| cache::is_clean_answer(s.status, &s.body));
+                        cache.refreshed(key, kept.as_ref(), &strategy, epoch);
+                    });
+                }
+                return stored.response(cache::Status::Swr, modified);
+            }
+            cache::Lookup::Miss => {}
+        }
+        loop {
+            match kit.cache.join(key) {
+                cache::Flight::Leader(leader) => {
+                    return match fetch(&self.executors, &kit.forwarder, via, &ask, limits).await {
+                        Ok(stored) => {
+                            leader.finish(&stored, &strategy, cache::is_clean_answer(stored.status, &stored.body));
+                            stored.response(cache::Status::Miss, std::time::SystemTime::now())
+                        }
+                        // The followers try again themselves: nothing was answered to share.
+                        Err(resp) => resp,
+                    };
+                }
+                cache::Flight::Follower(mut rx) => {
+                    let answer = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
+                    if let Some(stored) = answer {
+                        return stored.response(cache::Status::Miss, std::time::SystemTime::now());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a `/query` body only reads: a read operation, and a plan whose every SQL statement is a
+/// SELECT (a second lock: a plan node that writes never reaches the cache, whatever the operation says).
+pub fn is_read(body: &[u8]) -> bool {
+    const READS: &[&str] = &[
+        "findUnique",
+        "findUniqueOrThrow",
+        "findFirst",
+        "findFirstOrThrow",
+        "findMany",
+        "aggregate",
+        "groupBy",
+        "count",
+    ];
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
+    let read_op = v.get("operation").and_then(|o| o.as_str()).is_some_and(|o| READS.contains(&o));
+    read_op && v.get("plan").is_some_and(plan_only_selects)
+}
+
+fn plan_only_selects(node: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match node {
+        Value::Array(items) => items.iter().all(plan_only_selects),
+        Value::Object(o) => {
+            let kind = o.get("type").and_then(Value::as_str);
+            if matches!(kind, Some("execute" | "transaction")) {
+                return false;
+            }
+            if matches!(kind, Some("templateSql" | "rawSql")) {
+                let first = o
+                    .get("fragments")
+                    .and_then(Value::as_array)
+                    .and_then(|f| f.iter().find_map(|x| x.get("chunk").and_then(Value::as_str)))
+                    .or_else(|| o.get("sql").and_then(Value::as_str))
+                    .unwrap_or("");
+                if !first.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("select")) {
+                    return false;
+                }
+            }
+            o.values().all(plan_only_selects)
+        }
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_read_operations_whose_plans_only_select_are_reads() {
+        let plan = |op: &str, sql: &str| {
+            serde_json::json!({"model": "User", "operation": op, "plan": {"type": "dataMap", "args": {"expr": {"type": "query", "args": {
+                "type": "templateSql", "fragments": [{"type": "stringChunk", "chunk": sql}], "args": []}}}}, "params": {}})
+            .to_string()
+        };
+        assert!(is_read(plan("findMany", "SELECT \"id\" FROM \"User\"").as_bytes()));
+        assert!(is_read(plan("aggregate", " select count(*) FROM t").as_bytes()));
+        assert!(!is_read(plan("createOne", "INSERT INTO t VALUES (1) RETURNING id").as_bytes()));
+        assert!(
+            !is_read(plan("findMany", "INSERT INTO t VALUES (1) RETURNING id").as_bytes()),
+            "the plan is the second lock"
+        );
+        assert!(!is_read(plan("findMany", "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x").as_bytes()));
+        let execute = serde_json::json!({"operation": "findMany", "plan": {"type": "seq", "args": [{"type": "execute", "args": {}}]}});
+        assert!(!is_read(execute.to_string().as_bytes()));
+        assert!(!is_read(b"{\"operation\":\"queryRaw\",\"plan\":{}}"));
+        assert!(!is_read(b"not json"));
+    }
 
     #[test]
     fn routes_are_recognised_exactly() {

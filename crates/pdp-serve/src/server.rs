@@ -24,6 +24,7 @@ use crate::access::{AccessLog, AccessRecord};
 use crate::auth::KeySet;
 use crate::conn::{self, Clock, Timed, Tracked};
 use crate::dp1::{self, Dp1};
+use crate::kit::cache;
 use crate::kit::forward::{self, Upstreams};
 use crate::kit::peers::{self, Caller};
 use crate::kit::respond::{error, full, json, read_body};
@@ -88,9 +89,28 @@ impl App {
         let method = req.method().clone();
         // A `Uri` clone shares its bytes: the path is kept for the log without a copy.
         let uri = req.uri().clone();
+        // A client of the Accelerate extension sends a cache strategy (or `no-cache`) with every model query.
+        let asked_cache = req.headers().contains_key(http::header::CACHE_CONTROL);
         let (route, key, mut resp) = self.dispatch(req, via).await;
         metrics.in_flight.dec();
         resp.headers_mut().insert("prisma-request-id", id.header());
+        if asked_cache || route == "invalidate" {
+            // The extension reports `cf-ray` (`<request id>-<region>`) as the request id and region.
+            if let Ok(ray) = HeaderValue::from_str(&format!("{id}-pdp")) {
+                resp.headers_mut().insert("cf-ray", ray);
+            }
+        }
+        let cache = if asked_cache {
+            // `withAccelerateInfo()` reads the status.
+            let headers = resp.headers_mut();
+            let status = headers.entry("accelerate-cache-status").or_insert(cache::Status::None.header()).clone();
+            [cache::Status::Ttl, cache::Status::Swr, cache::Status::Miss, cache::Status::None]
+                .into_iter()
+                .find(|s| status == s.as_str())
+                .map(cache::Status::as_str)
+        } else {
+            None
+        };
         let status = resp.status().as_u16();
         let elapsed = started.elapsed();
         metrics.requests.get_or_create(&RequestLabels { route, status }).inc();
@@ -103,6 +123,7 @@ impl App {
             status,
             elapsed,
             key: key.as_deref(),
+            cache,
         });
         resp
     }
@@ -138,6 +159,9 @@ impl App {
                     req.extensions_mut().insert(Caller { key: key.clone(), from_peer: false });
                 }
                 let path = req.uri().path();
+                if req.method() == Method::POST && path == "/invalidate" {
+                    return ("invalidate", Some(key), self.invalidate(req, via).await);
+                }
                 if let Some(route) = dp1::Route::parse(req.method(), path) {
                     let name = route.name();
                     return (name, Some(key), self.dp1.handle(&self.kit, via, route, req).await);
@@ -165,6 +189,21 @@ impl App {
             };
             return ("peer_schema", resp);
         }
+        if req.method() == Method::POST && path == peers::INVALIDATE_PATH {
+            let limit = self.kit.limits().max_body_size;
+            let (parts, body) = req.into_parts();
+            let resp = match read_body(&parts.headers, body, limit, Duration::from_secs(10)).await {
+                Ok(bytes) => match invalidation(&bytes) {
+                    Ok(tags) => {
+                        self.kit.cache.invalidate(tags.as_deref());
+                        json(StatusCode::OK, &serde_json::json!({}))
+                    }
+                    Err(why) => error(StatusCode::BAD_REQUEST, "P6000", &why),
+                },
+                Err(e) => e.response(limit),
+            };
+            return ("peer_invalidate", resp);
+        }
         if let Some(route) = dp1::Route::parse(req.method(), path)
             && route.role().id().is_some()
         {
@@ -179,8 +218,69 @@ impl App {
         ("not_found", error(StatusCode::NOT_FOUND, "P6000", &message))
     }
 
+    /// `POST /invalidate` (`$accelerate.invalidate({ tags })`, `invalidateAll()`): this replica's cache, then
+    /// every peer's, before answering; a peer that could not be reached is named in a 502 (the extension
+    /// raises it), so the caller knows its invalidation is incomplete.
+    async fn invalidate<B: RequestBody>(&self, req: Request<B>, via: &Upstreams) -> Response<Body> {
+        let limit = self.kit.limits().max_body_size;
+        let (parts, body) = req.into_parts();
+        let bytes = match read_body(&parts.headers, body, limit, Duration::from_secs(10)).await {
+            Ok(b) => b,
+            Err(e) => return e.response(limit),
+        };
+        let tags = match invalidation(&bytes) {
+            Ok(t) => t,
+            Err(why) => return error(StatusCode::BAD_REQUEST, "P6000", &why),
+        };
+        self.kit.cache.invalidate(tags.as_deref());
+        let Some(cluster) = &self.kit.cluster else { return json(StatusCode::OK, &serde_json::json!({})) };
+        let peers = cluster.peers().await;
+        let asks = peers.iter().map(|peer| {
+            let bytes = bytes.clone();
+            async move {
+                let outcome = cluster
+                    .send(
+                        &self.kit.forwarder,
+                        via,
+                        *peer,
+                        Method::POST,
+                        peers::INVALIDATE_PATH,
+                        &http::HeaderMap::new(),
+                        "-",
+                        bytes,
+                        Duration::from_secs(5),
+                    )
+                    .await;
+                match outcome {
+                    Ok(r) if r.status().is_success() => None,
+                    Ok(r) => Some(format!("{peer} (status {})", r.status().as_u16())),
+                    Err(forward::ForwardError::Timeout(_)) => Some(format!("{peer} (no answer within 5s)")),
+                    Err(forward::ForwardError::Unreachable(why)) => Some(format!("{peer} ({why})")),
+                }
+            }
+        });
+        let missed: Vec<String> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        if missed.is_empty() {
+            return json(StatusCode::OK, &serde_json::json!({ "replicas": peers.len() + 1 }));
+        }
+        tracing::warn!(target: "pdp::cache", "an invalidation did not reach every replica: {}", missed.join(", "));
+        error(
+            StatusCode::BAD_GATEWAY,
+            "P6000",
+            &format!(
+                "the cache was invalidated on this replica and {} of {} peer(s); not on: {}",
+                peers.len() - missed.len(),
+                peers.len(),
+                missed.join(", ")
+            ),
+        )
+    }
+
     /// `/metrics` in Prometheus text format, with the running query engines' series before `# EOF`.
     pub async fn metrics_response(&self, via: &Upstreams) -> Response<Body> {
+        let (entries, bytes) = self.kit.cache.usage();
+        self.kit.cx.metrics.cache_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.kit.cx.metrics.cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         let mut text = self.kit.cx.metrics.render();
         // One engine's series per pool slot: `engine="<key>#<slot>"` keeps them apart.
         let running: Vec<_> = self
@@ -471,6 +571,25 @@ async fn peer_request(app: Arc<App>, req: Request<Incoming>, via: &Upstreams) ->
             tracing::warn!(target: "pdp::cluster", path = %parts.uri.path(), "refused a peer request: {}", why.message());
             error(StatusCode::UNAUTHORIZED, "P6002", "not an authenticated peer request")
         }
+    }
+}
+
+/// An invalidation's body: `{"tags": [...]}` (checked as the extension documents tags) or
+/// `{"tags": "all"}` (`None`).
+fn invalidation(body: &[u8]) -> Result<Option<Vec<String>>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the invalidation is not JSON: {e}"))?;
+    match value.get("tags") {
+        Some(serde_json::Value::String(all)) if all == "all" => Ok(None),
+        Some(serde_json::Value::Array(tags)) => {
+            let names: Option<Vec<&str>> = tags.iter().map(serde_json::Value::as_str).collect();
+            let names = names.ok_or("`tags` must be a list of strings, or \"all\"")?;
+            if names.is_empty() {
+                return Err("`tags` is empty: name at least one tag, or use invalidateAll()".into());
+            }
+            cache::check_tags(names).map(Some)
+        }
+        _ => Err("the invalidation needs `tags`: a list of strings, or \"all\"".into()),
     }
 }
 

@@ -227,13 +227,18 @@ impl pdp_serve::access::AccessLog for AccessWriter {
             let path = pdp_config::redact(r.path);
             let key = r.key.unwrap_or("-");
             let ms = r.elapsed.as_secs_f64() * 1000.0;
+            // Only requests that carried a cache strategy say what the cache did.
+            let (cache_json, cache_text) = match r.cache {
+                Some(c) => (format!(",\"cache\":\"{c}\""), format!(" cache={c}")),
+                None => (String::new(), String::new()),
+            };
             let _ = if self.json {
                 let quoted = serde_json::to_string(&*path).unwrap_or_else(|_| "\"\"".into());
                 let _ = line.write_str("{\"timestamp\":\"");
                 let _ = write_timestamp_into(&mut line);
                 writeln!(
                     line,
-                    "\",\"level\":\"INFO\",\"id\":\"{}\",\"method\":\"{}\",\"path\":{quoted},\"route\":\"{}\",\"status\":{},\"ms\":\"{ms:.1}\",\"key\":\"{key}\",\"target\":\"pdp::access\"}}",
+                    "\",\"level\":\"INFO\",\"id\":\"{}\",\"method\":\"{}\",\"path\":{quoted},\"route\":\"{}\",\"status\":{},\"ms\":\"{ms:.1}\",\"key\":\"{key}\"{cache_json},\"target\":\"pdp::access\"}}",
                     r.id, r.method, r.route, r.status
                 )
             } else {
@@ -241,7 +246,7 @@ impl pdp_serve::access::AccessLog for AccessWriter {
                 let level = if self.color { "\x1b[32m INFO\x1b[0m" } else { " INFO" };
                 writeln!(
                     line,
-                    " {level} pdp::access: id={} method={} path={path} route=\"{}\" status={} ms={ms:.1} key=\"{key}\"",
+                    " {level} pdp::access: id={} method={} path={path} route=\"{}\" status={} ms={ms:.1} key=\"{key}\"{cache_text}",
                     r.id, r.method, r.route, r.status
                 )
             };

@@ -153,6 +153,7 @@ impl Upstreams {
 }
 
 /// The client to children.
+#[derive(Clone)]
 pub struct Forwarder {
     dir: Arc<Path>,
 }

@@ -10,6 +10,7 @@
 //! Deliberately not here: what a protocol's routes mean (`qpe`, `dp1`), accepting connections, keys and
 //! the access log (`server`), starting children (`supervisor`).
 
+pub mod cache;
 pub mod forward;
 pub mod peers;
 pub mod respond;
@@ -44,6 +45,8 @@ pub struct Kit {
     pub txs: Transactions,
     /// The other replicas, when this pdp is one of several.
     pub cluster: Option<Cluster>,
+    /// The query cache (shared with background refreshes).
+    pub cache: Arc<cache::Cache>,
 }
 
 impl Kit {
@@ -51,7 +54,9 @@ impl Kit {
     pub fn new(cx: Arc<Context>, cluster: Option<Cluster>) -> Kit {
         let txs = Transactions::new(cx.metrics.open_transactions.clone(), cx.limits().transaction_max_timeout);
         let forwarder = Forwarder::new(cx.sockets.path());
-        Kit { cx, forwarder, txs, cluster }
+        let settings = &cx.settings.cache;
+        let cache = Arc::new(cache::Cache::new(settings.enabled, settings.max_size, cx.metrics.clone()));
+        Kit { cx, forwarder, txs, cluster, cache }
     }
 
     /// Where a request doing `role` is served: here (as the role with the owner reference taken off) or

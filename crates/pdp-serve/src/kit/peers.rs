@@ -41,6 +41,8 @@ pub const PEER_KEY: &str = "pdp-peer-key";
 
 /// The cluster route a peer asks a 4.x–6.x schema at: `GET /_pdp/schema/<hash>`.
 pub const SCHEMA_PATH: &str = "/_pdp/schema/";
+/// The cluster route an invalidation reaches a peer's cache at.
+pub const INVALIDATE_PATH: &str = "/_pdp/invalidate";
 
 /// Who sent a request, put in its extensions by the dispatcher.
 #[derive(Clone, Debug)]

@@ -62,6 +62,7 @@ pub fn run(args: &ServeArgs, config_flag: Option<&Path>, cwd: &Path, printer: &P
         )),
         settings: Settings {
             limits: serve.limits.clone(),
+            cache: serve.cache.clone(),
             cache_root: config.engines.cache.clone(),
             node,
             npm,
