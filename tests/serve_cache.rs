@@ -158,3 +158,70 @@ fn the_accelerate_extension_caches_reads_refreshes_stale_ones_and_invalidates_by
     drop(s);
     drop_db(&name);
 }
+
+/// The same with a Prisma 6.19.3 Node client (Data Proxy protocol, JSON) on the WASM engine.
+const NODE_SCRIPT: &str = r#"
+const { PrismaClient } = require("./generated");
+const { withAccelerate } = require(process.env.ACCELERATE_EXTENSION);
+const base = new URL(process.env.PDP_BASE);
+let last = null;
+const pdpFetch = async (input, init) => {
+  const url = new URL(typeof input === "string" ? input : input.url);
+  if (url.hostname === "accelerate.prisma-data.net") { url.protocol = base.protocol; url.host = base.host; }
+  const resp = await fetch(url, init);
+  last = resp.headers.get("accelerate-cache-status");
+  return resp;
+};
+const out = (k, v) => console.log(JSON.stringify({ [k]: v }));
+(async () => {
+  const prisma = new PrismaClient({ datasourceUrl: process.env.PDP_URL }).$extends(withAccelerate({ fetch: pdpFetch }));
+  await prisma.user.create({ data: { email: "one@six.test" } });
+  const users = () => prisma.user.findMany({ cacheStrategy: { ttl: 60, tags: ["users"] } }).withAccelerateInfo();
+  let r = await users();
+  out("first", [r.info.cacheStatus, r.data.length]);
+  await prisma.user.create({ data: { email: "two@six.test" } });
+  r = await users();
+  out("cached", [r.info.cacheStatus, r.data.length]);
+  await prisma.$accelerate.invalidate({ tags: ["users"] });
+  r = await users();
+  out("after", [r.info.cacheStatus, r.data.length]);
+  // A batch (a `$transaction([...])`) goes out through the client's own fetch, without the extension's
+  // headers: pdp answers it straight.
+  last = "untouched";
+  out("batchTx", [await prisma.$transaction([prisma.user.count(), prisma.user.count()]), last]);
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[test]
+fn the_extension_on_a_prisma_6_client_caches_through_the_data_proxy_protocol() {
+    use crate::serve_dp1::{KEY, fresh_database, node_client, project};
+    let url = fresh_database("pdp_cache_six");
+    let p = project("6.19.3", &url, "engine = \"wasm\"\n");
+    let s = Serving::start(&p, &[]);
+    node_client(&p, &s);
+    p.write("cache.cjs", NODE_SCRIPT);
+    let extension = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/node/node_modules/@prisma/extension-accelerate/dist/index.cjs");
+    let out = std::process::Command::new("node")
+        .arg("cache.cjs")
+        .current_dir(p.root())
+        .env("PDP_URL", format!("prisma://localhost:{}/?api_key={KEY}", s.port))
+        .env("PDP_BASE", s.url())
+        .env("NODE_EXTRA_CA_CERTS", &s.ca)
+        .env("ACCELERATE_EXTENSION", extension)
+        .output()
+        .expect("node runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}\n{}", s.log());
+    assert_eq!(
+        lines(&text),
+        serde_json::json!({
+            "first": ["miss", 1], "cached": ["ttl", 1],
+            "after": ["miss", 2], "batchTx": [[2, 2], "untouched"],
+        }),
+        "{text}\n{}",
+        s.log()
+    );
+    let log = s.log();
+    assert!(log.contains("route=\"dp1_query\"") && log.contains("cache=ttl"), "{log}");
+}

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::support::serve::{self, Serving, children, poll, tool_cache};
 use crate::support::{Project, postgres_url};
 
-const KEY: &str = "k-dp1-test-key";
+pub(crate) const KEY: &str = "k-dp1-test-key";
 /// Prisma 4.16.2's engine commit (what the double's `--version` prints).
 const HASH_4_16_2: &str = "4bc8b6e1b66cb932731fb1bdbbc550d1e010de81";
 
@@ -65,7 +65,7 @@ fn json_request(s: &Serving, method: &str, path: &str, body: Option<&str>, heade
 }
 
 /// A project for `version` whose database is `url`, serving on a free port with one key.
-fn project(version: &str, url: &str, serve_extra: &str) -> Project {
+pub(crate) fn project(version: &str, url: &str, serve_extra: &str) -> Project {
     let p = Project::new();
     p.write(
         "pdp.toml",
@@ -246,7 +246,7 @@ fn engine_faults_reach_clients_as_clear_errors() {
 }
 
 /// A PostgreSQL database of its own for one test.
-fn fresh_database(name: &str) -> String {
+pub(crate) fn fresh_database(name: &str) -> String {
     let admin = postgres_url();
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
     let psql = |sql: &str| {
@@ -390,7 +390,7 @@ const code = (e) => e.code ?? e.errorCode ?? e.name;
 /// A real 6.19.3 Node client of the `User` schema in `p`, generated with --no-engine (offline: the engine
 /// variables point at any file), its packages from the WASM engine's provisioned set (the same pinned
 /// @prisma/client). The first query of any schema provisions those packages in the tool cache.
-fn node_client(p: &Project, s: &Serving) {
+pub(crate) fn node_client(p: &Project, s: &Serving) {
     let warm = inline(&schema("postgresql", "", "User"));
     assert_eq!(json_request(s, "PUT", &format!("/6.19.3/{}/schema", warm.hash), Some(&warm.b64), &[]).0, 200);
     let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::context::Context;
 use crate::engine::{self, EngineKey, Engines, Flags, NativeSource, Protocol, Schemas};
+use crate::kit::cache;
 use crate::kit::forward::{self, ForwardError, Upstreams};
 use crate::kit::respond::{self, read_body};
 use crate::kit::txs::{Role, TxErrors};
@@ -377,6 +378,22 @@ impl Dp1 {
             Ok(k) => k,
             Err(resp) => return *resp,
         };
+        if route.action == Action::Query {
+            match cache::asked(&parts.headers) {
+                Err(why) => return respond::error(StatusCode::BAD_REQUEST, "P6000", &why),
+                // A request for logs or traces gets its own: never from the cache. (Clients always ask for
+                // error logs, which an answer worth keeping has none of.)
+                Ok(cache::Asked::Cache(strategy))
+                    if kit.cache.enabled() && !wants_telemetry(&parts.headers) && is_read(&bytes, key.protocol) =>
+                {
+                    let id = key.to_string();
+                    let ckey = cache::key(&[b"dp1", id.as_bytes(), &bytes, kit.cx.database.expose().as_bytes()]);
+                    let ask = Ask { key, headers: query_headers(&parts.headers), body: bytes };
+                    return self.cached(kit, via, ckey, strategy, ask).await;
+                }
+                Ok(_) => {}
+            }
+        }
         let lease = match ticket.pin(&self.engines, &key, self) {
             Err(resp) => return *resp,
             Ok(Some(lease)) => lease,
@@ -385,13 +402,7 @@ impl Dp1 {
                 Err(e) => return start_error(&e),
             },
         };
-        let mut headers = HeaderMap::new();
-        for name in ["traceparent", "x-capture-telemetry"] {
-            if let Some(v) = parts.headers.get(name) {
-                headers.insert(name, v.clone());
-            }
-        }
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut headers = query_headers(&parts.headers);
         // The engine's own transaction id: without the owner reference clients were given.
         let tx_id = role.id().unwrap_or("");
         let (path, send, limit) = match &route.action {
@@ -608,6 +619,127 @@ impl Dp1 {
     }
 }
 
+/// The headers an engine gets with a query: the client's trace context and telemetry request, JSON.
+fn query_headers(client: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for name in ["traceparent", "x-capture-telemetry"] {
+        if let Some(v) = client.get(name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers
+}
+
+/// Whether a request asks for logs or traces beyond errors (`X-capture-telemetry: query, tracing, …`).
+fn wants_telemetry(headers: &HeaderMap) -> bool {
+    headers.get_all("x-capture-telemetry").iter().any(|v| {
+        v.to_str().map_or(true, |v| v.split(',').map(str::trim).any(|level| !level.is_empty() && level != "error"))
+    })
+}
+
+/// A query as the cache runs it (the leader's, or a background refresh's).
+#[derive(Clone)]
+struct Ask {
+    key: EngineKey,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Runs `ask` on an engine of its key over `via`: the whole answer (within `max-response-size`), or pdp's
+/// error response.
+async fn fetch(
+    engines: &Arc<Supervisor<Engines>>,
+    forwarder: &forward::Forwarder,
+    via: &Upstreams,
+    ask: &Ask,
+    limits: &pdp_config::Limits,
+) -> cache::Fetched {
+    let lease = engines.get(&ask.key).await.map_err(|e| start_error(&e))?;
+    let limit = limits.query_timeout + Duration::from_secs(5);
+    let outcome =
+        forwarder.forward(via, &lease.endpoint.addr, Method::POST, "/", &ask.headers, ask.body.clone(), limit).await;
+    let resp = match outcome {
+        Ok(r) => r,
+        Err(ForwardError::Timeout(d)) => {
+            return Err(respond::error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "P6004",
+                &format!("the query engine for {} did not answer within {}s", ask.key, d.as_secs()),
+            ));
+        }
+        Err(ForwardError::Unreachable(why)) => {
+            lease.unreachable();
+            return Err(user_facing(
+                StatusCode::BAD_GATEWAY,
+                "P1017",
+                &format!("the query engine for {} failed while handling this request ({why})", ask.key),
+            ));
+        }
+    };
+    let status = resp.status();
+    let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+    let limited =
+        http_body_util::Limited::new(resp.into_body(), usize::try_from(limits.max_response_size).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(c) => Ok(cache::Stored { status, content_type, body: c.to_bytes() }),
+        Err(e) => Err(user_facing(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "P6009",
+            &format!("the query's result did not arrive whole within [serve.limits] max-response-size: {e}"),
+        )),
+    }
+}
+
+impl Dp1 {
+    /// A read with a cache strategy, through the cache.
+    async fn cached(
+        &self,
+        kit: &Kit,
+        via: &Upstreams,
+        key: cache::Key,
+        strategy: cache::Strategy,
+        ask: Ask,
+    ) -> Response<Body> {
+        let limits = kit.limits();
+        let refresh = || -> cache::Refresh {
+            let (engines, forwarder, limits, ask) =
+                (self.engines.clone(), kit.forwarder.clone(), limits.clone(), ask.clone());
+            Box::pin(async move {
+                let (via, driver) = forward::upstreams();
+                forward::with_upstreams(fetch(&engines, &forwarder, &via, &ask, &limits), driver).await
+            })
+        };
+        kit.cache.serve(key, strategy, || fetch(&self.engines, &kit.forwarder, via, &ask, limits), refresh).await
+    }
+}
+
+/// Whether a Data Proxy query only reads: JSON protocol by action (a batch only if it is not a
+/// `$transaction` and every part reads), GraphQL by operation type (`query`, never `mutation`).
+pub fn is_read(body: &[u8], protocol: Protocol) -> bool {
+    const READS: &[&str] =
+        &["findUnique", "findUniqueOrThrow", "findFirst", "findFirstOrThrow", "findMany", "aggregate", "groupBy"];
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return false };
+    let one = |q: &Value| match protocol {
+        Protocol::Json => q.get("action").and_then(Value::as_str).is_some_and(|a| READS.contains(&a)),
+        Protocol::GraphQl => q.get("query").and_then(Value::as_str).is_some_and(|text| {
+            let text = text.trim_start();
+            text.starts_with('{')
+                || text.strip_prefix("query").is_some_and(|rest| rest.starts_with([' ', '{', '\n', '(']))
+        }),
+    };
+    match v.get("batch").and_then(Value::as_array) {
+        Some(parts) => {
+            let in_tx = match v.get("transaction") {
+                None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+                Some(_) => true,
+            };
+            !in_tx && !parts.is_empty() && parts.iter().all(one)
+        }
+        None => one(&v),
+    }
+}
+
 /// Why a schema was not accepted.
 enum SchemaRefused {
     /// Its SHA-256 is this, not the hash asked for.
@@ -695,6 +827,27 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
         }
+    }
+
+    #[test]
+    fn only_reads_outside_transactions_are_reads() {
+        let json = |a: &str| format!(r#"{{"modelName":"User","action":"{a}","query":{{}}}}"#);
+        assert!(is_read(json("findMany").as_bytes(), Protocol::Json));
+        assert!(is_read(json("aggregate").as_bytes(), Protocol::Json));
+        assert!(!is_read(json("createOne").as_bytes(), Protocol::Json));
+        assert!(!is_read(json("queryRaw").as_bytes(), Protocol::Json));
+        let batch = |tx: &str, a: &str, b: &str| format!(r#"{{"batch":[{},{}]{tx}}}"#, json(a), json(b));
+        assert!(is_read(batch("", "findUnique", "findUnique").as_bytes(), Protocol::Json));
+        assert!(!is_read(batch("", "findUnique", "updateOne").as_bytes(), Protocol::Json));
+        assert!(!is_read(
+            batch(r#","transaction":{"isolationLevel":null}"#, "findMany", "count").as_bytes(),
+            Protocol::Json
+        ));
+        assert!(is_read(br#"{"query":"query {\n  findManyUser { id }\n}","variables":{}}"#, Protocol::GraphQl));
+        assert!(is_read(br#"{"query":"{ findManyUser { id } }"}"#, Protocol::GraphQl));
+        assert!(!is_read(br#"{"query":"mutation {\n  createOneUser(data: {}) { id }\n}"}"#, Protocol::GraphQl));
+        assert!(!is_read(br#"{"query":"queryRawish"}"#, Protocol::GraphQl));
+        assert!(!is_read(br#"{"batch":[{"query":"query { a }"}],"transaction":true}"#, Protocol::GraphQl));
     }
 
     #[test]

@@ -360,8 +360,7 @@ async fn fetch(
 }
 
 impl Qpe {
-    /// A read with a cache strategy: fresh or stale from the cache (a stale one refreshed once in the
-    /// background), or run once for every request of this key that misses at this moment.
+    /// A read with a cache strategy, through the cache.
     async fn cached(
         &self,
         kit: &Kit,
@@ -371,46 +370,15 @@ impl Qpe {
         ask: Ask,
     ) -> Response<Body> {
         let limits = kit.limits();
-        match kit.cache.lookup(&key) {
-            cache::Lookup::Fresh(stored, modified) => return stored.response(cache::Status::Ttl, modified),
-            cache::Lookup::Stale(stored, modified, refresh) => {
-                if refresh {
-                    let (executors, forwarder, cache) =
-                        (self.executors.clone(), kit.forwarder.clone(), kit.cache.clone());
-                    let limits = limits.clone();
-                    tokio::spawn(async move {
-                        let epoch = cache.epoch();
-                        let (via, driver) = forward::upstreams();
-                        let out =
-                            forward::with_upstreams(fetch(&executors, &forwarder, &via, &ask, &limits), driver).await;
-                        let kept = out.ok().filter(|s| cache::is_clean_answer(s.status, &s.body));
-                        cache.refreshed(key, kept.as_ref(), &strategy, epoch);
-                    });
-                }
-                return stored.response(cache::Status::Swr, modified);
-            }
-            cache::Lookup::Miss => {}
-        }
-        loop {
-            match kit.cache.join(key) {
-                cache::Flight::Leader(leader) => {
-                    return match fetch(&self.executors, &kit.forwarder, via, &ask, limits).await {
-                        Ok(stored) => {
-                            leader.finish(&stored, &strategy, cache::is_clean_answer(stored.status, &stored.body));
-                            stored.response(cache::Status::Miss, std::time::SystemTime::now())
-                        }
-                        // The followers try again themselves: nothing was answered to share.
-                        Err(resp) => resp,
-                    };
-                }
-                cache::Flight::Follower(mut rx) => {
-                    let answer = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
-                    if let Some(stored) = answer {
-                        return stored.response(cache::Status::Miss, std::time::SystemTime::now());
-                    }
-                }
-            }
-        }
+        let refresh = || -> cache::Refresh {
+            let (executors, forwarder, limits, ask) =
+                (self.executors.clone(), kit.forwarder.clone(), limits.clone(), ask.clone());
+            Box::pin(async move {
+                let (via, driver) = forward::upstreams();
+                forward::with_upstreams(fetch(&executors, &forwarder, &via, &ask, &limits), driver).await
+            })
+        };
+        kit.cache.serve(key, strategy, || fetch(&self.executors, &kit.forwarder, via, &ask, limits), refresh).await
     }
 }
 

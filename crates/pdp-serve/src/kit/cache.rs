@@ -415,6 +415,64 @@ impl Cache {
     }
 }
 
+/// A query as the cache runs it: the answer whole, or the response to give instead (nothing to share).
+pub type Fetched = Result<Stored, Response<Body>>;
+
+/// The background refresh of a stale entry: runs on its own, after the request that started it answered.
+pub type Refresh = std::pin::Pin<Box<dyn std::future::Future<Output = Fetched> + Send + 'static>>;
+
+impl Cache {
+    /// Answers a read under `strategy`: fresh or stale from the cache (a stale one refreshed once, by
+    /// `refresh`, in the background), or by `fetch`, run once for every request of this key that misses at
+    /// this moment (a follower whose leader's client went away runs it itself).
+    pub async fn serve<F, Fut>(
+        self: &Arc<Self>,
+        key: Key,
+        strategy: Strategy,
+        mut fetch: F,
+        refresh: impl FnOnce() -> Refresh,
+    ) -> Response<Body>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Fetched>,
+    {
+        match self.lookup(&key) {
+            Lookup::Fresh(stored, modified) => return stored.response(Status::Ttl, modified),
+            Lookup::Stale(stored, modified, start) => {
+                if start {
+                    let (cache, epoch, run) = (self.clone(), self.epoch(), refresh());
+                    tokio::spawn(async move {
+                        let kept = run.await.ok().filter(|s| is_clean_answer(s.status, &s.body));
+                        cache.refreshed(key, kept.as_ref(), &strategy, epoch);
+                    });
+                }
+                return stored.response(Status::Swr, modified);
+            }
+            Lookup::Miss => {}
+        }
+        loop {
+            match self.join(key) {
+                Flight::Leader(leader) => {
+                    return match fetch().await {
+                        Ok(stored) => {
+                            leader.finish(&stored, &strategy, is_clean_answer(stored.status, &stored.body));
+                            stored.response(Status::Miss, SystemTime::now())
+                        }
+                        // Nothing answered to share: the followers run it themselves.
+                        Err(resp) => resp,
+                    };
+                }
+                Flight::Follower(mut rx) => {
+                    let answer = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
+                    if let Some(stored) = answer {
+                        return stored.response(Status::Miss, SystemTime::now());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Reads a JSON body's top level: whether it is an answer worth keeping (no `errors`).
 pub fn is_clean_answer(status: StatusCode, body: &[u8]) -> bool {
     status == StatusCode::OK
