@@ -11,18 +11,22 @@ import { withAccelerate } from "npm:@prisma/extension-accelerate@3.0.1";
 const { PrismaClient } = await import(new URL(Deno.env.get("PDP_CLIENT")!, `file://${Deno.cwd()}/`).href);
 const base = new URL(Deno.env.get("PDP_URL")!);
 const key = Deno.env.get("PDP_API_KEY")!;
-// The README's fetch: Prisma's hosted Accelerate host becomes pdp's (the extension sends invalidations there).
+// The helper `pdp build-client` writes beside the client sends the extension's invalidations to pdp; the
+// spy under it only watches what goes by.
+const { pdpFetch } = await import(new URL("dist/client/0.1.0/pdp-accelerate.ts", `file://${Deno.cwd()}/`).href);
 let last: string | null = null;
 let recorded: { headers: Headers; body: string } | null = null;
-const pdpFetch = async (input: RequestInfo | URL, init?: RequestInit) => {
+const invalidations: string[] = [];
+const spy = async (input: RequestInfo | URL, init?: RequestInit) => {
   const url = new URL(input instanceof Request ? input.url : input.toString());
   if (url.pathname === "/query" && typeof init?.body === "string") recorded = { headers: new Headers(init.headers), body: init.body };
-  if (url.hostname === "accelerate.prisma-data.net") { url.protocol = base.protocol; url.host = base.host; }
-  const resp = await fetch(url, init);
+  if (url.pathname === "/invalidate") invalidations.push(url.origin);
+  const resp = await fetch(input, init);
   last = resp.headers.get("accelerate-cache-status");
   return resp;
 };
-const prisma = new PrismaClient({ accelerateUrl: `prisma://${base.host}/?api_key=${key}` }).$extends(withAccelerate({ fetch: pdpFetch }));
+const accelerateUrl = `prisma://${base.host}/?api_key=${key}`;
+const prisma = new PrismaClient({ accelerateUrl }).$extends(withAccelerate({ fetch: pdpFetch(accelerateUrl, spy) }));
 const out = (k: string, v: unknown) => console.log(JSON.stringify({ [k]: v }));
 const fills = async () => {
   const text = await (await fetch(new URL("/metrics", base), { headers: { authorization: `Bearer ${key}` } })).text();
@@ -91,6 +95,7 @@ r = await users();
 out("stillCached", r.info.cacheStatus);
 await prisma.$accelerate.invalidateAll();
 out("all", (await users()).info.cacheStatus);
+out("invalidatedAt", [...new Set(invalidations)]);
 "#;
 
 fn lines(out: &str) -> serde_json::Value {
@@ -112,6 +117,15 @@ fn the_accelerate_extension_caches_reads_refreshes_stale_ones_and_invalidates_by
     let key = api_key(&p);
     let s = Serving::start(&p, &[]);
     p.write("cache.ts", SCRIPT);
+    // The helper type-checks as shipped.
+    let check = std::process::Command::new(crate::support::serve::deno())
+        .args(["check", "--no-config", "dist/client/0.1.0/pdp-accelerate.ts"])
+        .current_dir(p.root())
+        .env("DENO_DIR", crate::support::serve::tool_cache().join("deno-dir"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("deno check runs");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let (ok, out) = s.deno("cache.ts", &key, &[]);
     assert!(ok, "{out}\n--- pdp serve ---\n{}", s.log());
     assert_eq!(
@@ -130,6 +144,7 @@ fn the_accelerate_extension_caches_reads_refreshes_stale_ones_and_invalidates_by
             "raw": null,
             "stillCached": "ttl",
             "all": "miss",
+            "invalidatedAt": [s.url()],
         }),
         "{out}\n--- pdp serve ---\n{}",
         s.log()

@@ -334,6 +334,36 @@ fn three_replicas_behind_haproxy_serve_prisma_7_and_6_clients_and_survive_a_kill
     let (code, body) = curl(ports[1], "POST", &format!("/6.19.3/{hash}/graphql"), &[&bearer], Some(count));
     assert_eq!(code, 200, "{body}\n{}", logs(&replicas));
     let copied = replicas[1].as_ref().map(|s| s.metrics(&key)).unwrap_or_default();
+    // The query cache is per replica; an invalidation on any replica reaches every replica's before it
+    // answers.
+    let status = |port: u16| -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-D", "-", "-X", "POST", "-H", &bearer, "-H", "cache-control: max-age=60"])
+            .args(["-H", "accelerate-cache-tags: users", "--data-binary", count])
+            .arg(format!("http://127.0.0.1:{port}/6.19.3/{hash}/graphql"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("accelerate-cache-status: "))
+            .unwrap_or("absent")
+            .trim()
+            .to_owned()
+    };
+    for port in &ports[..2] {
+        assert_eq!((status(*port), status(*port)), ("miss".into(), "ttl".into()), "replica on {port}");
+    }
+    let (code, body) = curl(
+        ports[2],
+        "POST",
+        "/invalidate",
+        &[&bearer, "Content-Type: application/json"],
+        Some(r#"{"tags":["users"]}"#),
+    );
+    assert_eq!((code, body.as_str()), (200, r#"{"replicas":3}"#));
+    for port in &ports[..2] {
+        assert_eq!(status(*port), "miss", "replica on {port} after the invalidation");
+    }
     assert_eq!(metric_sum(&copied, "pdp_peer_requests_total{kind=\"schema\",outcome=\"ok\""), 1.0, "{copied}");
 
     // The clients, each in its own directory: the 7.10 Deno client the project built, the 6.19 Node client.
@@ -435,6 +465,14 @@ fn three_replicas_behind_haproxy_serve_prisma_7_and_6_clients_and_survive_a_kill
     assert_eq!(body["code"], "P2028", "{body}");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("cannot be reached")), "{body}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", doomed_port)).is_err(), "the replica is gone");
+    // An invalidation now reaches the two living replicas and says which one it could not.
+    let (code, body) =
+        curl(ports[0], "POST", "/invalidate", &[&bearer, "Content-Type: application/json"], Some(r#"{"tags":"all"}"#));
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body.contains(&format!("not on: 127.0.0.1:{}", cluster_ports[2])) && body.contains("1 of 2 peer(s)"),
+        "{body}"
+    );
     for run in ["after1", "after2"] {
         clients.both_pass(run, &|| logs(&replicas));
     }

@@ -180,8 +180,20 @@ pub fn lay_out(files: &Files, ctx: &Context<'_>) -> Result<Layout, ClientError> 
             return Err(ClientError::UnresolvedImport { file: new_path, specifier: "(two files at one place)".into() });
         }
     }
+    // pdp's own helper for the Accelerate extension's invalidations (a name Prisma's output never uses).
+    if out.insert(ACCELERATE_HELPER.to_owned(), ACCELERATE_HELPER_TS.as_bytes().to_vec()).is_some() {
+        return Err(ClientError::UnresolvedImport {
+            file: ACCELERATE_HELPER.to_owned(),
+            specifier: "(two files at one place)".into(),
+        });
+    }
     Ok(Layout { files: out, entry: published_entry(ctx.generator).to_owned() })
 }
+
+/// The helper `pdp build-client` writes beside the client: a `fetch` for `withAccelerate({ fetch })` that
+/// sends the extension's invalidations to pdp instead of Prisma's host.
+pub const ACCELERATE_HELPER: &str = "pdp-accelerate.ts";
+const ACCELERATE_HELPER_TS: &str = include_str!("../assets/pdp-accelerate.ts");
 
 /// `entry` and every file it reaches through relative imports.
 fn closure(files: &Files, entry: &str) -> Result<BTreeSet<String>, ClientError> {
@@ -256,7 +268,12 @@ mod tests {
         let got = match lay_out(&files(input), &ctx) {
             Ok(l) => {
                 let mut s = format!("entry {}\n", l.entry);
-                for (p, c) in &l.files {
+                let helper = l.files.get(ACCELERATE_HELPER).map(|c| String::from_utf8_lossy(c).into_owned());
+                assert!(
+                    helper.is_some_and(|h| h.contains("export function pdpFetch")),
+                    "the Accelerate helper is laid out"
+                );
+                for (p, c) in l.files.iter().filter(|(p, _)| *p != ACCELERATE_HELPER) {
                     s.push_str(&format!("== {p}\n{}\n", String::from_utf8_lossy(c).trim_end()));
                 }
                 s
