@@ -42,12 +42,16 @@ await prisma.user.create({ data: { email: "one@cache.test" } });
 
 // Miss, then fresh from the cache: a write in between does not show until the tag is invalidated.
 const users = () => prisma.user.findMany({ where, cacheStrategy: { ttl: 60, tags: ["users"] } }).withAccelerateInfo();
+const queriesBefore = await fills();
 let r = await users();
 out("first", [r.info.cacheStatus, r.data.length, r.info.requestId.endsWith("-pdp"), r.info.region]);
 await prisma.user.create({ data: { email: "two@cache.test" } });
 out("write", last);
 r = await users();
 out("cached", [r.info.cacheStatus, r.data.length, r.info.lastModified instanceof Date && !isNaN(r.info.lastModified.getTime())]);
+// The database saw one query for the two reads; one parameter more is another query.
+out("queries", (await fills()) - queriesBefore);
+out("otherParameter", (await prisma.user.findMany({ where, take: 5, cacheStrategy: { ttl: 60, tags: ["users"] } }).withAccelerateInfo()).info.cacheStatus);
 out("invalidate", (await prisma.$accelerate.invalidate({ tags: ["users"] })).requestId.endsWith("-pdp"));
 r = await users();
 out("after", [r.info.cacheStatus, r.data.length]);
@@ -134,6 +138,8 @@ fn the_accelerate_extension_caches_reads_refreshes_stale_ones_and_invalidates_by
             "first": ["miss", 1, true, "pdp"],
             "write": "none",
             "cached": ["ttl", 1, true],
+            "queries": 1,
+            "otherParameter": "miss",
             "invalidate": true,
             "after": ["miss", 2],
             "badTag": true,

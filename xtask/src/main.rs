@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_cache;
 mod bench_client;
 mod bench_cluster;
 mod bench_dp1;
@@ -35,6 +36,7 @@ tasks:
   bench serve     findUnique at 32 concurrent from one Deno client: through pdp serve vs straight to the executor,
                   and pdp serve's resident memory
   bench serve-dp1   the same for Prisma 4.x–6.x (Data Proxy protocol) against the WASM query engine, and cold starts
+  bench cache     a cached findUnique vs the same uncached and vs GET /health (the floor for a hit), under wrk
   bench cluster   two replicas behind HAProxy vs one pdp under wrk, and a transaction's query relayed to its owner vs local
   tidy       only the repository checks (also part of `cargo test`)";
 
@@ -54,7 +56,8 @@ fn main() -> anyhow::Result<()> {
             Some("serve") => bench_serve::serve(&root),
             Some("serve-dp1") => bench_dp1::serve_dp1(&root),
             Some("cluster") => bench_cluster::cluster(&root),
-            _ => bail!("usage: cargo xtask bench migrate|engines|build-client|serve|serve-dp1|cluster"),
+            Some("cache") => bench_cache::cache(&root),
+            _ => bail!("usage: cargo xtask bench migrate|engines|build-client|serve|serve-dp1|cluster|cache"),
         },
         Some("tidy") => tidy::run(&root).map(|()| println!("tidy: ok")),
         Some("help" | "--help" | "-h") | None => {
