@@ -9,6 +9,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use sha2::Digest;
 use std::time::Duration;
 
 use pdp_config::{DatabaseUrl, Limits};
@@ -54,6 +56,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The private (0700) directory of the children's sockets, removed when pdp stops.
     pub sockets: SocketDir,
+    /// SHA-256 of the database URL: what names the database in a cache key (never the URL itself).
+    database_key: [u8; 32],
 }
 
 impl Context {
@@ -65,7 +69,13 @@ impl Context {
         let idle_timeout = limits.engine_idle_timeout.max(limits.transaction_max_timeout + Duration::from_secs(5));
         let timing =
             Timing { start_timeout: limits.engine_start_timeout, idle_timeout, stop_grace: Duration::from_secs(5) };
-        Arc::new(Context { settings, database, timing, metrics, sockets })
+        let database_key = sha2::Sha256::digest(database.expose().as_bytes()).into();
+        Arc::new(Context { settings, database, timing, metrics, sockets, database_key })
+    }
+
+    /// What names the database in a cache key (a digest of its URL).
+    pub fn database_fingerprint(&self) -> &[u8] {
+        &self.database_key
     }
 
     /// The socket a child of `kind` for `key` listens on: `<dir>/<kind>-<key>.sock`, the key reduced to

@@ -383,13 +383,12 @@ impl Dp1 {
                 Err(why) => return respond::error(StatusCode::BAD_REQUEST, "P6000", &why),
                 // A request for logs or traces gets its own: never from the cache. (Clients always ask for
                 // error logs, which an answer worth keeping has none of.)
-                Ok(cache::Asked::Cache(strategy))
-                    if kit.cache.enabled() && !wants_telemetry(&parts.headers) && is_read(&bytes, key.protocol) =>
-                {
+                Ok(cache::Asked::Cache(strategy)) if kit.cache.enabled() && !wants_telemetry(&parts.headers) => {
                     let id = key.to_string();
-                    let ckey = cache::key(&[b"dp1", id.as_bytes(), &bytes, kit.cx.database.expose().as_bytes()]);
-                    let ask = Ask { key, headers: query_headers(&parts.headers), body: bytes };
-                    return self.cached(kit, via, ckey, strategy, ask).await;
+                    let ckey = cache::key(&[b"dp1", id.as_bytes(), &bytes, kit.cx.database_fingerprint()]);
+                    if let Some(resp) = self.cached(kit, via, ckey, strategy, &key, &parts.headers, &bytes).await {
+                        return resp;
+                    }
                 }
                 Ok(_) => {}
             }
@@ -693,24 +692,34 @@ async fn fetch(
 
 impl Dp1 {
     /// A read with a cache strategy, through the cache.
+    #[allow(clippy::too_many_arguments)]
     async fn cached(
         &self,
         kit: &Kit,
         via: &Upstreams,
         key: cache::Key,
         strategy: cache::Strategy,
-        ask: Ask,
-    ) -> Response<Body> {
+        engine: &EngineKey,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Option<Response<Body>> {
         let limits = kit.limits();
+        // Copies only on a miss or a refresh: a hit needs nothing of the request but its key.
+        let owned = || Ask { key: engine.clone(), headers: query_headers(headers), body: body.clone() };
         let refresh = || -> cache::Refresh {
             let (engines, forwarder, limits, ask) =
-                (self.engines.clone(), kit.forwarder.clone(), limits.clone(), ask.clone());
+                (self.engines.clone(), kit.forwarder.clone(), limits.clone(), owned());
             Box::pin(async move {
                 let (via, driver) = forward::upstreams();
                 forward::with_upstreams(fetch(&engines, &forwarder, &via, &ask, &limits), driver).await
             })
         };
-        kit.cache.serve(key, strategy, || fetch(&self.engines, &kit.forwarder, via, &ask, limits), refresh).await
+        let read = || is_read(body, engine.protocol);
+        let run = || {
+            let ask = owned();
+            async move { fetch(&self.engines, &kit.forwarder, via, &ask, limits).await }
+        };
+        kit.cache.serve(key, strategy, read, run, refresh).await
     }
 }
 

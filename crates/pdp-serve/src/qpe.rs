@@ -224,10 +224,11 @@ impl Qpe {
         if route == Route::Query {
             match cache::asked(&parts.headers) {
                 Err(why) => return error(StatusCode::BAD_REQUEST, "P6000", &why),
-                Ok(cache::Asked::Cache(strategy)) if kit.cache.enabled() && is_read(&body) => {
-                    let key = cache::key(&[b"qpe", version.as_bytes(), &body, kit.cx.database.expose().as_bytes()]);
-                    let ask = Ask { version, headers: parts.headers, body };
-                    return self.cached(kit, via, key, strategy, ask).await;
+                Ok(cache::Asked::Cache(strategy)) if kit.cache.enabled() => {
+                    let key = cache::key(&[b"qpe", version.as_bytes(), &body, kit.cx.database_fingerprint()]);
+                    if let Some(resp) = self.cached(kit, via, key, strategy, &version, &parts.headers, &body).await {
+                        return resp;
+                    }
                 }
                 Ok(_) => {}
             }
@@ -361,24 +362,34 @@ async fn fetch(
 
 impl Qpe {
     /// A read with a cache strategy, through the cache.
+    #[allow(clippy::too_many_arguments)]
     async fn cached(
         &self,
         kit: &Kit,
         via: &Upstreams,
         key: cache::Key,
         strategy: cache::Strategy,
-        ask: Ask,
-    ) -> Response<Body> {
+        version: &str,
+        headers: &http::HeaderMap,
+        body: &Bytes,
+    ) -> Option<Response<Body>> {
         let limits = kit.limits();
+        // Copies only on a miss or a refresh: a hit needs nothing of the request but its key.
+        let owned = || Ask { version: version.to_owned(), headers: headers.clone(), body: body.clone() };
         let refresh = || -> cache::Refresh {
             let (executors, forwarder, limits, ask) =
-                (self.executors.clone(), kit.forwarder.clone(), limits.clone(), ask.clone());
+                (self.executors.clone(), kit.forwarder.clone(), limits.clone(), owned());
             Box::pin(async move {
                 let (via, driver) = forward::upstreams();
                 forward::with_upstreams(fetch(&executors, &forwarder, &via, &ask, &limits), driver).await
             })
         };
-        kit.cache.serve(key, strategy, || fetch(&self.executors, &kit.forwarder, via, &ask, limits), refresh).await
+        let read = || is_read(body);
+        let run = || {
+            let ask = owned();
+            async move { fetch(&self.executors, &kit.forwarder, via, &ask, limits).await }
+        };
+        kit.cache.serve(key, strategy, read, run, refresh).await
     }
 }
 

@@ -160,8 +160,9 @@ impl Status {
 }
 
 impl Stored {
-    /// The client's response: the stored answer with the cache's headers.
-    pub fn response(&self, status: Status, modified: SystemTime) -> Response<Body> {
+    /// The client's response: the stored answer with the cache's headers (`modified` is the
+    /// Last-Modified value, [`http_date`]).
+    pub fn response(&self, status: Status, modified: &HeaderValue) -> Response<Body> {
         let mut r = Response::new(full(self.body.clone()));
         *r.status_mut() = self.status;
         let h = r.headers_mut();
@@ -169,17 +170,21 @@ impl Stored {
             h.insert(http::header::CONTENT_TYPE, ct.clone());
         }
         h.insert("accelerate-cache-status", status.header());
-        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
-            h.insert(http::header::LAST_MODIFIED, v);
-        }
+        h.insert(http::header::LAST_MODIFIED, modified.clone());
         r
     }
+}
+
+/// `time` as an HTTP date (Last-Modified).
+pub fn http_date(time: SystemTime) -> HeaderValue {
+    HeaderValue::from_str(&httpdate::fmt_http_date(time)).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 struct Entry {
     stored: Stored,
     at: Instant,
-    modified: SystemTime,
+    /// Last-Modified, formatted once.
+    modified: HeaderValue,
     ttl: Duration,
     swr: Duration,
     tags: Box<[String]>,
@@ -215,10 +220,10 @@ struct Epochs {
 
 /// What a lookup found.
 pub enum Lookup {
-    /// Fresh.
-    Fresh(Stored, SystemTime),
+    /// Fresh, with its Last-Modified.
+    Fresh(Stored, HeaderValue),
     /// Stale within `swr`; `refresh` says this request is the one to start the refresh.
-    Stale(Stored, SystemTime, bool),
+    Stale(Stored, HeaderValue, bool),
     /// Nothing usable.
     Miss,
 }
@@ -320,12 +325,12 @@ impl Cache {
         let age = e.at.elapsed();
         if age < e.ttl {
             self.count("hit");
-            return Lookup::Fresh(e.stored.clone(), e.modified);
+            return Lookup::Fresh(e.stored.clone(), e.modified.clone());
         }
         if age < e.ttl + e.swr {
             self.count("stale");
             let refresh = self.refreshing.lock().unwrap_or_else(PoisonError::into_inner).insert(*key);
-            return Lookup::Stale(e.stored.clone(), e.modified, refresh);
+            return Lookup::Stale(e.stored.clone(), e.modified.clone(), refresh);
         }
         Lookup::Miss
     }
@@ -368,7 +373,7 @@ impl Cache {
         let entry = Entry {
             stored,
             at: Instant::now(),
-            modified: SystemTime::now(),
+            modified: http_date(SystemTime::now()),
             ttl: strategy.ttl,
             swr: strategy.swr,
             tags: strategy.tags.clone().into_boxed_slice(),
@@ -422,22 +427,25 @@ pub type Fetched = Result<Stored, Response<Body>>;
 pub type Refresh = std::pin::Pin<Box<dyn std::future::Future<Output = Fetched> + Send + 'static>>;
 
 impl Cache {
-    /// Answers a read under `strategy`: fresh or stale from the cache (a stale one refreshed once, by
-    /// `refresh`, in the background), or by `fetch`, run once for every request of this key that misses at
-    /// this moment (a follower whose leader's client went away runs it itself).
+    /// Answers a request under `strategy`: fresh or stale from the cache (a stale one refreshed once, by
+    /// `refresh`, in the background), or, if `is_read` says it is a read, by `fetch`, run once for every
+    /// request of this key that misses at this moment (a follower whose leader's client went away runs it
+    /// itself). `None`: not a read, not for the cache. `is_read` runs on a miss only: an entry exists only
+    /// for a body that was a read, and the key covers the body.
     pub async fn serve<F, Fut>(
         self: &Arc<Self>,
         key: Key,
         strategy: Strategy,
+        is_read: impl FnOnce() -> bool,
         mut fetch: F,
         refresh: impl FnOnce() -> Refresh,
-    ) -> Response<Body>
+    ) -> Option<Response<Body>>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Fetched>,
     {
         match self.lookup(&key) {
-            Lookup::Fresh(stored, modified) => return stored.response(Status::Ttl, modified),
+            Lookup::Fresh(stored, modified) => return Some(stored.response(Status::Ttl, &modified)),
             Lookup::Stale(stored, modified, start) => {
                 if start {
                     let (cache, epoch, run) = (self.clone(), self.epoch(), refresh());
@@ -446,26 +454,27 @@ impl Cache {
                         cache.refreshed(key, kept.as_ref(), &strategy, epoch);
                     });
                 }
-                return stored.response(Status::Swr, modified);
+                return Some(stored.response(Status::Swr, &modified));
             }
+            Lookup::Miss if !is_read() => return None,
             Lookup::Miss => {}
         }
         loop {
             match self.join(key) {
                 Flight::Leader(leader) => {
-                    return match fetch().await {
+                    return Some(match fetch().await {
                         Ok(stored) => {
                             leader.finish(&stored, &strategy, is_clean_answer(stored.status, &stored.body));
-                            stored.response(Status::Miss, SystemTime::now())
+                            stored.response(Status::Miss, &http_date(SystemTime::now()))
                         }
                         // Nothing answered to share: the followers run it themselves.
                         Err(resp) => resp,
-                    };
+                    });
                 }
                 Flight::Follower(mut rx) => {
                     let answer = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
                     if let Some(stored) = answer {
-                        return stored.response(Status::Miss, SystemTime::now());
+                        return Some(stored.response(Status::Miss, &http_date(SystemTime::now())));
                     }
                 }
             }
