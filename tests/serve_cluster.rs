@@ -400,7 +400,9 @@ fn three_replicas_behind_haproxy_serve_prisma_7_and_6_clients_and_survive_a_kill
     let trap = TcpListener::bind("127.0.0.1:0").expect("bind");
     trap.set_nonblocking(true).expect("nonblocking");
     let trap_code = format!("a7f000001{:04x}", trap.local_addr().expect("addr").port());
-    let forged = format!("pdp1_{trap_code}_{}_abc", "0".repeat(32));
+    // Well-formed (owner, mint time, MAC, child id), with a MAC the test cannot know.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let forged = format!("pdp1_{trap_code}_{now:x}_{}_abc", "0".repeat(32));
     let engine_hash = "Prisma-Engine-Hash: 7.10.0";
     let (code, body) =
         curl(ports[2], "POST", &format!("/transaction/{forged}/query"), &[&bearer, engine_hash], Some("{}"));

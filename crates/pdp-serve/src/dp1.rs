@@ -384,8 +384,19 @@ impl Dp1 {
                 // A request for logs or traces gets its own: never from the cache. (Clients always ask for
                 // error logs, which an answer worth keeping has none of.)
                 Ok(cache::Asked::Cache(strategy)) if kit.cache.enabled() && !wants_telemetry(&parts.headers) => {
-                    let id = key.to_string();
-                    let ckey = cache::key(&[b"dp1", id.as_bytes(), &bytes, kit.cx.database_fingerprint()]);
+                    // The whole engine key (its Display shortens the schema hash).
+                    let protocol: &[u8] = if key.protocol == Protocol::Json { b"json" } else { b"graphql" };
+                    let (tags, db) = (strategy.tag_key(), kit.cx.database_fingerprint());
+                    let key_parts = [
+                        b"dp1".as_slice(),
+                        key.engine.as_bytes(),
+                        key.schema.as_bytes(),
+                        protocol,
+                        &bytes,
+                        db,
+                        tags.as_bytes(),
+                    ];
+                    let ckey = cache::key(&key_parts);
                     if let Some(resp) = self.cached(kit, via, ckey, strategy, &key, &parts.headers, &bytes).await {
                         return resp;
                     }
@@ -565,7 +576,7 @@ impl Dp1 {
     /// registered and returned.
     async fn schema_from_peers(&self, kit: &Kit, via: &Upstreams, hash: &str) -> Option<Arc<engine::Schema>> {
         let cluster = kit.cluster.as_ref()?;
-        let peers = cluster.peers().await;
+        let peers = cluster.peers().await.addrs;
         if peers.is_empty() {
             return None;
         }

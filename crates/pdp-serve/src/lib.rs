@@ -468,7 +468,13 @@ impl Server {
             schema_dir: options.schema_dir.clone(),
             kit: Kit::new(
                 cx,
-                options.cluster.as_ref().map(|c| kit::Cluster::new(&c.secret, c.advertise, c.peers.clone())),
+                options.cluster.as_ref().map(|c| {
+                    // No transaction outlives its maximum timeout (plus its wait to start).
+                    let limits = &options.settings.limits;
+                    let max_age =
+                        limits.transaction_max_timeout + limits.transaction_max_wait + Duration::from_secs(60);
+                    kit::Cluster::new(&c.secret, c.advertise, c.peers.clone(), max_age)
+                }),
             ),
             qpe,
             dp1,

@@ -225,7 +225,9 @@ impl Qpe {
             match cache::asked(&parts.headers) {
                 Err(why) => return error(StatusCode::BAD_REQUEST, "P6000", &why),
                 Ok(cache::Asked::Cache(strategy)) if kit.cache.enabled() => {
-                    let key = cache::key(&[b"qpe", version.as_bytes(), &body, kit.cx.database_fingerprint()]);
+                    let tags = strategy.tag_key();
+                    let db = kit.cx.database_fingerprint();
+                    let key = cache::key(&[b"qpe", version.as_bytes(), &body, db, tags.as_bytes()]);
                     if let Some(resp) = self.cached(kit, via, key, strategy, &version, &parts.headers, &body).await {
                         return resp;
                     }

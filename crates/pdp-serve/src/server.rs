@@ -234,7 +234,8 @@ impl App {
         };
         self.kit.cache.invalidate(tags.as_deref());
         let Some(cluster) = &self.kit.cluster else { return json(StatusCode::OK, &serde_json::json!({})) };
-        let peers = cluster.peers().await;
+        let found = cluster.peers().await;
+        let peers = found.addrs;
         let asks = peers.iter().map(|peer| {
             let bytes = bytes.clone();
             async move {
@@ -259,7 +260,9 @@ impl App {
                 }
             }
         });
-        let missed: Vec<String> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        let mut missed: Vec<String> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        // A peer entry that did not resolve may be a replica that kept its entries.
+        missed.extend(found.unresolved.iter().map(|e| format!("{e} (does not resolve)")));
         if missed.is_empty() {
             return json(StatusCode::OK, &serde_json::json!({ "replicas": peers.len() + 1 }));
         }
@@ -269,8 +272,8 @@ impl App {
             "P6000",
             &format!(
                 "the cache was invalidated on this replica and {} of {} peer(s); not on: {}",
-                peers.len() - missed.len(),
-                peers.len(),
+                (peers.len() + found.unresolved.len()).saturating_sub(missed.len()),
+                peers.len() + found.unresolved.len(),
                 missed.join(", ")
             ),
         )
@@ -555,6 +558,12 @@ async fn peer_request(app: Arc<App>, req: Request<Incoming>, via: &Upstreams) ->
     };
     let limits = app.kit.limits();
     let (parts, body) = req.into_parts();
+    // A request without a current authentication header is refused before its body is read.
+    if let Err(why) = cluster.precheck(&parts.headers) {
+        peers::count(&app.kit.cx.metrics, "peer", "refused");
+        tracing::debug!(target: "pdp::cluster", "refused a peer request: {}", why.message());
+        return error(StatusCode::UNAUTHORIZED, "P6002", "not an authenticated peer request");
+    }
     let bytes = match read_body(&parts.headers, body, limits.max_body_size, limits.query_timeout).await {
         Ok(b) => b,
         Err(e) => return e.response(limits.max_body_size),

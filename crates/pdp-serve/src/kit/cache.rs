@@ -26,13 +26,15 @@ use crate::metrics::{CacheLabels, Metrics};
 pub const MAX_TAGS: usize = 5;
 /// Characters per tag.
 pub const MAX_TAG_LEN: usize = 64;
+/// The longest `max-age` or `stale-while-revalidate` honoured: a year.
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
 /// Past this many distinct invalidated tags remembered, an invalidation counts as one of everything.
 const MAX_TAG_EPOCHS: usize = 10_000;
 
 /// A cache key: SHA-256 of everything that changes the answer.
 pub type Key = [u8; 32];
 
-/// The key of `parts` (protocol, version or engine, the exact request body, the database).
+/// The key of `parts` (protocol, version or engine, the exact request body, the database, the tags).
 pub fn key(parts: &[&[u8]]) -> Key {
     let mut h = Sha256::new();
     for p in parts {
@@ -51,6 +53,16 @@ pub struct Strategy {
     pub swr: Duration,
     /// Tags an invalidation can name.
     pub tags: Vec<String>,
+}
+
+impl Strategy {
+    /// The tags as part of a key: an entry belongs to exactly the tags it was asked with, so invalidating
+    /// one of them always reaches it.
+    pub fn tag_key(&self) -> String {
+        let mut tags = self.tags.clone();
+        tags.sort();
+        tags.join(",")
+    }
 }
 
 /// What a request's headers ask of the cache.
@@ -90,9 +102,10 @@ pub fn asked(headers: &HeaderMap) -> Result<Asked, String> {
     let control = control.to_str().map_err(|_| "the cache-control header is not text".to_owned())?;
     let (mut ttl, mut swr) = (None, None);
     for directive in control.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // Capped at a year: nothing is kept longer, and sums of client-given durations cannot overflow.
         let seconds = |v: &str| {
             v.parse::<u64>()
-                .map(Duration::from_secs)
+                .map(|n| Duration::from_secs(n.min(MAX_SECONDS)))
                 .map_err(|_| format!("`{directive}` is not a whole number of seconds"))
         };
         match directive.split_once('=') {
@@ -271,12 +284,15 @@ pub struct Cache {
     inflight: Mutex<HashMap<(Key, u64), Answer>>,
     refreshing: Mutex<HashSet<Key>>,
     enabled: bool,
+    /// The longest a query may take (a follower's wait, a refresh): `query-timeout` and some.
+    query_limit: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Cache {
-    /// A cache of at most `max_bytes`; `enabled = false` keeps nothing (every answer says `none`).
-    pub fn new(enabled: bool, max_bytes: u64, metrics: Arc<Metrics>) -> Cache {
+    /// A cache of at most `max_bytes`; `enabled = false` keeps nothing (every answer says `none`);
+    /// `query_limit` bounds a follower's wait for its leader and a background refresh.
+    pub fn new(enabled: bool, max_bytes: u64, query_limit: Duration, metrics: Arc<Metrics>) -> Cache {
         let evictions = metrics.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
@@ -297,6 +313,7 @@ impl Cache {
             inflight: Mutex::new(HashMap::new()),
             refreshing: Mutex::new(HashSet::new()),
             enabled,
+            query_limit,
             metrics,
         }
     }
@@ -315,19 +332,22 @@ impl Cache {
         e.epoch >= epochs.all && e.tags.iter().all(|t| epochs.tags.get(t).is_none_or(|at| e.epoch >= *at))
     }
 
-    /// What is kept for `key` now.
-    pub fn lookup(&self, key: &Key) -> Lookup {
+    /// What is kept for `key` now, judged by the asking request's own `strategy` within the entry's (a
+    /// request that accepts less staleness gets no older an answer).
+    pub fn lookup(&self, key: &Key, strategy: &Strategy) -> Lookup {
         let Some(e) = self.entries.get(key) else { return Lookup::Miss };
         if !self.alive(&e) {
             self.entries.invalidate(key);
             return Lookup::Miss;
         }
         let age = e.at.elapsed();
-        if age < e.ttl {
+        let ttl = e.ttl.min(strategy.ttl);
+        let stale = (e.ttl + e.swr).min(strategy.ttl + strategy.swr);
+        if age < ttl {
             self.count("hit");
             return Lookup::Fresh(e.stored.clone(), e.modified.clone());
         }
-        if age < e.ttl + e.swr {
+        if age < stale {
             self.count("stale");
             let refresh = self.refreshing.lock().unwrap_or_else(PoisonError::into_inner).insert(*key);
             return Lookup::Stale(e.stored.clone(), e.modified.clone(), refresh);
@@ -444,13 +464,16 @@ impl Cache {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Fetched>,
     {
-        match self.lookup(&key) {
+        match self.lookup(&key, &strategy) {
             Lookup::Fresh(stored, modified) => return Some(stored.response(Status::Ttl, &modified)),
             Lookup::Stale(stored, modified, start) => {
                 if start {
                     let (cache, epoch, run) = (self.clone(), self.epoch(), refresh());
+                    let limit = self.query_limit;
                     tokio::spawn(async move {
-                        let kept = run.await.ok().filter(|s| is_clean_answer(s.status, &s.body));
+                        // Bounded, so that the key is always released for the next refresh.
+                        let done = tokio::time::timeout(limit, run).await.ok().and_then(Result::ok);
+                        let kept = done.filter(|s| is_clean_answer(s.status, &s.body));
                         cache.refreshed(key, kept.as_ref(), &strategy, epoch);
                     });
                 }
@@ -459,7 +482,7 @@ impl Cache {
             Lookup::Miss if !is_read() => return None,
             Lookup::Miss => {}
         }
-        loop {
+        {
             match self.join(key) {
                 Flight::Leader(leader) => {
                     return Some(match fetch().await {
@@ -472,10 +495,17 @@ impl Cache {
                     });
                 }
                 Flight::Follower(mut rx) => {
-                    let answer = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
+                    let waited = tokio::time::timeout(self.query_limit, rx.wait_for(Option::is_some)).await;
+                    let answer = waited.ok().and_then(Result::ok).and_then(|v| v.clone());
                     if let Some(stored) = answer {
                         return Some(stored.response(Status::Miss, &http_date(SystemTime::now())));
                     }
+                    // The leader's query failed or its client went away: run it now rather than queue
+                    // behind another leader (its answer is not kept: the next miss leads again).
+                    return Some(match fetch().await {
+                        Ok(stored) => stored.response(Status::Miss, &http_date(SystemTime::now())),
+                        Err(resp) => resp,
+                    });
                 }
             }
         }
@@ -536,32 +566,42 @@ mod tests {
         let bad = headers(&[("cache-control", "max-age=1"), ("accelerate-cache-tags", "no-dashes")]);
         assert!(asked(&bad).unwrap_err().contains("no-dashes"));
         assert!(check_tags([&*"x".repeat(65)]).is_err());
+        // Client-given durations are capped: their sum never overflows.
+        let huge = headers(&[("cache-control", "max-age=18446744073709551615,stale-while-revalidate=1")]);
+        let Ok(Asked::Cache(s)) = asked(&huge) else { panic!("a strategy") };
+        assert_eq!(s.ttl, Duration::from_secs(MAX_SECONDS));
+        let _ = s.ttl + s.swr;
         assert_eq!(check_tags(["a_1", "a_1"]), Ok(vec!["a_1".to_owned()]));
     }
 
     #[tokio::test]
     async fn a_miss_is_run_once_then_fresh_then_stale_with_one_refresh() {
-        let cache = Cache::new(true, 1 << 20, Arc::new(Metrics::new()));
+        let cache = Cache::new(true, 1 << 20, Duration::from_secs(5), Arc::new(Metrics::new()));
         let k = key(&[b"t", b"q"]);
-        assert!(matches!(cache.lookup(&k), Lookup::Miss));
+        let s60 = strategy(0, 60, &[]);
+        assert!(matches!(cache.lookup(&k, &s60), Lookup::Miss));
         let Flight::Leader(leader) = cache.join(k) else { panic!("first is the leader") };
         let Flight::Follower(mut rx) = cache.join(k) else { panic!("second follows") };
         leader.finish(&stored("{\"data\":1}"), &strategy(0, 60, &[]), true);
         rx.wait_for(Option::is_some).await.expect("the answer");
         assert_eq!(rx.borrow().as_ref().map(|s| s.body.clone()), Some(Bytes::from_static(b"{\"data\":1}")));
         // ttl 0, swr 60: stale at once; only the first stale read starts the refresh.
-        assert!(matches!(cache.lookup(&k), Lookup::Stale(_, _, true)));
-        assert!(matches!(cache.lookup(&k), Lookup::Stale(_, _, false)));
+        assert!(matches!(cache.lookup(&k, &s60), Lookup::Stale(_, _, true)));
+        assert!(matches!(cache.lookup(&k, &s60), Lookup::Stale(_, _, false)));
+        // A request that takes no stale answer gets none.
+        assert!(matches!(cache.lookup(&k, &strategy(0, 0, &[])), Lookup::Miss));
         cache.refreshed(k, Some(&stored("{\"data\":2}")), &strategy(60, 0, &[]), cache.epoch());
-        match cache.lookup(&k) {
-            Lookup::Fresh(s, _) => assert_eq!(s.body, Bytes::from_static(b"{\"data\":2}")),
-            _ => panic!("fresh after the refresh"),
+        assert!(matches!(cache.lookup(&k, &strategy(60, 0, &[])), Lookup::Fresh(..)));
+        match cache.lookup(&k, &s60) {
+            // The asker's ttl is 0: the refreshed entry is stale to it.
+            Lookup::Stale(s, ..) => assert_eq!(s.body, Bytes::from_static(b"{\"data\":2}")),
+            _ => panic!("the refreshed entry"),
         }
     }
 
     #[tokio::test]
     async fn invalidation_kills_tagged_entries_and_queries_that_started_before_it() {
-        let cache = Cache::new(true, 1 << 20, Arc::new(Metrics::new()));
+        let cache = Cache::new(true, 1 << 20, Duration::from_secs(5), Arc::new(Metrics::new()));
         let (users, posts) = (key(&[b"users"]), key(&[b"posts"]));
         for (k, tag) in [(users, "users"), (posts, "posts")] {
             let Flight::Leader(l) = cache.join(k) else { panic!() };
@@ -570,21 +610,22 @@ mod tests {
         // A query for `users` in flight when `users` is invalidated: its answer is not kept.
         let Flight::Leader(late) = cache.join(key(&[b"late"])) else { panic!() };
         cache.invalidate(Some(&["users".to_owned()]));
-        assert!(matches!(cache.lookup(&users), Lookup::Miss));
-        assert!(matches!(cache.lookup(&posts), Lookup::Fresh(..)));
+        let any = strategy(60, 0, &[]);
+        assert!(matches!(cache.lookup(&users, &any), Lookup::Miss));
+        assert!(matches!(cache.lookup(&posts, &any), Lookup::Fresh(..)));
         late.finish(&stored("{}"), &strategy(60, 0, &["users"]), true);
-        assert!(matches!(cache.lookup(&key(&[b"late"])), Lookup::Miss));
+        assert!(matches!(cache.lookup(&key(&[b"late"]), &any), Lookup::Miss));
         // A request after the invalidation does not follow a flight from before it.
         let Flight::Leader(_old) = cache.join(key(&[b"x"])) else { panic!() };
         cache.invalidate(None);
         assert!(matches!(cache.join(key(&[b"x"])), Flight::Leader(_)));
-        assert!(matches!(cache.lookup(&posts), Lookup::Miss));
+        assert!(matches!(cache.lookup(&posts, &any), Lookup::Miss));
     }
 
     #[test]
     fn memory_is_bounded_and_the_least_recently_used_goes() {
         let metrics = Arc::new(Metrics::new());
-        let cache = Cache::new(true, 10_000, metrics.clone());
+        let cache = Cache::new(true, 10_000, Duration::from_secs(5), metrics.clone());
         for i in 0..100u32 {
             let Flight::Leader(l) = cache.join(key(&[&i.to_be_bytes()])) else { panic!() };
             l.finish(&stored(&"x".repeat(1000)), &strategy(60, 0, &[]), true);

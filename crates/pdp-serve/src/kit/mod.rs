@@ -55,7 +55,8 @@ impl Kit {
         let txs = Transactions::new(cx.metrics.open_transactions.clone(), cx.limits().transaction_max_timeout);
         let forwarder = Forwarder::new(cx.sockets.path());
         let settings = &cx.settings.cache;
-        let cache = Arc::new(cache::Cache::new(settings.enabled, settings.max_size, cx.metrics.clone()));
+        let query_limit = cx.limits().query_timeout + Duration::from_secs(10);
+        let cache = Arc::new(cache::Cache::new(settings.enabled, settings.max_size, query_limit, cx.metrics.clone()));
         Kit { cx, forwarder, txs, cluster, cache }
     }
 

@@ -36,6 +36,8 @@ const REF_MAC: usize = 16;
 const SKEW: u64 = 60;
 /// The header carrying a peer request's authentication: `<unix seconds>.<nonce>.<mac>`.
 pub const PEER_AUTH: &str = "pdp-peer-auth";
+/// The request headers a peer request's MAC covers: the ones the owner acts on.
+const SIGNED_HEADERS: &[&str] = &["prisma-engine-hash", "content-type", "cache-control", "accelerate-cache-tags"];
 /// The header naming the API key the first replica accepted (its id, never the key), for the owner's log.
 pub const PEER_KEY: &str = "pdp-peer-key";
 
@@ -68,6 +70,18 @@ pub struct Cluster {
     me: SocketAddr,
     peers: Vec<String>,
     seen: Mutex<Nonces>,
+    /// Owner references older than this are refused: no transaction lives longer, and an old pod's
+    /// address may belong to another pod by now.
+    max_age: Duration,
+}
+
+/// The peers found now.
+#[derive(Debug, Default)]
+pub struct Peers {
+    /// Their cluster addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// Entries of `peers` that did not resolve (an invalidation counts them as missed).
+    pub unresolved: Vec<String>,
 }
 
 #[derive(Default)]
@@ -132,11 +146,12 @@ fn decode_addr(code: &str) -> Option<SocketAddr> {
 }
 
 impl Cluster {
-    /// This replica, at cluster address `me`, with `peers` (`host:port` entries) and the shared `secret`.
-    pub fn new(secret: &Secret, me: SocketAddr, peers: Vec<String>) -> Cluster {
+    /// This replica, at cluster address `me`, with `peers` (`host:port` entries) and the shared `secret`;
+    /// the transaction ids it mints are honoured for `max_age`.
+    pub fn new(secret: &Secret, me: SocketAddr, peers: Vec<String>, max_age: Duration) -> Cluster {
         // HMAC takes keys of any length.
         let key = HmacSha256::new_from_slice(secret.expose().as_bytes()).unwrap_or_else(|_| unreachable!());
-        Cluster { key, me, peers, seen: Mutex::new(Nonces::default()) }
+        Cluster { key, me, peers, seen: Mutex::new(Nonces::default()), max_age }
     }
 
     /// This replica's cluster address.
@@ -144,20 +159,27 @@ impl Cluster {
         self.me
     }
 
-    fn ref_mac(&self, owner: &str, id: &str) -> HmacSha256 {
+    fn ref_mac(&self, owner: &str, minted: &str, id: &str) -> HmacSha256 {
         let mut mac = self.key.clone();
-        mac.update(b"owner\0");
-        mac.update(owner.as_bytes());
-        mac.update(b"\0");
+        for part in ["owner", owner, minted] {
+            mac.update(part.as_bytes());
+            mac.update(b"\0");
+        }
         mac.update(id.as_bytes());
         mac
     }
 
-    /// The id handed to the client for the child's transaction `id`: it names this replica as the owner.
+    /// The id handed to the client for the child's transaction `id`: it names this replica as the owner,
+    /// and when it was minted.
     pub fn mint(&self, id: &str) -> String {
+        self.mint_at(id, now_secs())
+    }
+
+    fn mint_at(&self, id: &str, at: u64) -> String {
         let owner = encode_addr(self.me);
-        let tag = self.ref_mac(&owner, id).finalize().into_bytes();
-        format!("{PREFIX}{owner}_{}_{id}", hex::encode(&tag[..REF_MAC]))
+        let minted = format!("{at:x}");
+        let tag = self.ref_mac(&owner, &minted, id).finalize().into_bytes();
+        format!("{PREFIX}{owner}_{minted}_{}_{id}", hex::encode(&tag[..REF_MAC]))
     }
 
     /// Where a request doing `role` is served: ids this pdp did not mint in cluster form are its own (or
@@ -166,15 +188,22 @@ impl Cluster {
     pub fn place<'a>(&self, role: Role<'a>) -> Result<Place<'a>, Forged> {
         let Some(id) = role.id() else { return Ok(Place::Here(role)) };
         let Some(rest) = id.strip_prefix(PREFIX) else { return Ok(Place::Here(role)) };
-        let mut parts = rest.splitn(3, '_');
-        let (Some(owner), Some(tag), Some(child_id)) = (parts.next(), parts.next(), parts.next()) else {
+        let mut parts = rest.splitn(4, '_');
+        let (Some(owner), Some(minted), Some(tag), Some(child_id)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(Forged);
         };
         let tag = hex::decode(tag).map_err(|_| Forged)?;
         if child_id.is_empty() || tag.len() != REF_MAC {
             return Err(Forged);
         }
-        self.ref_mac(owner, child_id).verify_truncated_left(&tag).map_err(|_| Forged)?;
+        self.ref_mac(owner, minted, child_id).verify_truncated_left(&tag).map_err(|_| Forged)?;
+        // Authentic but older than any transaction lives: its owner's address may be another pod's now.
+        let at = u64::from_str_radix(minted, 16).map_err(|_| Forged)?;
+        if now_secs().saturating_sub(at) > self.max_age.as_secs() {
+            return Err(Forged);
+        }
         let addr = decode_addr(owner).ok_or(Forged)?;
         if addr != self.me {
             return Ok(Place::Owner(addr));
@@ -186,9 +215,23 @@ impl Cluster {
         }))
     }
 
-    fn request_mac(&self, ts: u64, nonce: &str, method: &Method, path: &str, caller: &str, body: &[u8]) -> HmacSha256 {
+    /// The MAC of a peer request: its time and nonce, the replica it is for, method, path, the caller's key
+    /// id, the headers the owner acts on, and the body.
+    #[allow(clippy::too_many_arguments)]
+    fn request_mac(
+        &self,
+        ts: u64,
+        nonce: &str,
+        to: SocketAddr,
+        method: &Method,
+        path: &str,
+        caller: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> HmacSha256 {
         let mut mac = self.key.clone();
-        for part in [b"peer".as_slice(), ts.to_string().as_bytes(), nonce.as_bytes(), method.as_str().as_bytes()] {
+        let (ts, to) = (ts.to_string(), to.to_string());
+        for part in [b"peer".as_slice(), ts.as_bytes(), nonce.as_bytes(), to.as_bytes(), method.as_str().as_bytes()] {
             mac.update(part);
             mac.update(b"\0");
         }
@@ -196,18 +239,46 @@ impl Cluster {
             mac.update(part);
             mac.update(b"\0");
         }
+        for name in SIGNED_HEADERS {
+            for value in headers.get_all(*name) {
+                mac.update(name.as_bytes());
+                mac.update(b":");
+                mac.update(value.as_bytes());
+                mac.update(b"\0");
+            }
+        }
         mac.update(&Sha256::digest(body));
         mac
     }
 
-    /// The headers that authenticate a peer request (`path` with its query, if any).
-    pub fn sign(&self, method: &Method, path: &str, caller: &str, body: &[u8]) -> [(&'static str, HeaderValue); 2] {
+    /// The headers that authenticate a peer request for the replica at `to` (`path` with its query).
+    pub fn sign(
+        &self,
+        to: SocketAddr,
+        method: &Method,
+        path: &str,
+        caller: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> [(&'static str, HeaderValue); 2] {
         let ts = now_secs();
         let nonce = hex::encode(uuid::Uuid::new_v4().as_bytes());
-        let tag = hex::encode(self.request_mac(ts, &nonce, method, path, caller, body).finalize().into_bytes());
+        let tag = self.request_mac(ts, &nonce, to, method, path, caller, headers, body).finalize().into_bytes();
+        let tag = hex::encode(tag);
         let auth = HeaderValue::from_str(&format!("{ts}.{nonce}.{tag}")).unwrap_or_else(|_| unreachable!());
         let key = HeaderValue::from_str(caller).unwrap_or_else(|_| HeaderValue::from_static("-"));
         [(PEER_AUTH, auth), (PEER_KEY, key)]
+    }
+
+    /// The checks a peer request's head can take before its body is read: an authentication header of
+    /// the right shape with a current time (a stranger's request is refused without reading its body).
+    pub fn precheck(&self, headers: &HeaderMap) -> Result<(), PeerRefused> {
+        let auth = headers.get(PEER_AUTH).and_then(|v| v.to_str().ok()).ok_or(PeerRefused::Missing)?;
+        let ts: u64 = auth.split('.').next().and_then(|t| t.parse().ok()).ok_or(PeerRefused::Missing)?;
+        if now_secs().abs_diff(ts) > SKEW {
+            return Err(PeerRefused::Stale);
+        }
+        Ok(())
     }
 
     /// Checks a peer request; the id of the key its first replica accepted.
@@ -228,7 +299,9 @@ impl Cluster {
         let nonce_bytes: [u8; 16] =
             hex::decode(nonce).ok().and_then(|b| b.try_into().ok()).ok_or(PeerRefused::Missing)?;
         let tag = hex::decode(tag).map_err(|_| PeerRefused::Missing)?;
-        self.request_mac(ts, nonce, method, path, caller, body).verify_slice(&tag).map_err(|_| PeerRefused::BadMac)?;
+        self.request_mac(ts, nonce, self.me, method, path, caller, headers, body)
+            .verify_slice(&tag)
+            .map_err(|_| PeerRefused::BadMac)?;
         let now = now_secs();
         if now.abs_diff(ts) > SKEW {
             return Err(PeerRefused::Stale);
@@ -249,19 +322,25 @@ impl Cluster {
 
     /// The peers' cluster addresses now: every entry resolved (a name to all its addresses), this
     /// replica's own left out, duplicates dropped. An entry that does not resolve is logged and skipped.
-    pub async fn peers(&self) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
+    pub async fn peers(&self) -> Peers {
+        let mut out = Peers::default();
         for entry in &self.peers {
             match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host(entry.as_str())).await {
                 Ok(Ok(addrs)) => {
                     for a in addrs {
-                        if a != self.me && !out.contains(&a) {
-                            out.push(a);
+                        if a != self.me && !out.addrs.contains(&a) {
+                            out.addrs.push(a);
                         }
                     }
                 }
-                Ok(Err(e)) => tracing::warn!(target: "pdp::cluster", peer = %entry, "the peer does not resolve: {e}"),
-                Err(_) => tracing::warn!(target: "pdp::cluster", peer = %entry, "the peer did not resolve within 2s"),
+                Ok(Err(e)) => {
+                    tracing::warn!(target: "pdp::cluster", peer = %entry, "the peer does not resolve: {e}");
+                    out.unresolved.push(entry.clone());
+                }
+                Err(_) => {
+                    tracing::warn!(target: "pdp::cluster", peer = %entry, "the peer did not resolve within 2s");
+                    out.unresolved.push(entry.clone());
+                }
             }
         }
         out
@@ -282,7 +361,7 @@ impl Cluster {
         limit: Duration,
     ) -> Result<Response<Incoming>, ForwardError> {
         let mut headers = headers.clone();
-        for (name, value) in self.sign(&method, path, caller, &body) {
+        for (name, value) in self.sign(addr, &method, path, caller, &headers, &body) {
             headers.insert(name, value);
         }
         forwarder.forward(via, &ChildAddr::Tcp(addr), method, path, &headers, body, limit).await
@@ -303,7 +382,7 @@ pub fn forged(errors: &dyn TxErrors, metrics: &Metrics, id: &str) -> Response<Bo
         StatusCode::CONFLICT,
         &errors.tx_error(&format!(
             "Transaction API error: Transaction not found. The transaction id {} was not issued by this \
-             deployment (its owner reference fails the check)",
+             deployment, or is older than any transaction lives (its owner reference fails the check)",
             id.chars().take(80).collect::<String>()
         )),
     )
@@ -337,7 +416,7 @@ mod tests {
     use super::*;
 
     fn cluster(me: &str, secret: &str) -> Cluster {
-        Cluster::new(&Secret::new(secret), me.parse().unwrap(), vec![])
+        Cluster::new(&Secret::new(secret), me.parse().unwrap(), vec![], Duration::from_secs(120))
     }
 
     const S: &str = "0123456789abcdef0123456789abcdef";
@@ -348,6 +427,8 @@ mod tests {
         let b = cluster("[fd00::7]:4468", S);
         let id = a.mint("3f9c-uuid_x");
         assert!(id.starts_with("pdp1_a0a0000051174_"), "{id}");
+        // Authentic but older than a transaction lives: refused.
+        assert_eq!(b.place(Role::Use(&a.mint_at("t", now_secs() - 3600))), Err(Forged));
         assert_eq!(a.place(Role::Use(&id)), Ok(Place::Here(Role::Use("3f9c-uuid_x"))));
         assert_eq!(b.place(Role::End(&id)), Ok(Place::Owner("10.0.0.5:4468".parse().unwrap())));
         let v6 = b.mint("t");
@@ -358,7 +439,7 @@ mod tests {
         assert_eq!(b.place(Role::Use(&id.replace("uuid_x", "uuid_y"))), Err(Forged));
         assert_eq!(cluster("10.0.0.6:4468", &S.replace('0', "1")).place(Role::Use(&id)), Err(Forged));
         assert_eq!(a.place(Role::Use("pdp1_zz")), Err(Forged));
-        assert_eq!(a.place(Role::Use("pdp1_a0a0000051174_00_x")), Err(Forged));
+        assert_eq!(a.place(Role::Use("pdp1_a0a0000051174_1_00_x")), Err(Forged));
         // Ids outside the cluster form are the child's own; requests outside transactions are untouched.
         assert_eq!(a.place(Role::Use("plain-id")), Ok(Place::Here(Role::Use("plain-id"))));
         assert_eq!(a.place(Role::Start), Ok(Place::Here(Role::Start)));
@@ -368,34 +449,49 @@ mod tests {
     fn peer_requests_verify_once_and_only_unaltered() {
         let a = cluster("10.0.0.5:4468", S);
         let b = cluster("10.0.0.6:4468", S);
+        let to_b: SocketAddr = "10.0.0.6:4468".parse().unwrap();
+        let mut base = HeaderMap::new();
+        base.insert("prisma-engine-hash", HeaderValue::from_static("7.10.0"));
         let headers = |signed: [(&'static str, HeaderValue); 2]| {
-            let mut h = HeaderMap::new();
+            let mut h = base.clone();
             for (n, v) in signed {
                 h.insert(n, v);
             }
             h
         };
-        let h = headers(a.sign(&Method::POST, "/transaction/x/commit", "key1", b"{}"));
+        let h = headers(a.sign(to_b, &Method::POST, "/transaction/x/commit", "key1", &base, b"{}"));
+        assert_eq!(b.precheck(&h), Ok(()));
         assert_eq!(b.verify(&h, &Method::POST, "/transaction/x/commit", b"{}").as_deref(), Ok("key1"));
         assert_eq!(b.verify(&h, &Method::POST, "/transaction/x/commit", b"{}"), Err(PeerRefused::Replayed));
-        let h = headers(a.sign(&Method::POST, "/transaction/x/commit", "key1", b"{}"));
+        // Signed for another replica, or with a header the owner acts on changed: refused.
+        let c = cluster("10.0.0.7:4468", S);
+        let h = headers(a.sign(to_b, &Method::POST, "/transaction/x/commit", "key1", &base, b"{}"));
+        assert_eq!(c.verify(&h, &Method::POST, "/transaction/x/commit", b"{}"), Err(PeerRefused::BadMac));
+        let mut changed = h.clone();
+        changed.insert("prisma-engine-hash", HeaderValue::from_static("7.9.0"));
+        assert_eq!(b.verify(&changed, &Method::POST, "/transaction/x/commit", b"{}"), Err(PeerRefused::BadMac));
+        let h = headers(a.sign(to_b, &Method::POST, "/transaction/x/commit", "key1", &base, b"{}"));
         assert_eq!(b.verify(&h, &Method::POST, "/transaction/x/rollback", b"{}"), Err(PeerRefused::BadMac));
         assert_eq!(b.verify(&h, &Method::POST, "/transaction/x/commit", b"{ }"), Err(PeerRefused::BadMac));
         let mut other_key = h.clone();
         other_key.insert(PEER_KEY, HeaderValue::from_static("key2"));
         assert_eq!(b.verify(&other_key, &Method::POST, "/transaction/x/commit", b"{}"), Err(PeerRefused::BadMac));
         let stranger = cluster("10.0.0.9:4468", &S.replace('a', "b"));
-        let h = headers(stranger.sign(&Method::GET, "/_pdp/schema/x", "k", b""));
+        let h = headers(stranger.sign(to_b, &Method::GET, "/_pdp/schema/x", "k", &base, b""));
         assert_eq!(b.verify(&h, &Method::GET, "/_pdp/schema/x", b""), Err(PeerRefused::BadMac));
         assert_eq!(b.verify(&HeaderMap::new(), &Method::GET, "/", b""), Err(PeerRefused::Missing));
         // A correct MAC on an old timestamp: a replay from outside the window.
         let ts = now_secs() - 3600;
         let nonce = hex::encode([7u8; 16]);
-        let tag = hex::encode(a.request_mac(ts, &nonce, &Method::GET, "/p", "k", b"").finalize().into_bytes());
+        let empty = HeaderMap::new();
+        let mac = a.request_mac(ts, &nonce, to_b, &Method::GET, "/p", "k", &empty, b"");
+        let tag = hex::encode(mac.finalize().into_bytes());
         let mut h = HeaderMap::new();
         h.insert(PEER_AUTH, HeaderValue::from_str(&format!("{ts}.{nonce}.{tag}")).unwrap());
         h.insert(PEER_KEY, HeaderValue::from_static("k"));
         assert_eq!(b.verify(&h, &Method::GET, "/p", b""), Err(PeerRefused::Stale));
+        assert_eq!(b.precheck(&h), Err(PeerRefused::Stale), "refused before the body is read");
+        assert_eq!(b.precheck(&HeaderMap::new()), Err(PeerRefused::Missing));
     }
 
     #[tokio::test]
@@ -409,8 +505,11 @@ mod tests {
                 "127.0.0.1:5002".into(),
                 "no-such-host.invalid:1".into(),
             ],
+            Duration::from_secs(120),
         );
-        let peers = c.peers().await;
+        let found = c.peers().await;
+        assert_eq!(found.unresolved, ["no-such-host.invalid:1"]);
+        let peers = found.addrs;
         assert!(peers.contains(&"127.0.0.1:5002".parse().unwrap()), "{peers:?}");
         assert!(!peers.contains(&"127.0.0.1:5001".parse().unwrap()), "{peers:?}");
         assert_eq!(peers.iter().filter(|p| **p == "127.0.0.1:5002".parse::<SocketAddr>().unwrap()).count(), 1);
