@@ -96,7 +96,10 @@ impl App {
         resp.headers_mut().insert("prisma-request-id", id.header());
         if asked_cache || route == "invalidate" {
             // The extension reports `cf-ray` (`<request id>-<region>`) as the request id and region.
-            if let Ok(ray) = HeaderValue::from_str(&format!("{id}-pdp")) {
+            let mut ray = Vec::with_capacity(36);
+            ray.extend_from_slice(&id.0);
+            ray.extend_from_slice(b"-pdp");
+            if let Ok(ray) = HeaderValue::from_maybe_shared(Bytes::from(ray)) {
                 resp.headers_mut().insert("cf-ray", ray);
             }
         }

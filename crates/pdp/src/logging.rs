@@ -213,6 +213,19 @@ impl AccessWriter {
     }
 }
 
+/// The access line's `cache` field, written only when there is one (no allocation per line).
+struct CacheField<'a>(Option<&'a str>, bool);
+
+impl std::fmt::Display for CacheField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.0, self.1) {
+            (None, _) => Ok(()),
+            (Some(c), true) => write!(f, ",\"cache\":\"{c}\""),
+            (Some(c), false) => write!(f, " cache={c}"),
+        }
+    }
+}
+
 impl pdp_serve::access::AccessLog for AccessWriter {
     fn record(&self, r: &pdp_serve::access::AccessRecord<'_>) {
         if !tracing::event_enabled!(target: "pdp::access", Level::INFO) {
@@ -228,10 +241,7 @@ impl pdp_serve::access::AccessLog for AccessWriter {
             let key = r.key.unwrap_or("-");
             let ms = r.elapsed.as_secs_f64() * 1000.0;
             // Only requests that carried a cache strategy say what the cache did.
-            let (cache_json, cache_text) = match r.cache {
-                Some(c) => (format!(",\"cache\":\"{c}\""), format!(" cache={c}")),
-                None => (String::new(), String::new()),
-            };
+            let (cache_json, cache_text) = (CacheField(r.cache, true), CacheField(r.cache, false));
             let _ = if self.json {
                 let quoted = serde_json::to_string(&*path).unwrap_or_else(|_| "\"\"".into());
                 let _ = line.write_str("{\"timestamp\":\"");
