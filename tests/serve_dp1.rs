@@ -678,6 +678,36 @@ fn prisma_4_16_deno_client_graphql_through_the_real_wasm_engine() {
         "{stdout}\n{}",
         s.log()
     );
+    // Accelerate's cache rules for GraphQL: a `query` with a strategy is kept and answered from the cache, a
+    // `mutation` with one never is (the schema's hash is the one the client uploaded, from the manifest).
+    let manifest: Value = serde_json::from_str(&p.read("dist/client/0.1.0/manifest.json")).expect("manifest");
+    let hash = manifest["inline-schema-hash"].as_str().expect("the client's schema hash").to_owned();
+    let status_of = |body: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-D", "-", "--cacert"])
+            .arg(&s.ca)
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {key}"),
+                "-H",
+                "cache-control: max-age=60",
+                "--data-binary",
+                body,
+            ])
+            .arg(format!("{}/4.16.2/{hash}/graphql", s.url()))
+            .output()
+            .expect("curl");
+        let head = String::from_utf8_lossy(&out.stdout).into_owned();
+        head.lines()
+            .find_map(|l| l.strip_prefix("accelerate-cache-status: "))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or(head)
+    };
+    let read = r#"{"query":"query {\n  findManyUser {\n    id\n    email\n  }\n}","variables":{}}"#;
+    assert_eq!((status_of(read), status_of(read)), ("miss".to_owned(), "ttl".to_owned()));
+    let write =
+        r#"{"query":"mutation {\n  createOneUser(data: {email: \"cached@x.io\"}) {\n    id\n  }\n}","variables":{}}"#;
+    assert_eq!(status_of(write), "none");
     // Every interactive transaction ended on the database too: the expired one was rolled back by its timer
     // and its connection went back to the pool (nothing is left idle in a transaction).
     let idle_in_tx = || {
