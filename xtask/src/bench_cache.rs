@@ -9,51 +9,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, bail};
+use crate::bench_prisma7::{Project, Wrk, lua, wrk};
 
 const ROUNDS: usize = 5;
-
-struct Run {
-    rps: f64,
-    p50: f64,
-    p99: f64,
-    pdp_us: f64,
-}
-
-fn ms(text: &str, label: &str) -> f64 {
-    let Some(value) = text.lines().find_map(|l| l.trim().strip_prefix(label)).map(str::trim) else { return 0.0 };
-    let (number, unit) = value.split_at(value.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(value.len()));
-    let n: f64 = number.parse().unwrap_or(0.0);
-    match unit {
-        "us" => n / 1000.0,
-        "s" => n * 1000.0,
-        _ => n,
-    }
-}
-
-fn wrk(work: &Path, script: &str, url: &str, pdp: u32) -> anyhow::Result<Run> {
-    let before = crate::bench::cpu(pdp);
-    let out =
-        Command::new("wrk").args(["-t1", "-c32", "-d6s", "--latency", "-s", script, url]).current_dir(work).output()?;
-    let after = crate::bench::cpu(pdp);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!("wrk against {url} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let number = |label: &str| -> f64 {
-        text.lines()
-            .find(|l| l.contains(label))
-            .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
-            .unwrap_or(0.0)
-    };
-    let n = number("requests in").max(1.0);
-    Ok(Run {
-        rps: number("Requests/sec"),
-        p50: ms(&text, "50%"),
-        p99: ms(&text, "99%"),
-        pdp_us: after.saturating_sub(before) as f64 * 10_000.0 / n,
-    })
-}
 
 /// `cargo xtask bench cache`.
 pub fn cache(root: &Path) -> anyhow::Result<()> {
@@ -61,60 +19,14 @@ pub fn cache(root: &Path) -> anyhow::Result<()> {
     crate::node_tools(root)?;
     crate::services::ensure()?;
     crate::ensure_package("wrk", "wrk", "the cache benchmark loads with it")?;
-    let pdp = root.join("target/release/pdp");
-    let deno = crate::deno_binary(root)?;
-    let work = std::env::temp_dir().join(format!("pdp-bench-cache-{}", std::process::id()));
-    let cache = root.join("target/bench-cache");
-    let db = format!("pdp_bench_cache_{}", std::process::id());
-    let url = format!("postgresql://postgres@127.0.0.1:5432/{db}");
-    std::fs::create_dir_all(&work)?;
-    let pdp_in = |args: &[&str]| {
-        let mut c = Command::new(&pdp);
-        c.args(args).current_dir(&work).env("PDP_CACHE_DIR", &cache).env("PDP_LOG", "warn");
-        c
-    };
-    crate::step("pdp init", &mut pdp_in(&["init", "--yes", "--no-ci", "--no-deploy", "--database-url", &url]))?;
-    let generated = std::fs::read_to_string(work.join("pdp.toml"))?;
-    let toml = generated.replacen("[serve]\n", "[serve]\nchildren = 1\n", 1);
-    if toml == generated {
-        bail!("the generated pdp.toml has no `[serve]` table");
-    }
-    std::fs::write(work.join("pdp.toml"), toml)?;
-    crate::step("pdp migrate deploy", &mut pdp_in(&["-q", "migrate", "deploy"]))?;
-    crate::step("pdp build-client", &mut pdp_in(&["-q", "build-client"]))?;
-    let seed = "INSERT INTO \"User\" (email, name) SELECT 'u' || i || '@bench.test', 'user ' || i FROM generate_series(1, 1000) i";
-    crate::step("seed users", Command::new("psql").args([url.as_str(), "-q", "-c", seed]))?;
-    let key = std::fs::read_to_string(work.join(".env"))?
-        .lines()
-        .find_map(|l| l.strip_prefix("PDP_API_KEY=").map(|v| v.trim().trim_matches(['\'', '"']).to_owned()))
-        .context("no PDP_API_KEY in .env")?;
-    let mut serve = pdp_in(&["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?;
+    let project = Project::set_up(root, "cache", 1000, false)?;
+    let (work, key) = (&project.work, &project.key);
+    let mut serve = project.pdp(&["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?;
     let port = crate::bench::read_listen_port(&mut serve, "https")?;
     let ca = work.join(".pdp/tls/ca.pem");
-
-    let mut capture = Command::new(&deno);
-    capture
-        .args(["run", "-A", "--no-config"])
-        .arg(root.join("xtask/bench/capture_query.ts"))
-        .current_dir(&work)
-        .env("DENO_DIR", cache.join("deno-dir"))
-        .env("NO_COLOR", "1")
-        .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
-        .env("ACCEL_URL", format!("prisma://localhost:{port}/?api_key={key}"))
-        .env("DENO_CERT", &ca);
-    crate::step("capture the client's findUnique /query body", &mut capture)?;
-    let body = std::fs::read_to_string(work.join("query.json"))?;
-    let script = |cache_control: &str| -> anyhow::Result<String> {
-        Ok(format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer {key}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
-             wrk.headers[\"Prisma-Engine-Hash\"] = \"7.10.0\"\n{cache_control}wrk.body = {}\n\
-             response = function(status, headers, body)\n  if status ~= 200 or not body:find('\"email\"', 1, true) then\n    \
-             io.stderr:write(\"unexpected \" .. status .. \": \" .. body .. \"\\n\"); os.exit(1)\n  end\nend\n",
-            crate::bench_serve::lua_string(&body)?
-        ))
-    };
-    std::fs::write(work.join("hit.lua"), script("wrk.headers[\"Cache-Control\"] = \"max-age=600\"\n")?)?;
-    std::fs::write(work.join("uncached.lua"), script("")?)?;
+    let body = project.capture(root, &format!("prisma://localhost:{port}/?api_key={key}"), Some(&ca))?;
+    std::fs::write(work.join("hit.lua"), lua(key, &body, "wrk.headers[\"Cache-Control\"] = \"max-age=600\"\n", None)?)?;
+    std::fs::write(work.join("uncached.lua"), lua(key, &body, "", None)?)?;
     std::fs::write(
         work.join("health.lua"),
         format!(
@@ -129,15 +41,15 @@ pub fn cache(root: &Path) -> anyhow::Result<()> {
     ];
     let pid = serve.id();
     for (_, script, url) in &paths {
-        let _ = wrk(&work, script, url, pid)?;
+        let _ = wrk(work, script, url, 32, 6, &[pid])?;
     }
-    let mut results: Vec<Vec<Run>> = paths.iter().map(|_| Vec::new()).collect();
+    let mut results: Vec<Vec<Wrk>> = paths.iter().map(|_| Vec::new()).collect();
     for round in 1..=ROUNDS {
         for ((name, script, url), runs) in paths.iter().zip(results.iter_mut()) {
-            let r = wrk(&work, script, url, pid)?;
+            let r = wrk(work, script, url, 32, 6, &[pid])?;
             eprintln!(
                 "round {round} {name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms; pdp {:.0} µs/request",
-                r.rps, r.p50, r.p99, r.pdp_us
+                r.rps, r.p50, r.p99, r.cpu[0]
             );
             runs.push(r);
         }
@@ -151,16 +63,8 @@ pub fn cache(root: &Path) -> anyhow::Result<()> {
     let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = serve.wait();
-    let _ = Command::new("psql")
-        .args([
-            "postgresql://postgres@127.0.0.1:5432/postgres",
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-        ])
-        .status();
 
-    let med = |runs: &[Run], f: &dyn Fn(&Run) -> f64| crate::bench::median_f64(runs.iter().map(f).collect());
+    let med = |runs: &[Wrk], f: &dyn Fn(&Wrk) -> f64| crate::bench::median_f64(runs.iter().map(f).collect());
     println!(
         "\nQuery cache: wrk -t1 -c32, 6 s rounds over pdp's https with the key header, medians of {ROUNDS} alternating rounds"
     );
@@ -172,7 +76,7 @@ pub fn cache(root: &Path) -> anyhow::Result<()> {
             med(runs, &|r| r.rps),
             med(runs, &|r| r.p50),
             med(runs, &|r| r.p99),
-            med(runs, &|r| r.pdp_us)
+            med(runs, &|r| r.cpu[0])
         );
     }
     let (floor, hits, uncached) = (&results[0], &results[1], &results[2]);
@@ -188,6 +92,6 @@ pub fn cache(root: &Path) -> anyhow::Result<()> {
         .unwrap_or("?")
         .to_owned();
     println!("  queries the cache ran for the hits' key over the whole run (warm-up included): {fills}");
-    let _ = std::fs::remove_dir_all(&work);
+    project.finish();
     Ok(())
 }

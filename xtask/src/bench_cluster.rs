@@ -12,51 +12,11 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
 
+use crate::bench_prisma7::{Project, Wrk, lua, wrk};
+
 const ROUNDS: usize = 3;
 const USERS: usize = 1000;
 const SECRET: &str = "bench-cluster-secret-0123456789abcdef0123";
-
-/// One wrk run: req/s, p50 ms, p99 ms, and CPU µs per request of each process in `pids`.
-struct Run {
-    rps: f64,
-    p50: f64,
-    p99: f64,
-    cpu: Vec<f64>,
-}
-
-fn ms(text: &str, label: &str) -> f64 {
-    let Some(value) = text.lines().find_map(|l| l.trim().strip_prefix(label)).map(str::trim) else { return 0.0 };
-    let (number, unit) = value.split_at(value.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(value.len()));
-    let n: f64 = number.parse().unwrap_or(0.0);
-    match unit {
-        "us" => n / 1000.0,
-        "s" => n * 1000.0,
-        _ => n,
-    }
-}
-
-fn wrk(work: &Path, script: &str, url: &str, connections: u32, pids: &[u32]) -> anyhow::Result<Run> {
-    let spent = || pids.iter().map(|p| crate::bench::cpu(*p)).collect::<Vec<_>>();
-    let before = spent();
-    let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), "-d6s", "--latency", "-s", script, url])
-        .current_dir(work)
-        .output()?;
-    let after = spent();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!("wrk against {url} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let number = |label: &str| -> f64 {
-        text.lines()
-            .find(|l| l.contains(label))
-            .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
-            .unwrap_or(0.0)
-    };
-    let n = number("requests in").max(1.0);
-    let cpu = before.iter().zip(&after).map(|(b, a)| a.saturating_sub(*b) as f64 * 10_000.0 / n).collect();
-    Ok(Run { rps: number("Requests/sec"), p50: ms(&text, "50%"), p99: ms(&text, "99%"), cpu })
-}
 
 fn stop(child: &mut Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
@@ -70,43 +30,15 @@ pub fn cluster(root: &Path) -> anyhow::Result<()> {
     crate::services::ensure()?;
     crate::ensure_package("wrk", "wrk", "the cluster benchmark loads with it")?;
     crate::ensure_package("haproxy", "haproxy", "the cluster benchmark balances with it")?;
-    let pdp = root.join("target/release/pdp");
-    let deno = crate::deno_binary(root)?;
-    let work = std::env::temp_dir().join(format!("pdp-bench-cluster-{}", std::process::id()));
-    let cache = root.join("target/bench-cache");
-    let db = format!("pdp_bench_cluster_{}", std::process::id());
-    let url = format!("postgresql://postgres@127.0.0.1:5432/{db}");
-    std::fs::create_dir_all(&work)?;
-    let pdp_in = |args: &[&str]| {
-        let mut c = Command::new(&pdp);
-        c.args(args).current_dir(&work).env("PDP_CACHE_DIR", &cache).env("PDP_LOG", "warn");
-        c
-    };
-    crate::step("pdp init", &mut pdp_in(&["init", "--yes", "--no-ci", "--no-deploy", "--database-url", &url]))?;
-    let generated = std::fs::read_to_string(work.join("pdp.toml"))?;
-    let toml =
-        generated.replacen("[serve]\n", "[serve]\nchildren = 1\n", 1).replacen("tls = \"auto\"", "tls = \"off\"", 1);
-    if !toml.contains("children = 1") || !toml.contains("tls = \"off\"") {
-        bail!("the generated pdp.toml has no `[serve]` table with `tls = \"auto\"`");
-    }
-    std::fs::write(work.join("pdp.toml"), toml)?;
-    crate::step("pdp migrate deploy", &mut pdp_in(&["-q", "migrate", "deploy"]))?;
-    crate::step("pdp build-client", &mut pdp_in(&["-q", "build-client"]))?;
-    let seed = format!(
-        "INSERT INTO \"User\" (email, name) SELECT 'u' || i || '@bench.test', 'user ' || i FROM generate_series(1, {USERS}) i"
-    );
-    crate::step("seed users", Command::new("psql").args([url.as_str(), "-q", "-c", &seed]))?;
-    let key = std::fs::read_to_string(work.join(".env"))?
-        .lines()
-        .find_map(|l| l.strip_prefix("PDP_API_KEY=").map(|v| v.trim().trim_matches(['\'', '"']).to_owned()))
-        .context("no PDP_API_KEY in .env")?;
-
+    let project = Project::set_up(root, "cluster", USERS, true)?;
+    let (work, key) = (&project.work, &project.key);
     // Two replicas, each the other's peer.
     let cluster_ports = [crate::bench::free_port()?, crate::bench::free_port()?];
     let peers = cluster_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let mut replicas = Vec::new();
     for port in cluster_ports {
-        let mut child = pdp_in(&["serve", "--listen", "127.0.0.1:0"])
+        let mut child = project
+            .pdp(&["serve", "--listen", "127.0.0.1:0"])
             .env("PDP_CLUSTER_SECRET", SECRET)
             .env("PDP_CLUSTER_ADVERTISE", format!("127.0.0.1:{port}"))
             .env("PDP_CLUSTER_PEERS", &peers)
@@ -130,7 +62,7 @@ pub fn cluster(root: &Path) -> anyhow::Result<()> {
          backend both\n  balance roundrobin\n  server a 127.0.0.1:{a_port}\n  server b 127.0.0.1:{b_port}\n"
     );
     std::fs::write(work.join("haproxy.cfg"), config)?;
-    let mut haproxy = Command::new("haproxy").args(["-db", "-f", "haproxy.cfg"]).current_dir(&work).spawn()?;
+    let mut haproxy = Command::new("haproxy").args(["-db", "-f", "haproxy.cfg"]).current_dir(work).spawn()?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", both_port)).is_err() {
         if std::time::Instant::now() > deadline {
@@ -140,30 +72,9 @@ pub fn cluster(root: &Path) -> anyhow::Result<()> {
     }
     let lb = haproxy.id();
 
-    // The client's own findUnique body, as in `bench serve`.
-    let mut capture = Command::new(&deno);
-    capture
-        .args(["run", "-A", "--no-config"])
-        .arg(root.join("xtask/bench/capture_query.ts"))
-        .current_dir(&work)
-        .env("DENO_DIR", cache.join("deno-dir"))
-        .env("NO_COLOR", "1")
-        .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
-        .env("ACCEL_URL", format!("prisma+postgres://localhost:{a_port}/?api_key={key}"));
-    crate::step("capture the client's findUnique /query body", &mut capture)?;
-    let body = std::fs::read_to_string(work.join("query.json"))?;
-    let (pre, post) =
-        body.split_once("\"params\":{\"%1\":7}").context("the captured body has no `%1` parameter of 7")?;
-    let headers = format!(
-        "wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer {key}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
-         wrk.headers[\"Prisma-Engine-Hash\"] = \"7.10.0\"\nlocal pre = {}\nlocal post = {}\n\
-         request = function()\n  return wrk.format(nil, nil, nil, pre .. '\"params\":{{\"%1\":' .. math.random(1, {USERS}) .. '}}' .. post)\nend\n\
-         response = function(status, headers, body)\n  if status ~= 200 or not body:find('\"email\"', 1, true) then\n    \
-         io.stderr:write(\"unexpected \" .. status .. \": \" .. body .. \"\\n\"); os.exit(1)\n  end\nend\n",
-        crate::bench_serve::lua_string(pre)?,
-        crate::bench_serve::lua_string(post)?
-    );
-    std::fs::write(work.join("query.lua"), &headers)?;
+    // The client's own findUnique body, as in `bench serve`, a random user each request.
+    let body = project.capture(root, &format!("prisma+postgres://localhost:{a_port}/?api_key={key}"), None)?;
+    std::fs::write(work.join("query.lua"), lua(key, &body, "", Some(USERS))?)?;
 
     let pids = [a_pid, b_pid, a_exec, b_exec, lb];
     let paths = [
@@ -172,12 +83,12 @@ pub fn cluster(root: &Path) -> anyhow::Result<()> {
         ("HAProxy → two replicas", format!("http://127.0.0.1:{both_port}/query")),
     ];
     for (_, url) in &paths {
-        let _ = wrk(&work, "query.lua", url, 32, &pids)?;
+        let _ = wrk(work, "query.lua", url, 32, 6, &pids)?;
     }
-    let mut results: Vec<Vec<Run>> = paths.iter().map(|_| Vec::new()).collect();
+    let mut results: Vec<Vec<Wrk>> = paths.iter().map(|_| Vec::new()).collect();
     for round in 1..=ROUNDS {
         for ((name, url), runs) in paths.iter().zip(results.iter_mut()) {
-            let r = wrk(&work, "query.lua", url, 32, &pids)?;
+            let r = wrk(work, "query.lua", url, 32, 6, &pids)?;
             eprintln!(
                 "round {round} {name}: {:.0} req/s, p50 {:.2} ms; CPU µs/request: pdp A {:.0}, B {:.0}, executors {:.0} + {:.0}, HAProxy {:.0}",
                 r.rps, r.p50, r.cpu[0], r.cpu[1], r.cpu[2], r.cpu[3], r.cpu[4]
@@ -203,10 +114,10 @@ pub fn cluster(root: &Path) -> anyhow::Result<()> {
         ("local (owner A, straight)", format!("http://127.0.0.1:{a_port}/transaction/{id}/query")),
         ("relayed (through B to A)", format!("http://127.0.0.1:{b_port}/transaction/{id}/query")),
     ];
-    let mut hops: Vec<Vec<Run>> = hop_paths.iter().map(|_| Vec::new()).collect();
+    let mut hops: Vec<Vec<Wrk>> = hop_paths.iter().map(|_| Vec::new()).collect();
     for round in 1..=ROUNDS {
         for ((name, url), runs) in hop_paths.iter().zip(hops.iter_mut()) {
-            let r = wrk(&work, "query.lua", url, 1, &pids)?;
+            let r = wrk(work, "query.lua", url, 1, 6, &pids)?;
             eprintln!("hop round {round} {name}: p50 {:.3} ms, p99 {:.3} ms, {:.0} req/s", r.p50, r.p99, r.rps);
             runs.push(r);
         }
@@ -216,17 +127,9 @@ pub fn cluster(root: &Path) -> anyhow::Result<()> {
     for (child, ..) in &mut replicas {
         stop(child);
     }
-    let _ = Command::new("psql")
-        .args([
-            "postgresql://postgres@127.0.0.1:5432/postgres",
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-        ])
-        .status();
 
-    let med = |runs: &[Run], f: &dyn Fn(&Run) -> f64| crate::bench::median_f64(runs.iter().map(f).collect());
-    let spread = |runs: &[Run]| {
+    let med = |runs: &[Wrk], f: &dyn Fn(&Wrk) -> f64| crate::bench::median_f64(runs.iter().map(f).collect());
+    let spread = |runs: &[Wrk]| {
         let xs: Vec<f64> = runs.iter().map(|r| r.rps).collect();
         (xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(0.0, f64::max))
     };
@@ -262,6 +165,6 @@ pub fn cluster(root: &Path) -> anyhow::Result<()> {
         );
     }
     println!("  added by the relay: p50 +{:.3} ms", med(&hops[1], &|r| r.p50) - local);
-    let _ = std::fs::remove_dir_all(&work);
+    project.finish();
     Ok(())
 }

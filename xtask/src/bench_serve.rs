@@ -25,42 +25,15 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     crate::step("build pdp (release)", crate::cargo().args(["build", "--release", "--locked", "-p", "pdp"]))?;
     crate::node_tools(root)?;
     crate::services::ensure()?;
-    let pdp = root.join("target/release/pdp");
     let deno = crate::deno_binary(root)?;
-    let work = std::env::temp_dir().join(format!("pdp-bench-serve-{}", std::process::id()));
-    let cache = root.join("target/bench-cache");
-    let db = format!("pdp_bench_serve_{}", std::process::id());
-    let url = format!("postgresql://postgres@127.0.0.1:5432/{db}");
-    std::fs::create_dir_all(&work)?;
+    let project = crate::bench_prisma7::Project::set_up(root, "serve", USERS, false)?;
+    let (work, cache, key) = (project.work.clone(), project.cache.clone(), project.key.clone());
+    // Children also on a loopback port (bench only): the "direct" paths load the very executor pdp runs.
     let pdp_in = |args: &[&str]| {
-        let mut c = Command::new(&pdp);
-        // Children also on a loopback port (bench only): the "direct" paths load the very executor pdp runs.
-        c.args(args)
-            .current_dir(&work)
-            .env("PDP_CACHE_DIR", &cache)
-            .env("PDP_LOG", "warn")
-            .env("PDP_BENCH_CHILD_TCP", "1");
+        let mut c = project.pdp(args);
+        c.env("PDP_BENCH_CHILD_TCP", "1");
         c
     };
-    // `pdp init` writes the sample schema with its first migration.
-    crate::step("pdp init", &mut pdp_in(&["init", "--yes", "--no-ci", "--no-deploy", "--database-url", &url]))?;
-    // One executor, so that "direct" and "through pdp" load the very same process.
-    let generated = std::fs::read_to_string(work.join("pdp.toml"))?;
-    let single = generated.replacen("[serve]\n", "[serve]\nchildren = 1\n", 1);
-    if single == generated {
-        bail!("the generated pdp.toml has no `[serve]` table");
-    }
-    std::fs::write(work.join("pdp.toml"), single)?;
-    crate::step("pdp migrate deploy", &mut pdp_in(&["-q", "migrate", "deploy"]))?;
-    crate::step("pdp build-client", &mut pdp_in(&["-q", "build-client"]))?;
-    let seed = format!(
-        "INSERT INTO \"User\" (email, name) SELECT 'u' || i || '@bench.test', 'user ' || i FROM generate_series(1, {USERS}) i"
-    );
-    crate::step("seed users", Command::new("psql").args([url.as_str(), "-q", "-c", &seed]))?;
-    let key = std::fs::read_to_string(work.join(".env"))?
-        .lines()
-        .find_map(|l| l.strip_prefix("PDP_API_KEY=").map(|v| v.trim().trim_matches(['\'', '"']).to_owned()))
-        .context("no PDP_API_KEY in .env")?;
 
     // pdp serve, and its port from its log.
     let mut serve = pdp_in(&["serve", "--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn()?;
@@ -160,49 +133,15 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     // The same paths loaded by wrk replaying the client's own `/query` body (a random id each), so that
     // the load generator does not eat the cores and every request is one query (the client batches).
     crate::ensure_package("wrk", "wrk", "the serve benchmark loads with it")?;
-    let mut capture = Command::new(&deno);
-    capture
-        .args(["run", "-A", "--no-config"])
-        .arg(root.join("xtask/bench/capture_query.ts"))
-        .current_dir(&work)
-        .env("DENO_DIR", cache.join("deno-dir"))
-        .env("NO_COLOR", "1")
-        .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
-        .env("ACCEL_URL", &via_pdp)
-        .env("DENO_CERT", &ca);
-    crate::step("capture the client's findUnique /query body", &mut capture)?;
-    let body = std::fs::read_to_string(work.join("query.json"))?;
-    let (pre, post) =
-        body.split_once("\"params\":{\"%1\":7}").context("the captured body has no `%1` parameter of 7")?;
-    let lua = format!(
-        "wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer {key}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
-         wrk.headers[\"Prisma-Engine-Hash\"] = \"7.10.0\"\nlocal pre = {}\nlocal post = {}\n\
-         request = function()\n  return wrk.format(nil, nil, nil, pre .. '\"params\":{{\"%1\":' .. math.random(1, {USERS}) .. '}}' .. post)\nend\n\
-         response = function(status, headers, body)\n  if status ~= 200 or not body:find('\"email\"', 1, true) then\n    \
-         io.stderr:write(\"unexpected \" .. status .. \": \" .. body .. \"\\n\"); os.exit(1)\n  end\nend\n",
-        lua_string(pre)?,
-        lua_string(post)?
-    );
-    std::fs::write(work.join("query.lua"), lua)?;
+    let body = project.capture(root, &via_pdp, Some(&ca))?;
+    std::fs::write(work.join("query.lua"), crate::bench_prisma7::lua(&key, &body, "", Some(USERS))?)?;
+    // req/s, and CPU µs per request of the proxy and of the executors together.
     let wrk = |url: &str, proxy: Option<u32>, executors: &[u32]| -> anyhow::Result<(f64, f64, f64)> {
-        let spent = || executors.iter().map(|e| crate::bench::cpu(*e)).sum::<u64>();
-        let before = (proxy.map_or(0, crate::bench::cpu), spent());
-        let out =
-            Command::new("wrk").args(["-t1", "-c32", "-d8s", "-s", "query.lua", url]).current_dir(&work).output()?;
-        let after = (proxy.map_or(0, crate::bench::cpu), spent());
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            bail!("wrk against {url} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-        }
-        let number = |label: &str| -> f64 {
-            text.lines()
-                .find(|l| l.contains(label))
-                .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
-                .unwrap_or(0.0)
-        };
-        let n = number("requests in").max(1.0);
-        let per = |a: u64, b: u64| a.saturating_sub(b) as f64 * 10_000.0 / n;
-        Ok((number("Requests/sec"), per(after.0, before.0), per(after.1, before.1)))
+        let pids: Vec<u32> = proxy.into_iter().chain(executors.iter().copied()).collect();
+        let r = crate::bench_prisma7::wrk(&work, "query.lua", url, 32, 8, &pids)?;
+        let proxy_us = if proxy.is_some() { r.cpu[0] } else { 0.0 };
+        let skip = usize::from(proxy.is_some());
+        Ok((r.rps, proxy_us, r.cpu[skip..].iter().sum()))
     };
     let wrk_paths = [
         ("direct", format!("http://127.0.0.1:{direct_port}/query"), None, vec![executor]),
@@ -288,15 +227,6 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let _ = child.wait();
     }
-    let _ = Command::new("psql")
-        .args([
-            "postgresql://postgres@127.0.0.1:5432/postgres",
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
-        ])
-        .status();
-
     crate::bench::print_proxy_comparison(
         "findUnique by id, 32 concurrent, one Deno client process, 10 s rounds after a warm-up of each path",
         "direct to the executor (http):",
@@ -375,16 +305,8 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         wrk_rps(t),
         wrk_rps(t) / wrk_rps(o)
     );
-    let _ = std::fs::remove_dir_all(&work);
+    project.finish();
     Ok(())
-}
-
-/// `text` as a Lua long string literal (no escapes inside).
-pub(crate) fn lua_string(text: &str) -> anyhow::Result<String> {
-    if text.contains("]==]") {
-        bail!("the captured body holds `]==]`, which ends a Lua long string");
-    }
-    Ok(format!("[==[{text}]==]"))
 }
 
 fn status_kb(pid: u32, field: &str) -> Option<u64> {

@@ -11,6 +11,7 @@ mod bench_client;
 mod bench_cluster;
 mod bench_dp1;
 mod bench_engines;
+mod bench_prisma7;
 mod bench_serve;
 mod services;
 mod tidy;

@@ -687,18 +687,13 @@ async fn fetch(
             ));
         }
     };
-    let status = resp.status();
-    let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
-    let limited =
-        http_body_util::Limited::new(resp.into_body(), usize::try_from(limits.max_response_size).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(c) => Ok(cache::Stored { status, content_type, body: c.to_bytes() }),
-        Err(e) => Err(user_facing(
+    cache::Stored::collect(resp, limits.max_response_size, limit).await.map_err(|e| {
+        user_facing(
             StatusCode::UNPROCESSABLE_ENTITY,
             "P6009",
             &format!("the query's result did not arrive whole within [serve.limits] max-response-size: {e}"),
-        )),
-    }
+        )
+    })
 }
 
 impl Dp1 {

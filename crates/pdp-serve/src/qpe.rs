@@ -352,14 +352,9 @@ async fn fetch(
             ));
         }
     };
-    let status = resp.status();
-    let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
-    let limited =
-        http_body_util::Limited::new(resp.into_body(), usize::try_from(limits.max_response_size).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(c) => Ok(cache::Stored { status, content_type, body: c.to_bytes() }),
-        Err(e) => Err(error(StatusCode::BAD_GATEWAY, "P6000", &format!("the executor's answer broke off: {e}"))),
-    }
+    cache::Stored::collect(resp, limits.max_response_size, limit)
+        .await
+        .map_err(|e| error(StatusCode::BAD_GATEWAY, "P6000", &format!("the executor's answer broke off: {e}")))
 }
 
 impl Qpe {

@@ -173,6 +173,24 @@ impl Status {
 }
 
 impl Stored {
+    /// A child's answer read whole, within `limit` bytes and `within` (its status and Content-Type kept);
+    /// `Err` says why it did not arrive whole.
+    pub async fn collect(
+        resp: Response<hyper::body::Incoming>,
+        limit: u64,
+        within: Duration,
+    ) -> Result<Stored, String> {
+        use http_body_util::BodyExt;
+        let status = resp.status();
+        let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+        let limited = http_body_util::Limited::new(resp.into_body(), usize::try_from(limit).unwrap_or(usize::MAX));
+        match tokio::time::timeout(within, limited.collect()).await {
+            Ok(Ok(c)) => Ok(Stored { status, content_type, body: c.to_bytes() }),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("not whole within {}s", within.as_secs())),
+        }
+    }
+
     /// The client's response: the stored answer with the cache's headers (`modified` is the
     /// Last-Modified value, [`http_date`]).
     pub fn response(&self, status: Status, modified: &HeaderValue) -> Response<Body> {
