@@ -347,7 +347,7 @@ impl Dp1 {
     ) -> Response<Body> {
         let role = match kit.place(route.role(), &req, self) {
             Ok(Place::Here(role)) => role,
-            Ok(Place::Owner(owner)) => return kit.relay(via, owner, req, self).await,
+            Ok(Place::Owner(owner)) => return kit.relay(owner, req, self).await,
             Err(resp) => return *resp,
         };
         let from_peer = req.extensions().get::<Caller>().is_some_and(|c| c.from_peer);
@@ -368,7 +368,7 @@ impl Dp1 {
         let schema = match schema {
             Some(s) => s,
             // The client's upload may have reached another replica: ask them before making it upload again.
-            None if !from_peer => match self.schema_from_peers(kit, via, &route.hash).await {
+            None if !from_peer => match self.schema_from_peers(kit, &route.hash).await {
                 Some(s) => s,
                 None => return schema_missing(),
             },
@@ -574,7 +574,7 @@ impl Dp1 {
 
     /// Asks every peer at once for the schema `hash`; the first copy that passes the upload's checks is
     /// registered and returned.
-    async fn schema_from_peers(&self, kit: &Kit, via: &Upstreams, hash: &str) -> Option<Arc<engine::Schema>> {
+    async fn schema_from_peers(&self, kit: &Kit, hash: &str) -> Option<Arc<engine::Schema>> {
         let cluster = kit.cluster.as_ref()?;
         let peers = cluster.peers().await.addrs;
         if peers.is_empty() {
@@ -588,17 +588,7 @@ impl Dp1 {
                 let path = path.clone();
                 async move {
                     let resp = cluster
-                        .send(
-                            &kit.forwarder,
-                            via,
-                            *peer,
-                            Method::GET,
-                            &path,
-                            &HeaderMap::new(),
-                            "-",
-                            Bytes::new(),
-                            Duration::from_secs(3),
-                        )
+                        .send(*peer, Method::GET, &path, &HeaderMap::new(), "-", Bytes::new(), Duration::from_secs(3))
                         .await
                         .ok()?;
                     if resp.status() != StatusCode::OK {

@@ -208,7 +208,7 @@ impl Qpe {
         };
         let role = match kit.place(route.role(), &req, self) {
             Ok(Place::Here(role)) => role,
-            Ok(Place::Owner(owner)) => return kit.relay(via, owner, req, self).await,
+            Ok(Place::Owner(owner)) => return kit.relay(owner, req, self).await,
             Err(resp) => return *resp,
         };
         let ticket = match kit.txs.admit(role, self) {

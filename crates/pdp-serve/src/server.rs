@@ -163,7 +163,7 @@ impl App {
                 }
                 let path = req.uri().path();
                 if req.method() == Method::POST && path == "/invalidate" {
-                    return ("invalidate", Some(key), self.invalidate(req, via).await);
+                    return ("invalidate", Some(key), self.invalidate(req).await);
                 }
                 if let Some(route) = dp1::Route::parse(req.method(), path) {
                     let name = route.name();
@@ -224,7 +224,7 @@ impl App {
     /// `POST /invalidate` (`$accelerate.invalidate({ tags })`, `invalidateAll()`): this replica's cache, then
     /// every peer's, before answering; a peer that could not be reached is named in a 502 (the extension
     /// raises it), so the caller knows its invalidation is incomplete.
-    async fn invalidate<B: RequestBody>(&self, req: Request<B>, via: &Upstreams) -> Response<Body> {
+    async fn invalidate<B: RequestBody>(&self, req: Request<B>) -> Response<Body> {
         let limit = self.kit.limits().max_body_size;
         let (parts, body) = req.into_parts();
         let bytes = match read_body(&parts.headers, body, limit, Duration::from_secs(10)).await {
@@ -244,8 +244,6 @@ impl App {
             async move {
                 let outcome = cluster
                     .send(
-                        &self.kit.forwarder,
-                        via,
                         *peer,
                         Method::POST,
                         peers::INVALIDATE_PATH,

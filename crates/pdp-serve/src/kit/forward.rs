@@ -238,7 +238,7 @@ async fn send(via: &Upstreams, addr: &ChildAddr, req: Request<Full<Bytes>>) -> R
 
 /// Headers never passed between client and child: hop-by-hop ones, the key, and the limits the executor
 /// would trust from a caller (pdp sets those from pdp.toml; protocols.md §3.3).
-fn forwardable(name: &HeaderName) -> bool {
+pub(crate) fn forwardable(name: &HeaderName) -> bool {
     let n = name.as_str();
     !(matches!(
         n,

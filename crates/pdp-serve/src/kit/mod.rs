@@ -84,7 +84,6 @@ impl Kit {
     /// one attempt, never re-sent; a replica that cannot be reached gets the protocol's transaction error.
     pub async fn relay<B: RequestBody>(
         &self,
-        via: &forward::Upstreams,
         owner: SocketAddr,
         req: Request<B>,
         errors: &dyn txs::TxErrors,
@@ -105,8 +104,7 @@ impl Kit {
         // a query running to its timeout, and its own answer on top.
         let limit = limits.query_timeout.max(limits.transaction_max_wait) + Duration::from_secs(10);
         let metrics = &self.cx.metrics;
-        let outcome =
-            cluster.send(&self.forwarder, via, owner, parts.method, &path, &parts.headers, &caller, body, limit).await;
+        let outcome = cluster.send(owner, parts.method, &path, &parts.headers, &caller, body, limit).await;
         match outcome {
             Ok(resp) => {
                 peers::count(metrics, "relay", "ok");

@@ -15,13 +15,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use pdp_config::Secret;
-use pdp_toolchain::launch::ChildAddr;
 use sha2::{Digest, Sha256};
 
-use super::forward::{ForwardError, Forwarder, Upstreams};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::forward::{self, ForwardError};
 use super::respond::{self, Body};
 use super::txs::{Role, TxErrors};
 use crate::metrics::{Metrics, PeerLabels};
@@ -73,6 +77,9 @@ pub struct Cluster {
     /// Owner references older than this are refused: no transaction lives longer, and an old pod's
     /// address may belong to another pod by now.
     max_age: Duration,
+    /// Connections to peers, pooled for the whole replica (not per client connection, so that many client
+    /// connections never hold many idle connections to each peer).
+    client: Client<HttpConnector, Full<Bytes>>,
 }
 
 /// The peers found now.
@@ -151,7 +158,15 @@ impl Cluster {
     pub fn new(secret: &Secret, me: SocketAddr, peers: Vec<String>, max_age: Duration) -> Cluster {
         // HMAC takes keys of any length.
         let key = HmacSha256::new_from_slice(secret.expose().as_bytes()).unwrap_or_else(|_| unreachable!());
-        Cluster { key, me, peers, seen: Mutex::new(Nonces::default()), max_age }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(32)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Cluster { key, me, peers, seen: Mutex::new(Nonces::default()), max_age, client }
     }
 
     /// This replica's cluster address.
@@ -346,12 +361,12 @@ impl Cluster {
         out
     }
 
-    /// Sends one signed request to the peer at `addr` over `via`: one attempt, never re-sent.
+    /// Sends one signed request to the peer at `addr` on the replica's shared pool of peer connections:
+    /// one attempt, never re-sent (a pooled connection found closed before the request was written is the
+    /// only case another connection carries it).
     #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
-        forwarder: &Forwarder,
-        via: &Upstreams,
         addr: SocketAddr,
         method: Method,
         path: &str,
@@ -360,11 +375,36 @@ impl Cluster {
         body: Bytes,
         limit: Duration,
     ) -> Result<Response<Incoming>, ForwardError> {
-        let mut headers = headers.clone();
-        for (name, value) in self.sign(addr, &method, path, caller, &headers, &body) {
-            headers.insert(name, value);
+        let uri: http::Uri =
+            format!("http://{addr}{path}").parse().map_err(|e| ForwardError::Unreachable(format!("{e}")))?;
+        let mut out = HeaderMap::with_capacity(headers.len() + 2);
+        for (name, value) in headers {
+            if forward::forwardable(name) {
+                out.append(name.clone(), value.clone());
+            }
         }
-        forwarder.forward(via, &ChildAddr::Tcp(addr), method, path, &headers, body, limit).await
+        for (name, value) in self.sign(addr, &method, path, caller, &out, &body) {
+            out.insert(name, value);
+        }
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = out;
+        match tokio::time::timeout(limit, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                // The legacy client's own message is generic: the causes say what happened.
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why.push_str(": ");
+                    why.push_str(&s.to_string());
+                    source = s.source();
+                }
+                Err(ForwardError::Unreachable(why))
+            }
+            Err(_) => Err(ForwardError::Timeout(limit)),
+        }
     }
 }
 
