@@ -334,6 +334,12 @@ fn three_replicas_behind_haproxy_serve_prisma_7_and_6_clients_and_survive_a_kill
     let (code, body) = curl(ports[1], "POST", &format!("/6.19.3/{hash}/graphql"), &[&bearer], Some(count));
     assert_eq!(code, 200, "{body}\n{}", logs(&replicas));
     let copied = replicas[1].as_ref().map(|s| s.metrics(&key)).unwrap_or_default();
+    // `/ready` says who this replica is to its peers.
+    let (code, ready) = curl(ports[1], "GET", "/ready", &[], None);
+    assert_eq!(code, 200, "{ready}");
+    let ready: Value = serde_json::from_str(&ready).expect("JSON");
+    assert_eq!(ready["cluster"]["advertise"], format!("127.0.0.1:{}", cluster_ports[1]), "{ready}");
+    assert_eq!(ready["cluster"]["peers"].as_array().map(Vec::len), Some(3), "{ready}");
     // The query cache is per replica; an invalidation on any replica reaches every replica's before it
     // answers.
     let status = |port: u16| -> String {

@@ -358,6 +358,11 @@ impl App {
         if let Some(why) = missing {
             body["project_engine"] = serde_json::json!({ "status": "missing", "error": why });
         }
+        if let Some(cluster) = &self.kit.cluster {
+            // Configured entries only: a probe every few seconds should not resolve names.
+            body["cluster"] =
+                serde_json::json!({ "advertise": cluster.me().to_string(), "peers": cluster.peer_entries() });
+        }
         json(status, &body)
     }
 }

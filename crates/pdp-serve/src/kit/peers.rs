@@ -174,6 +174,11 @@ impl Cluster {
         self.me
     }
 
+    /// The configured peer entries (names unresolved).
+    pub fn peer_entries(&self) -> &[String] {
+        &self.peers
+    }
+
     fn ref_mac(&self, owner: &str, minted: &str, id: &str) -> HmacSha256 {
         let mut mac = self.key.clone();
         for part in ["owner", owner, minted] {
