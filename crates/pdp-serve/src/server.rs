@@ -467,53 +467,38 @@ where
 
 /// Serves `/metrics` (and `/health`) over plain HTTP on its own address, without a key; a few connections
 /// at a time, under the same timers.
-pub async fn metrics_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(16));
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.ok(),
-            () = crate::supervisor::stopped(&mut stop) => break,
-        };
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => match accepted { Ok(p) => p, Err(_) => continue },
-            () = crate::supervisor::stopped(&mut stop) => break,
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let limits = app.kit.limits();
-            let clock = Clock::new();
-            let timed = Timed::new(
-                tcp,
-                clock.clone(),
-                limits.header_read_timeout,
-                limits.idle_timeout,
-                app.kit.cx.metrics.clone(),
-            );
-            let (via, driver) = forward::upstreams();
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (app, via) = (app.clone(), via.clone());
-                let in_flight = clock.start();
-                async move {
-                    let resp = match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => app.metrics_response(&via).await,
-                        (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-                        _ => error(StatusCode::NOT_FOUND, "P6000", "this address serves only /metrics and /health"),
-                    };
-                    Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_flight)))
-                }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service);
-            let _ = forward::with_upstreams(conn, driver).await;
-        });
-    }
+pub async fn metrics_loop(listener: TcpListener, app: Arc<App>, stop: watch::Receiver<bool>) {
+    side_loop(listener, app, stop, 16, |app, req, via| async move {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => app.metrics_response(&via).await,
+            (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            _ => error(StatusCode::NOT_FOUND, "P6000", "this address serves only /metrics and /health"),
+        }
+    })
+    .await;
 }
 
 /// Serves the cluster listener: plain HTTP/1.1 from peers, each request read whole, its authentication
 /// checked (a keyed MAC over its time, nonce, method, path, caller and body) and then dispatched as a
 /// peer's. Runs until `stop` flips, after the drain, so peers can finish this replica's transactions.
-pub async fn peer_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(1024));
+pub async fn peer_loop(listener: TcpListener, app: Arc<App>, stop: watch::Receiver<bool>) {
+    side_loop(listener, app, stop, 1024, |app, req, via| async move { peer_request(app, req, &via).await }).await;
+}
+
+/// A plain-HTTP/1.1 listener beside the main one (metrics, cluster): at most `slots` connections at once,
+/// each under the head and idle timers of `[serve.limits]`, every request answered by `answer`, until
+/// `stop` flips.
+async fn side_loop<F, Fut>(
+    listener: TcpListener,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+    slots: usize,
+    answer: F,
+) where
+    F: Fn(Arc<App>, Request<Incoming>, Arc<Upstreams>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(slots));
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.ok(),
@@ -523,7 +508,8 @@ pub async fn peer_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Re
             accepted = listener.accept() => match accepted {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(target: "pdp::cluster", "accept failed: {e}");
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(target: "pdp::listener", "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -531,7 +517,7 @@ pub async fn peer_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Re
             () = crate::supervisor::stopped(&mut stop) => break,
         };
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
+        let (app, answer) = (app.clone(), answer.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let limits = app.kit.limits();
@@ -545,12 +531,9 @@ pub async fn peer_loop(listener: TcpListener, app: Arc<App>, mut stop: watch::Re
             );
             let (via, driver) = forward::upstreams();
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (app, via) = (app.clone(), via.clone());
                 let in_flight = clock.start();
-                async move {
-                    let resp = peer_request(app, req, &via).await;
-                    Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_flight)))
-                }
+                let resp = answer(app.clone(), req, via.clone());
+                async move { Ok::<_, Infallible>(resp.await.map(|body| Tracked::new(body, in_flight))) }
             });
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service);
             let _ = forward::with_upstreams(conn, driver).await;

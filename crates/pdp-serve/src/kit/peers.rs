@@ -251,12 +251,8 @@ impl Cluster {
     ) -> HmacSha256 {
         let mut mac = self.key.clone();
         let (ts, to) = (ts.to_string(), to.to_string());
-        for part in [b"peer".as_slice(), ts.as_bytes(), nonce.as_bytes(), to.as_bytes(), method.as_str().as_bytes()] {
-            mac.update(part);
-            mac.update(b"\0");
-        }
-        for part in [path.as_bytes(), caller.as_bytes()] {
-            mac.update(part);
+        for part in ["peer", &ts, nonce, &to, method.as_str(), path, caller] {
+            mac.update(part.as_bytes());
             mac.update(b"\0");
         }
         for name in SIGNED_HEADERS {
