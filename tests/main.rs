@@ -37,6 +37,8 @@ mod serve_dp1;
 mod schema_folder;
 // `pdp serve` on MariaDB (Prisma 7 and 6) and SQLite (6), and Prisma 7 on SQLite refused at start.
 mod serve_databases;
+// The operator's view: the status page in headless Chromium, `pdp status`, a real Prometheus on the dashboard and rules.
+mod serve_status;
 // Three `pdp serve` replicas behind HAProxy: Prisma 7 and 6 clients, transactions relayed to their owner, a killed replica.
 mod serve_cluster;
 // Accelerate's query cache with the real @prisma/extension-accelerate on the Prisma 7 Deno client.

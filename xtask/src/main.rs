@@ -92,6 +92,12 @@ fn test(root: &Path) -> anyhow::Result<()> {
     lint_tools(root)?;
     ensure_package("jq", "jq", "the deploy tests run the generated workflow's build step, which uses it")?;
     ensure_package("haproxy", "haproxy", "the cluster test puts three replicas behind it")?;
+    ensure_package("chromium", "chromium", "the status test loads the status page in headless Chromium")?;
+    ensure_package(
+        "prometheus",
+        "prometheus",
+        "the status test scrapes pdp with it and checks the alert rules with promtool",
+    )?;
     step("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
     step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     step("tests", cargo().args(["test", "--workspace", "--locked"]).env("PDP_REQUIRE_SERVICES", "1"))?;
@@ -108,10 +114,17 @@ pub(crate) fn ensure_package(program: &str, package: &str, why: &str) -> anyhow:
     }
     let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     if root && Command::new("apt-get").arg("--version").output().is_ok() {
-        step(
-            &format!("install {program} ({package})"),
-            Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        let install = || {
+            step(
+                &format!("install {program} ({package})"),
+                Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"),
+            )
+        };
+        if install().is_err() {
+            // A fresh machine may not have read the package lists yet.
+            step("apt-get update", Command::new("apt-get").args(["update", "-q"]))?;
+            install()?;
+        }
     }
     if !found() {
         anyhow::bail!("{program} is not installed: {why}\nhint: `apt-get install {package}`");

@@ -78,6 +78,29 @@ impl KeySet {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or(Refused::Missing)?;
+        self.matching(key)
+    }
+
+    /// Like [`KeySet::check`], and also HTTP Basic authentication whose password is a key (any user name):
+    /// what a browser sends when it navigates to the status page.
+    pub fn check_basic_or_bearer(&self, headers: &HeaderMap) -> Result<Arc<str>, Refused> {
+        use base64::Engine as _;
+        let value = headers.get(http::header::AUTHORIZATION).ok_or(Refused::Missing)?;
+        let Some(encoded) =
+            value.to_str().ok().and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        else {
+            return self.check(headers);
+        };
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| Refused::Wrong)?;
+        let text = String::from_utf8(decoded).map_err(|_| Refused::Wrong)?;
+        let (_user, key) = text.split_once(':').ok_or(Refused::Wrong)?;
+        if key.is_empty() {
+            return Err(Refused::Missing);
+        }
+        self.matching(key)
+    }
+
+    fn matching(&self, key: &str) -> Result<Arc<str>, Refused> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         // Compare against every key, always, so timing says nothing about which (or whether one) matched.
         let mut found: Option<usize> = None;
@@ -120,6 +143,22 @@ mod tests {
         assert_eq!(set.check(&headers("Basic Zmlyc3Qta2V5")), Err(Refused::Missing));
         assert_eq!(set.check(&headers("Bearer ")), Err(Refused::Missing));
         assert_eq!(set.check(&HeaderMap::new()), Err(Refused::Missing));
+    }
+
+    #[test]
+    fn basic_authentication_takes_the_key_as_its_password() {
+        use base64::Engine as _;
+        let set = KeySet::new(&[ApiKey::Env { var: "K".into(), key: Secret::new("page-key") }]);
+        let basic = |s: &str| headers(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s)));
+        assert!(set.check_basic_or_bearer(&basic("admin:page-key")).is_ok());
+        assert!(set.check_basic_or_bearer(&basic(":page-key")).is_ok());
+        assert!(set.check_basic_or_bearer(&headers("Bearer page-key")).is_ok());
+        assert_eq!(set.check_basic_or_bearer(&basic("page-key:")), Err(Refused::Missing));
+        assert_eq!(set.check_basic_or_bearer(&basic("admin:other")), Err(Refused::Wrong));
+        assert_eq!(set.check_basic_or_bearer(&headers("Basic !!!")), Err(Refused::Wrong));
+        assert_eq!(set.check_basic_or_bearer(&HeaderMap::new()), Err(Refused::Missing));
+        // Everywhere else a Basic header is no key.
+        assert_eq!(set.check(&basic("admin:page-key")), Err(Refused::Missing));
     }
 
     #[test]

@@ -319,9 +319,7 @@ impl Engines {
             .env("PDP_QE_DATASOURCE", &schema.datasource)
             .env("RUST_LOG", &settings.log_level);
         // The key's connections are shared by its pool, so that more children never mean more connections.
-        let key_limit = settings.limits.connection_limit.map_or_else(default_connection_limit, |n| n as usize);
-        let share = pool_share(key_limit, settings.children, slot);
-        cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", share.to_string());
+        cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", self.connection_limit(key, slot).to_string());
         Ok(self.cx.bench_tcp(self.common_flags(cmd)))
     }
 
@@ -408,6 +406,16 @@ impl Launch for Engines {
         match self.kind {
             QueryEngine::Wasm => self.cx.settings.children,
             QueryEngine::Native => 1,
+        }
+    }
+
+    /// A WASM engine's share of its key's `connection-limit`; a native engine the whole of it.
+    fn connection_limit(&self, key: &EngineKey, slot: usize) -> usize {
+        let limits = self.cx.limits();
+        let key_limit = limits.connection_limit.map_or_else(default_connection_limit, |n| n as usize);
+        match self.kind {
+            QueryEngine::Wasm => pool_share(key_limit, self.pool_size(key), slot),
+            QueryEngine::Native => key_limit,
         }
     }
 

@@ -125,6 +125,9 @@ pub fn unsupported_database(provider: pdp_config::Provider) -> Option<String> {
     }
 }
 
+/// The connections one executor's driver pool opens at most.
+pub const EXECUTOR_POOL: usize = 10;
+
 impl Launch for Executors {
     type Key = String;
 
@@ -134,6 +137,12 @@ impl Launch for Executors {
 
     fn pool_size(&self, _version: &String) -> usize {
         self.cx.settings.children
+    }
+
+    /// The executor builds its own driver pool from the URL alone: node-postgres' and the MariaDB driver's
+    /// default of 10, which the launcher cannot change.
+    fn connection_limit(&self, _version: &String, _slot: usize) -> usize {
+        EXECUTOR_POOL
     }
 
     fn prepare(&self, version: &String, slot: usize) -> Result<Cmd, StartError> {

@@ -13,6 +13,7 @@ pub mod access;
 pub mod auth;
 pub mod conn;
 pub mod context;
+pub mod dbconns;
 pub mod dp1;
 pub mod engine;
 pub mod engine_metrics;
@@ -21,8 +22,10 @@ pub mod kit;
 pub mod metrics;
 pub mod qpe;
 pub mod server;
+pub mod status;
 pub mod supervisor;
 pub mod tls;
+pub mod window;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -371,8 +374,8 @@ impl Server {
         let (transport, tls_started, tls_watch) = match &options.tls {
             TlsMode::Auto { dir, hosts } => {
                 let (paths, outcome) = tls::ensure_auto(dir, hosts)?;
-                let config = tls::load(&paths.cert, &paths.key)?;
-                (Transport::Tls(tls::Current::new(config)), TlsStarted::Auto { paths, outcome }, None)
+                let loaded = tls::load(&paths.cert, &paths.key)?;
+                (Transport::Tls(tls::Current::new(loaded)), TlsStarted::Auto { paths, outcome }, None)
             }
             TlsMode::Files { cert, key } => {
                 let current = tls::Current::new(tls::load(cert, key)?);
@@ -461,7 +464,14 @@ impl Server {
         };
         let connections = connection_budget(options.settings.limits.max_connections);
         cx.metrics.connections_max.set(i64::from(connections.max));
+        let db_target = dbconns::target(&cx.database);
         let app = Arc::new(App {
+            tls: match &transport {
+                Transport::Tls(current) => Some(current.clone()),
+                Transport::Plain => None,
+            },
+            db_target,
+            started: std::time::Instant::now(),
             keys: options.keys.clone(),
             access: options.access_log.clone(),
             metrics_on_main: options.metrics_listen.is_none(),

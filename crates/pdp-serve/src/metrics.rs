@@ -1,6 +1,8 @@
 //! `/metrics`: what pdp itself measures, in Prometheus text format (prometheus-client). Requests by route
 //! and status, latency histograms by route, in-flight requests, open interactive transactions, child
-//! starts and restarts, running children.
+//! starts and restarts, running children, each child's requests in flight and database connections against
+//! its bound, abandoned transactions, the TLS certificate's end, the query cache. The recent-traffic
+//! window of the status page ([`crate::window`]) is fed beside them.
 //!
 //! Deliberately not here: per-key or per-model labels (unbounded cardinality), and scraping the children
 //! (issue 7 merges query-engine metrics into this output).
@@ -100,6 +102,20 @@ pub struct Metrics {
     pub cache_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `pdp_cache_bytes`.
     pub cache_bytes: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// `pdp_transactions_abandoned_total`.
+    pub transactions_abandoned: Counter<u64, AtomicU64>,
+    /// `pdp_child_requests_in_flight` (set when read).
+    pub child_busy: Family<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// `pdp_db_connections` (counted when read).
+    pub db_connections: Family<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// `pdp_db_connections_limit`.
+    pub db_connections_limit: Family<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// `pdp_tls_certificate_expiry_timestamp_seconds`.
+    pub tls_expiry: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// `pdp_start_time_seconds`.
+    pub start_time: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Recent traffic by route (not exported: the status page's).
+    pub window: crate::window::Window,
 }
 
 impl Default for Metrics {
@@ -169,7 +185,50 @@ impl Metrics {
             "Bytes held in the query cache ([serve.cache] max-size bounds it)",
             cache_bytes.clone(),
         );
+        let transactions_abandoned = Counter::default();
+        registry.register(
+            "transactions_abandoned",
+            "Interactive transactions that neither committed nor rolled back within [serve.limits] transaction-max-timeout (their child closed them)",
+            transactions_abandoned.clone(),
+        );
+        let child_busy = Family::<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        registry.register("child_requests_in_flight", "Requests each child is answering now", child_busy.clone());
+        let db_connections = Family::<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        registry.register(
+            "db_connections",
+            "Database connections each child holds open now (counted from the operating system's socket table)",
+            db_connections.clone(),
+        );
+        let db_connections_limit = Family::<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+        registry.register(
+            "db_connections_limit",
+            "The most database connections each child opens (its share of connection-limit; an executor's own pool)",
+            db_connections_limit.clone(),
+        );
+        let tls_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the served TLS certificate expires (Unix time; 0 when pdp serves plain HTTP)",
+            tls_expiry.clone(),
+        );
+        let start_time = Gauge::default();
+        registry.register("start_time_seconds", "When this pdp serve started (Unix time)", start_time.clone());
+        start_time.set(i64::try_from(unix_now()).unwrap_or(0));
+        // Series that exist from the start at 0, so dashboards and alerts see "none yet" rather than nothing.
+        for event in ["hit", "stale", "miss", "fill", "refresh", "eviction", "invalidation"] {
+            let _ = cache.get_or_create(&CacheLabels { event });
+        }
+        for reason in ["idle", "header_timeout", "tls_handshake"] {
+            let _ = connections_closed.get_or_create(&ReasonLabels { reason });
+        }
         Metrics {
+            transactions_abandoned,
+            child_busy,
+            db_connections,
+            db_connections_limit,
+            tls_expiry,
+            start_time,
+            window: crate::window::Window::new(),
             registry,
             peer,
             cache,
@@ -189,6 +248,21 @@ impl Metrics {
         }
     }
 
+    /// Creates the cluster's series at 0 (a replica that has relayed nothing yet says so).
+    pub fn clustered(&self) {
+        for (kind, outcome) in [
+            ("relay", "ok"),
+            ("relay", "unreachable"),
+            ("relay", "timeout"),
+            ("schema", "ok"),
+            ("schema", "miss"),
+            ("forged", "refused"),
+            ("peer", "refused"),
+        ] {
+            let _ = self.peer.get_or_create(&PeerLabels { kind, outcome });
+        }
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -196,4 +270,9 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

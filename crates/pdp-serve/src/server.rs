@@ -31,7 +31,7 @@ use crate::kit::respond::{error, full, json, read_body};
 use crate::kit::{Body, Kit, RequestBody};
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::qpe::{self, Qpe, Readiness};
-use crate::{engine_metrics, tls};
+use crate::{engine_metrics, status, tls};
 
 /// A request's id: 64 random bits drawn once per process, then a counter, as 32 hex digits (the shape
 /// of the UUIDs clients have seen), unique across replicas without a system call per request.
@@ -78,6 +78,11 @@ pub struct App {
     pub(crate) kit: Kit,
     pub(crate) qpe: Qpe,
     pub(crate) dp1: Dp1,
+    /// The served certificate (its end for the status page and `/metrics`), when TLS is on.
+    pub(crate) tls: Option<tls::Current>,
+    /// Where the children's database connections go (the status page counts them).
+    pub(crate) db_target: Option<crate::dbconns::Target>,
+    pub(crate) started: Instant,
 }
 
 impl App {
@@ -118,6 +123,7 @@ impl App {
         let elapsed = started.elapsed();
         metrics.requests.get_or_create(&RequestLabels { route, status }).inc();
         metrics.latency.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+        metrics.window.record(route, status, elapsed);
         self.access.record(&AccessRecord {
             id: id.as_str(),
             method: method.as_str(),
@@ -145,6 +151,23 @@ impl App {
         match (req.method(), path) {
             (&Method::GET, "/health") => ("health", None, json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
             (&Method::GET, "/ready") => ("ready", None, self.ready().await),
+            (&Method::GET, "/status" | "/status.json") => {
+                // A browser navigating to the page can send only Basic authentication: the key as password.
+                match self.keys.check_basic_or_bearer(req.headers()) {
+                    Ok(key) => ("status", Some(key), self.status_response(path).await),
+                    Err(refused) => {
+                        self.kit.cx.metrics.auth_failures.inc();
+                        let mut resp = error(StatusCode::UNAUTHORIZED, "P6002", refused.message());
+                        resp.headers_mut().insert(
+                            http::header::WWW_AUTHENTICATE,
+                            HeaderValue::from_static(
+                                "Basic realm=\"pdp status (password: an API key)\", charset=\"UTF-8\"",
+                            ),
+                        );
+                        ("unauthorized", None, resp)
+                    }
+                }
+            }
             _ => {
                 let key = match self.keys.check(req.headers()) {
                     Ok(id) => id,
@@ -280,11 +303,42 @@ impl App {
         )
     }
 
+    fn sources(&self) -> status::Sources<'_> {
+        status::Sources {
+            kit: &self.kit,
+            qpe: &self.qpe,
+            dp1: &self.dp1,
+            tls: self.tls.as_ref(),
+            db_target: self.db_target,
+            started: self.started,
+        }
+    }
+
+    /// The status page or its snapshot.
+    async fn status_response(&self, path: &str) -> Response<Body> {
+        if path == "/status" {
+            let mut r = Response::new(full(Bytes::from_static(status::PAGE.as_bytes())));
+            let headers = r.headers_mut();
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            // The page loads nothing from elsewhere and runs only its own script.
+            headers.insert(
+                http::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:"),
+            );
+            headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
+        }
+        let (_, ready) = self.readiness().await;
+        let snapshot = serde_json::to_value(self.sources().snapshot(ready).await).unwrap_or_default();
+        let mut r = json(StatusCode::OK, &snapshot);
+        r.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+
     /// `/metrics` in Prometheus text format, with the running query engines' series before `# EOF`.
     pub async fn metrics_response(&self, via: &Upstreams) -> Response<Body> {
-        let (entries, bytes) = self.kit.cache.usage();
-        self.kit.cx.metrics.cache_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
-        self.kit.cx.metrics.cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        // The per-child gauges, the cache's and the certificate's, read now.
+        self.sources().children_now();
         let mut text = self.kit.cx.metrics.render();
         // One engine's series per pool slot: `engine="<key>#<slot>"` keeps them apart.
         let running: Vec<_> = self
@@ -307,8 +361,14 @@ impl App {
     }
 
     async fn ready(&self) -> Response<Body> {
+        let (ok, body) = self.readiness().await;
+        json(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+    }
+
+    /// Whether this replica takes work, and `/ready`'s body saying why.
+    pub(crate) async fn readiness(&self) -> (bool, serde_json::Value) {
         if self.kit.txs.draining() {
-            return json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "draining"}));
+            return (false, serde_json::json!({"status": "draining"}));
         }
         let executor = self.qpe.readiness();
         let db = pdp_migrate::db::ping(&self.kit.cx.database, &self.schema_dir, Duration::from_secs(3)).await;
@@ -347,7 +407,6 @@ impl App {
         // …except the project's own native engine missing from the cache: none of its clients can be served.
         let missing = self.dp1.missing_project_engine();
         let ok = db.is_ok() && executor != Readiness::Starting && missing.is_none();
-        let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         let mut body = serde_json::json!({
             "status": if ok { "ready" } else { "unavailable" },
             "executor": { "version": self.qpe.project_version(), "status": executor.as_str() },
@@ -363,7 +422,7 @@ impl App {
             body["cluster"] =
                 serde_json::json!({ "advertise": cluster.me().to_string(), "peers": cluster.peer_entries() });
         }
-        json(status, &body)
+        (ok, body)
     }
 }
 
@@ -472,7 +531,8 @@ pub async fn metrics_loop(listener: TcpListener, app: Arc<App>, stop: watch::Rec
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => app.metrics_response(&via).await,
             (&Method::GET, "/health") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-            _ => error(StatusCode::NOT_FOUND, "P6000", "this address serves only /metrics and /health"),
+            (&Method::GET, path @ ("/status" | "/status.json")) => app.status_response(path).await,
+            _ => error(StatusCode::NOT_FOUND, "P6000", "this address serves only /metrics, /status and /health"),
         }
     })
     .await;

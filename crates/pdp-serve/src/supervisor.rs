@@ -40,6 +40,9 @@ pub trait Launch: Send + Sync + 'static {
     fn ready(&self, line: &str) -> Option<ChildAddr> {
         launch::pdp_ready(line)
     }
+    /// The most database connections child `slot` of `key` opens (its pool's bound), for the operator's
+    /// view of connections against the budget.
+    fn connection_limit(&self, key: &Self::Key, slot: usize) -> usize;
 }
 
 /// Why a child is not available. Shared by every request that waited for it.
@@ -110,6 +113,10 @@ struct Member {
     born: Instant,
     /// Passed over until this many ms after `born` (a forward to it just broke off).
     avoid_until_ms: AtomicU64,
+    /// The running process's id (0 while none runs) and since when it serves.
+    running: Mutex<Option<(u32, Instant)>>,
+    /// Times this place's child exited unexpectedly.
+    restarts: AtomicU64,
 }
 
 impl Member {
@@ -119,7 +126,13 @@ impl Member {
             busy: AtomicUsize::new(0),
             born: Instant::now(),
             avoid_until_ms: AtomicU64::new(0),
+            running: Mutex::new(None),
+            restarts: AtomicU64::new(0),
         }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Option<(u32, Instant)>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn avoided(&self) -> bool {
@@ -199,6 +212,12 @@ pub struct ChildState<K> {
     pub endpoint: Option<Endpoint>,
     /// Requests it is answering now.
     pub busy: usize,
+    /// Its process id and how long it has served, while it runs.
+    pub running: Option<(u32, Duration)>,
+    /// Times it exited unexpectedly and was restarted.
+    pub restarts: u64,
+    /// The most database connections it opens.
+    pub connection_limit: usize,
 }
 
 /// Limits the supervisor works within.
@@ -373,7 +392,16 @@ impl<L: Launch> Supervisor<L> {
                         State::Failed(..) => ("failed", None),
                         State::Stopped => ("stopped", None),
                     };
-                    ChildState { key: key.clone(), slot, status, endpoint, busy: m.busy.load(Ordering::Relaxed) }
+                    ChildState {
+                        key: key.clone(),
+                        slot,
+                        status,
+                        endpoint,
+                        busy: m.busy.load(Ordering::Relaxed),
+                        running: m.running().map(|(pid, since)| (pid, since.elapsed())),
+                        restarts: m.restarts.load(Ordering::Relaxed),
+                        connection_limit: self.launch.connection_limit(key, slot),
+                    }
                 })
             })
             .collect();
@@ -435,6 +463,8 @@ impl<L: Launch> Supervisor<L> {
                 }
             };
             self.metrics.starts.get_or_create(&labels).inc();
+            // At 0 until the first restart: a dashboard shows "no restarts" rather than no series.
+            let _ = self.metrics.restarts.get_or_create(&labels);
             let log_key = key.to_string();
             let launched = launch::launch(
                 &cmd,
@@ -466,6 +496,7 @@ impl<L: Launch> Supervisor<L> {
             };
             generation += 1;
             let up_since = Instant::now();
+            *member.running() = Some((child.id().unwrap_or(0), up_since));
             tracing::info!(target: "pdp::supervisor", kind, key = %key, slot, %addr, generation, "ready");
             self.metrics.running.get_or_create(&labels).inc();
             pool.set(&member, State::Ready(Endpoint { addr: addr.clone(), slot, generation }));
@@ -493,6 +524,7 @@ impl<L: Launch> Supervisor<L> {
                     }
                     tracing::warn!(target: "pdp::supervisor", kind, key = %key, slot, "exited unexpectedly ({status}); restarting in {} ms", backoff.as_millis());
                     self.metrics.restarts.get_or_create(&labels).inc();
+                    member.restarts.fetch_add(1, Ordering::Relaxed);
                     false
                 }
                 () = stopped(&mut stop) => {
@@ -501,6 +533,7 @@ impl<L: Launch> Supervisor<L> {
                 }
             };
             self.metrics.running.get_or_create(&labels).dec();
+            *member.running() = None;
             let _ = forward.await;
             if stopped {
                 break;
@@ -558,6 +591,10 @@ mod tests {
 
         fn pool_size(&self, _key: &String) -> usize {
             self.size
+        }
+
+        fn connection_limit(&self, _key: &String, _slot: usize) -> usize {
+            0
         }
 
         fn prepare(&self, key: &String, slot: usize) -> Result<Cmd, StartError> {

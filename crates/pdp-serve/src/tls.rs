@@ -120,8 +120,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     move |source| TlsError::Io { path: path.to_path_buf(), source }
 }
 
+/// A server config and when its certificate expires.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// For handshakes.
+    pub config: Arc<ServerConfig>,
+    /// The leaf certificate's end (Unix time), when it parses as X.509.
+    pub expires: Option<i64>,
+}
+
 /// Builds a rustls server config (HTTP/1.1 over ALPN) from PEM files.
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn load(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     let cert_pem = fs_err::read(cert).map_err(|e| TlsError::Io { path: cert.to_path_buf(), source: e })?;
     let key_pem = fs_err::read(key).map_err(|e| TlsError::Io { path: key.to_path_buf(), source: e })?;
     let chain: Vec<CertificateDer<'static>> =
@@ -129,6 +138,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     if chain.is_empty() {
         return Err(TlsError::Pem { path: cert.to_path_buf(), what: "certificate" });
     }
+    let expires = x509_parser::parse_x509_certificate(&chain[0]).ok().map(|(_, c)| c.validity().not_after.timestamp());
     let private = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|_| TlsError::Pem { path: key.to_path_buf(), what: "private key" })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -141,7 +151,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     // HTTP/1.1 only: Deno's fetch over HTTP/2 waits ~40 ms per request here (its frames go out as separate
     // small writes and meet delayed ACKs; ARCHITECTURE.md, "Decisions"). Keep-alive HTTP/1.1 has no such stall.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Loaded { config: Arc::new(config), expires })
 }
 
 /// Recorded next to the `auto` files: what the server certificate covers and until when.
@@ -259,27 +269,30 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 
 /// The TLS config new connections use; swapped in place when the files change.
 #[derive(Clone)]
-pub struct Current(Arc<RwLock<Arc<ServerConfig>>>);
+pub struct Current(Arc<RwLock<Loaded>>);
 
 impl Current {
-    /// Starts with `config`.
-    pub fn new(config: Arc<ServerConfig>) -> Current {
-        Current(Arc::new(RwLock::new(config)))
+    /// Starts with `loaded`.
+    pub fn new(loaded: Loaded) -> Current {
+        Current(Arc::new(RwLock::new(loaded)))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The config for the next handshake.
     pub fn get(&self) -> Arc<ServerConfig> {
-        match self.0.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.read().config.clone()
     }
 
-    fn set(&self, config: Arc<ServerConfig>) {
-        match self.0.write() {
-            Ok(mut g) => *g = config,
-            Err(poisoned) => *poisoned.into_inner() = config,
-        }
+    /// When the certificate served now expires (Unix time).
+    pub fn expires(&self) -> Option<i64> {
+        self.read().expires
+    }
+
+    fn set(&self, loaded: Loaded) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = loaded;
     }
 }
 
@@ -359,6 +372,9 @@ mod tests {
         fs_err::copy(&pa.cert, &cert).unwrap();
         fs_err::copy(&pa.key, &key).unwrap();
         let current = Current::new(load(&cert, &key).unwrap());
+        // The auto certificate's end, read from the certificate itself: 397 days from now.
+        let days = (current.expires().unwrap() - i64::try_from(crate::metrics::unix_now()).unwrap()) / 86_400;
+        assert!((396..=397).contains(&days), "{days} days");
         let first = current.get();
         let watcher = tokio::spawn(watch(current.clone(), cert.clone(), key.clone(), Duration::from_millis(50)));
         // A renewed pair (another CA's, so the bytes surely differ): swapped in.

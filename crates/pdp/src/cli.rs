@@ -66,8 +66,34 @@ pub enum Command {
     Engines(EnginesArgs),
     /// Generate the Deno client for the project's Prisma version, patch it for URL imports, lay it out as <out>/<version>/.
     BuildClient(BuildClientArgs),
-    /// Run the HTTPS data proxy: TLS, API keys, supervised executors/engines, /health, /ready, /metrics.
+    /// Run the HTTPS data proxy: TLS, API keys, supervised executors/engines, /health, /ready, /metrics, /status.
     Serve(ServeArgs),
+    /// Show a running `pdp serve`: children, transactions, traffic, cache, connections (exit 3 when unready).
+    Status(ServerStatusArgs),
+}
+
+/// `pdp status`.
+#[derive(Debug, Args)]
+pub struct ServerStatusArgs {
+    /// The server's base URL (default: pdp.toml's `[serve] listen`, on loopback when it listens on all addresses).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Read the API key from this environment variable (default: pdp.toml's first `env:` api-key).
+    #[arg(long, value_name = "NAME")]
+    pub key_env: Option<String>,
+
+    /// Trust this CA certificate (PEM) for the server's TLS, besides the system's and pdp's own local CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Redraw every this many seconds until interrupted.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    pub watch: Option<f64>,
+
+    /// Print the server's snapshot as JSON on stdout.
+    #[arg(long, conflicts_with = "watch")]
+    pub json: bool,
 }
 
 /// `pdp serve`.

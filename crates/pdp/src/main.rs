@@ -65,6 +65,7 @@ fn run(cli: &Cli, printer: &Printer) -> anyhow::Result<Status> {
         Command::Engines(args) => commands::engines::run(args, cli.global.config.as_deref(), &cwd, printer),
         Command::BuildClient(args) => commands::build_client::run(args, cli.global.config.as_deref(), &cwd, printer),
         Command::Serve(args) => commands::serve::run(args, cli.global.config.as_deref(), &cwd, printer),
+        Command::Status(args) => commands::status::run(args, cli.global.config.as_deref(), &cwd, printer),
     }
 }
 

@@ -262,7 +262,7 @@ pub const WORKFLOW: &str = ".github/workflows/pdp.yml";
 pub const WINDMILL_RESOURCE_TYPE: &str = "examples/windmill/c_pdp_proxy.resource-type.json";
 
 /// The image, compose and Kubernetes files (`--no-deploy` leaves them out): path written, template.
-pub const DEPLOY_FILES: [(&str, &str); 15] = [
+pub const DEPLOY_FILES: [(&str, &str); 17] = [
     ("Dockerfile", "deploy/Dockerfile.j2"),
     (".dockerignore", "deploy/dockerignore.j2"),
     ("deploy/compose.yaml", "deploy/compose.yaml.j2"),
@@ -278,6 +278,8 @@ pub const DEPLOY_FILES: [(&str, &str); 15] = [
     ("deploy/k8s/networkpolicy.yaml", "deploy/k8s/networkpolicy.yaml.j2"),
     ("deploy/k8s/pdp.toml", "deploy/k8s/pdp.toml.j2"),
     ("deploy/k8s/secrets.env.example", "deploy/k8s/secrets.env.example.j2"),
+    ("deploy/grafana/pdp.json", "deploy/grafana/pdp.json.j2"),
+    ("deploy/prometheus/pdp-rules.yaml", "deploy/prometheus/pdp-rules.yaml.j2"),
 ];
 
 fn whole(env: &Environment<'_>, path: &str, name: &str, ctx: &Context<'_>) -> anyhow::Result<Planned> {

@@ -52,8 +52,15 @@ pub struct Kit {
 impl Kit {
     /// A kit for `cx`.
     pub fn new(cx: Arc<Context>, cluster: Option<Cluster>) -> Kit {
-        let txs = Transactions::new(cx.metrics.open_transactions.clone(), cx.limits().transaction_max_timeout);
+        let txs = Transactions::new(
+            cx.metrics.open_transactions.clone(),
+            cx.metrics.transactions_abandoned.clone(),
+            cx.limits().transaction_max_timeout,
+        );
         let forwarder = Forwarder::new(cx.sockets.path());
+        if cluster.is_some() {
+            cx.metrics.clustered();
+        }
         let settings = &cx.settings.cache;
         let query_limit = cx.limits().query_timeout + Duration::from_secs(10);
         let cache = Arc::new(cache::Cache::new(settings.enabled, settings.max_size, query_limit, cx.metrics.clone()));

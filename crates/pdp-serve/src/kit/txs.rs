@@ -17,12 +17,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, watch};
 
@@ -39,6 +40,8 @@ pub struct OpenTx {
     pub slot: usize,
     /// …and its incarnation when it started.
     pub generation: u64,
+    /// When it started.
+    pub opened: Instant,
     /// After this the child has certainly closed it (its own maximum timeout passed).
     pub expires: Instant,
 }
@@ -81,18 +84,26 @@ pub struct Transactions {
     closed: Notify,
     draining: watch::Sender<bool>,
     gauge: Gauge<i64, AtomicI64>,
+    /// Transactions forgotten by [`Transactions::sweep`]: neither committed nor rolled back in time.
+    abandoned: Counter<u64, AtomicU64>,
     max_timeout: Duration,
 }
 
 impl Transactions {
-    /// An empty table; `gauge` follows its size; no transaction outlives `max_timeout` in a child.
-    pub fn new(gauge: Gauge<i64, AtomicI64>, max_timeout: Duration) -> Transactions {
+    /// An empty table; `gauge` follows its size, `abandoned` counts the transactions that outlived
+    /// `max_timeout` without an end (their child closed them).
+    pub fn new(
+        gauge: Gauge<i64, AtomicI64>,
+        abandoned: Counter<u64, AtomicU64>,
+        max_timeout: Duration,
+    ) -> Transactions {
         Transactions {
             open: Mutex::new(HashMap::new()),
             starting: AtomicUsize::new(0),
             closed: Notify::new(),
             draining: watch::Sender::new(false),
             gauge,
+            abandoned,
             max_timeout,
         }
     }
@@ -115,6 +126,13 @@ impl Transactions {
         self.table().values().filter(|t| t.owner == owner && t.slot == slot).count()
     }
 
+    /// Every open one, the oldest first.
+    pub fn list(&self) -> Vec<OpenTx> {
+        let mut all: Vec<OpenTx> = self.table().values().cloned().collect();
+        all.sort_by_key(|t| t.opened);
+        all
+    }
+
     /// How many are open.
     pub fn len(&self) -> usize {
         self.table().len()
@@ -126,9 +144,10 @@ impl Transactions {
     }
 
     fn opened(&self, id: String, owner: String, child: &Endpoint) {
-        let expires = Instant::now() + self.max_timeout + Duration::from_secs(2);
+        let opened = Instant::now();
+        let expires = opened + self.max_timeout + Duration::from_secs(2);
         let mut open = self.table();
-        open.insert(id, OpenTx { owner, slot: child.slot, generation: child.generation, expires });
+        open.insert(id, OpenTx { owner, slot: child.slot, generation: child.generation, opened, expires });
         self.count(&open);
     }
 
@@ -144,7 +163,9 @@ impl Transactions {
     pub fn sweep(&self) -> Vec<String> {
         let now = Instant::now();
         let mut open = self.table();
+        let before = open.len();
         open.retain(|_, tx| tx.expires > now);
+        self.abandoned.inc_by((before - open.len()) as u64);
         self.count(&open);
         open.keys().cloned().collect()
     }
@@ -296,7 +317,7 @@ mod tests {
     }
 
     fn table() -> Transactions {
-        Transactions::new(Gauge::default(), Duration::from_secs(60))
+        Transactions::new(Gauge::default(), Counter::default(), Duration::from_secs(60))
     }
 
     fn child(slot: usize, generation: u64) -> Endpoint {

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod migrate;
 pub mod schema;
 pub mod serve;
+pub mod status;
 
 use std::path::Path;
 
