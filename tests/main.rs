@@ -37,6 +37,8 @@ mod serve_dp1;
 mod schema_folder;
 // `pdp serve` on MariaDB (Prisma 7 and 6) and SQLite (6), and Prisma 7 on SQLite refused at start.
 mod serve_databases;
+// Faults under load with a write ledger: killed executor, PostgreSQL restarted and unreachable, SIGTERM.
+mod chaos;
 // The operator's view: the status page in headless Chromium, `pdp status`, a real Prometheus on the dashboard and rules.
 mod serve_status;
 // Three `pdp serve` replicas behind HAProxy: Prisma 7 and 6 clients, transactions relayed to their owner, a killed replica.

@@ -145,6 +145,7 @@ impl Prometheus {
 #[test]
 fn the_status_page_pdp_status_and_the_dashboard_show_what_metrics_counts() {
     let name = db_name("status");
+    let secret = "status-test-cluster-secret-0123456789abcdef";
     let p = project(&Db::Postgres(name.clone()));
     let key = api_key(&p);
     let (metrics_port, cluster_port) = (closed_port(), closed_port());
@@ -155,7 +156,6 @@ fn the_status_page_pdp_status_and_the_dashboard_show_what_metrics_counts() {
         "\n[serve.cluster]\nadvertise = \"127.0.0.1:{cluster_port}\"\nlisten = \"127.0.0.1:{cluster_port}\"\npeers = []\n"
     ));
     p.write("pdp.toml", &toml);
-    let secret = "status-test-cluster-secret-0123456789abcdef";
     let s = Serving::start(&p, &[("PDP_CLUSTER_SECRET", secret)]);
     s.all_children_ready();
 
@@ -172,8 +172,11 @@ fn the_status_page_pdp_status_and_the_dashboard_show_what_metrics_counts() {
         .expect("curl");
     let headers = String::from_utf8_lossy(&headers.stdout).to_lowercase();
     assert!(headers.contains("www-authenticate: basic realm="), "{headers}");
+    let (code, _) = s.curl("GET", "/status.json", &[], None);
+    assert_eq!(code, 401, "the snapshot needs the key on the main listener too");
     let (code, json) = s.curl("GET", "/status.json", &[&format!("Authorization: Bearer {key}")], None);
     assert_eq!(code, 200, "{json}");
+    assert!(!json.contains(&key) && !json.contains("postgresql://") && !json.contains(secret), "a secret in {json}");
 
     p.write("load.ts", LOAD);
     let mut load = Command::new(crate::support::serve::deno())
@@ -233,7 +236,9 @@ fn the_status_page_pdp_status_and_the_dashboard_show_what_metrics_counts() {
             total(&before),
             total(&after)
         );
-        assert!(total(&after) > total(&before), "the server was under load");
+        // The Deno client's queries alone (the page's own polls are counted too, so look at the query route).
+        let queries = |t: &str| metric_sum(t, "pdp_requests_total{route=\"qpe_query\"");
+        assert!(queries(&after) > queries(&before), "the server was under load");
         // Children, open transactions and cache entries hold still under this load: equal to /metrics.
         for (shown_as, metric) in [
             ("children", "pdp_children_running{"),

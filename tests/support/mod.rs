@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+// Replicas behind HAProxy: certificates, the balancer, a replica's environment.
+pub mod cluster;
 // A loopback HTTP server standing in for Prisma's engine host and the npm registry.
 pub mod mirror;
 // `pdp serve` running in a test: projects, curl, Deno scripts, signals.

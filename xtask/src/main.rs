@@ -13,6 +13,7 @@ mod bench_dp1;
 mod bench_engines;
 mod bench_prisma7;
 mod bench_serve;
+mod fuzz;
 mod services;
 mod tidy;
 
@@ -39,6 +40,12 @@ tasks:
   bench serve-dp1   the same for Prisma 4.x–6.x (Data Proxy protocol) against the WASM query engine, and cold starts
   bench cache     a cached findUnique vs the same uncached and vs GET /health (the floor for a hit), under wrk
   bench cluster   two replicas behind HAProxy vs one pdp under wrk, and a transaction's query relayed to its owner vs local
+  chaos      the fault suite's full form: 16 workers of the Prisma 7 client writing a ledger through pdp serve
+             while the executor is killed or hangs, PostgreSQL restarts or goes away, pdp is stopped; prints
+             the table (lost, duplicated, in doubt, recovery); `make test` runs its short form
+  fuzz [SECONDS [TARGET]]  every fuzz target (or one; `http` for the server) in fuzz/ (pdp.toml, .env, both protocols' routes, schema uploads, the
+             schema scanner and patcher, migrations, the engine-metrics relabeller, the cache headers) for
+             SECONDS each (60), then the HTTP path of a running pdp serve; prints inputs and findings
   tidy       only the repository checks (also part of `cargo test`)";
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +67,14 @@ fn main() -> anyhow::Result<()> {
             Some("cache") => bench_cache::cache(&root),
             _ => bail!("usage: cargo xtask bench migrate|engines|build-client|serve|serve-dp1|cluster|cache"),
         },
+        Some("chaos") => chaos(&root),
+        Some("fuzz") => {
+            let seconds = match args.get(1) {
+                Some(s) => s.parse().with_context(|| format!("`{s}` is not a number of seconds"))?,
+                None => 60,
+            };
+            fuzz::fuzz(&root, seconds, args.get(2).map(String::as_str))
+        }
         Some("tidy") => tidy::run(&root).map(|()| println!("tidy: ok")),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
@@ -67,6 +82,19 @@ fn main() -> anyhow::Result<()> {
         }
         Some(other) => bail!("unknown task `{other}`\n\n{USAGE}"),
     }
+}
+
+/// The fault suite (tests/chaos.rs) in its full form, its table printed.
+fn chaos(root: &Path) -> anyhow::Result<()> {
+    services::ensure()?;
+    node_tools(root)?;
+    step(
+        "the fault suite, full form",
+        cargo()
+            .args(["test", "--locked", "-p", "pdp", "--test", "e2e", "chaos::", "--", "--nocapture"])
+            .env("PDP_CHAOS_FULL", "1")
+            .env("PDP_REQUIRE_SERVICES", "1"),
+    )
 }
 
 fn project_root() -> PathBuf {

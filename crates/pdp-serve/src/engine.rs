@@ -409,6 +409,11 @@ impl Launch for Engines {
         }
     }
 
+    /// Both the native engine and pdp's WASM launcher answer `GET /status`.
+    fn health_path(&self) -> Option<&'static str> {
+        Some("/status")
+    }
+
     /// A WASM engine's share of its key's `connection-limit`; a native engine the whole of it.
     fn connection_limit(&self, key: &EngineKey, slot: usize) -> usize {
         let limits = self.cx.limits();

@@ -43,7 +43,7 @@ pub async fn scrape(forwarder: &Forwarder, via: &Upstreams, children: &[(String,
 
 /// One engine's Prometheus text with `engine="<label>"` on every sample; OpenMetrics counter families
 /// are named without `_total`; HELP/TYPE lines already in `seen` are dropped.
-fn relabel(text: &str, label: &str, seen: &mut HashSet<String>) -> String {
+pub fn relabel(text: &str, label: &str, seen: &mut HashSet<String>) -> String {
     let label = label.replace('\\', "\\\\").replace('"', "\\\"");
     let mut out = String::new();
     for line in text.lines() {

@@ -145,6 +145,10 @@ impl Launch for Executors {
         EXECUTOR_POOL
     }
 
+    fn health_path(&self) -> Option<&'static str> {
+        Some("/health")
+    }
+
     fn prepare(&self, version: &String, slot: usize) -> Result<Cmd, StartError> {
         if let Some(why) = unsupported_database(self.cx.database.provider()) {
             return Err(StartError { message: why, permanent: true });

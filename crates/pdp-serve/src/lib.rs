@@ -472,6 +472,7 @@ impl Server {
             },
             db_target,
             started: std::time::Instant::now(),
+            last_ping: tokio::sync::Mutex::new(None),
             keys: options.keys.clone(),
             access: options.access_log.clone(),
             metrics_on_main: options.metrics_listen.is_none(),

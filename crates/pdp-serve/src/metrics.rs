@@ -116,6 +116,8 @@ pub struct Metrics {
     pub start_time: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Recent traffic by route (not exported: the status page's).
     pub window: crate::window::Window,
+    /// The children the per-child gauges were last set for (held while they are refreshed).
+    pub child_series: std::sync::Mutex<Vec<ChildLabels>>,
 }
 
 impl Default for Metrics {
@@ -229,6 +231,7 @@ impl Metrics {
             tls_expiry,
             start_time,
             window: crate::window::Window::new(),
+            child_series: std::sync::Mutex::new(Vec::new()),
             registry,
             peer,
             cache,

@@ -36,6 +36,8 @@ pub enum Readiness {
     Ready,
     /// Started with pdp and not serving (yet, or again).
     Starting,
+    /// Running but not answering its health route (hung).
+    Unresponsive,
     /// The project is not a Prisma 7 one: executors start when a client asks.
     OnDemand,
 }
@@ -46,6 +48,7 @@ impl Readiness {
         match self {
             Readiness::Ready => "ready",
             Readiness::Starting => "starting",
+            Readiness::Unresponsive => "unresponsive",
             Readiness::OnDemand => "on demand",
         }
     }
@@ -77,6 +80,7 @@ impl Qpe {
         match (self.pinned, self.executors.any_ready(&self.project_version)) {
             (false, _) => Readiness::OnDemand,
             (true, true) => Readiness::Ready,
+            (true, false) if self.executors.any_unresponsive(&self.project_version) => Readiness::Unresponsive,
             (true, false) => Readiness::Starting,
         }
     }

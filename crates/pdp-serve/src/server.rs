@@ -83,7 +83,12 @@ pub struct App {
     /// Where the children's database connections go (the status page counts them).
     pub(crate) db_target: Option<crate::dbconns::Target>,
     pub(crate) started: Instant,
+    /// The last database ping and when it was made.
+    pub(crate) last_ping: tokio::sync::Mutex<Option<(Instant, Result<pdp_migrate::db::ServerInfo, String>)>>,
 }
+
+/// How long a database ping answers `/ready` and the status page.
+const PING_FRESH: Duration = Duration::from_secs(1);
 
 impl App {
     async fn handle<B: RequestBody>(self: Arc<Self>, req: Request<B>, via: &Upstreams) -> Response<Body> {
@@ -156,7 +161,10 @@ impl App {
                 match self.keys.check_basic_or_bearer(req.headers()) {
                     Ok(key) => ("status", Some(key), self.status_response(path).await),
                     Err(refused) => {
-                        self.kit.cx.metrics.auth_failures.inc();
+                        // A browser's first request carries no credentials: that is the challenge, not a failure.
+                        if refused != crate::auth::Refused::Missing {
+                            self.kit.cx.metrics.auth_failures.inc();
+                        }
                         let mut resp = error(StatusCode::UNAUTHORIZED, "P6002", refused.message());
                         resp.headers_mut().insert(
                             http::header::WWW_AUTHENTICATE,
@@ -365,18 +373,34 @@ impl App {
         json(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
     }
 
+    /// The database's answer to a connection and a query, at most [`PING_FRESH`] old: probes, pages and
+    /// `pdp status --watch` together open at most one connection per interval (one ping at a time).
+    async fn database_ping(&self) -> Result<pdp_migrate::db::ServerInfo, String> {
+        let mut last = self.last_ping.lock().await;
+        if let Some((at, result)) = last.as_ref()
+            && at.elapsed() < PING_FRESH
+        {
+            return result.clone();
+        }
+        let result = pdp_migrate::db::ping(&self.kit.cx.database, &self.schema_dir, Duration::from_secs(3))
+            .await
+            .map_err(|e| pdp_config::redact_text(&e.to_string()));
+        *last = Some((Instant::now(), result.clone()));
+        result
+    }
+
     /// Whether this replica takes work, and `/ready`'s body saying why.
     pub(crate) async fn readiness(&self) -> (bool, serde_json::Value) {
         if self.kit.txs.draining() {
             return (false, serde_json::json!({"status": "draining"}));
         }
         let executor = self.qpe.readiness();
-        let db = pdp_migrate::db::ping(&self.kit.cx.database, &self.schema_dir, Duration::from_secs(3)).await;
+        let db = self.database_ping().await;
         let database = match &db {
             Ok(info) => {
                 serde_json::json!({"status": "reachable", "server": info.version, "max_connections": info.max_connections})
             }
-            Err(e) => serde_json::json!({"status": "unreachable", "error": pdp_config::redact_text(&e.to_string())}),
+            Err(e) => serde_json::json!({"status": "unreachable", "error": e}),
         };
         // 4.x–6.x engines start on first use and stop when idle: listed for operators, never a reason to
         // be unready (a failed one answers its own clients with the startup error).
@@ -406,7 +430,7 @@ impl App {
             .collect();
         // …except the project's own native engine missing from the cache: none of its clients can be served.
         let missing = self.dp1.missing_project_engine();
-        let ok = db.is_ok() && executor != Readiness::Starting && missing.is_none();
+        let ok = db.is_ok() && matches!(executor, Readiness::Ready | Readiness::OnDemand) && missing.is_none();
         let mut body = serde_json::json!({
             "status": if ok { "ready" } else { "unavailable" },
             "executor": { "version": self.qpe.project_version(), "status": executor.as_str() },

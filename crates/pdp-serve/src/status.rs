@@ -236,9 +236,10 @@ impl Sources<'_> {
         children.extend(self.dp1.engines().iter().map(|c| child_view("engine", c.key.to_string(), c, txs)));
         let pids: Vec<u32> = children.iter().map(|c| c.pid.unwrap_or(0)).collect();
         let counts = dbconns::count(&pids, self.db_target);
-        metrics.child_busy.clear();
-        metrics.db_connections.clear();
-        metrics.db_connections_limit.clear();
+        // Set every running child's series, then drop those of children gone: a scrape at the same moment
+        // sees the old or the new value, never an empty family.
+        let mut series = metrics.child_series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut now = Vec::new();
         for (child, n) in children.iter_mut().zip(counts) {
             if child.pid.is_none() {
                 continue;
@@ -250,10 +251,23 @@ impl Sources<'_> {
                 .db_connections_limit
                 .get_or_create(&labels)
                 .set(i64::try_from(child.db_connections_limit).unwrap_or(i64::MAX));
-            if let Some(n) = n {
-                metrics.db_connections.get_or_create(&labels).set(i64::try_from(n).unwrap_or(i64::MAX));
+            match n {
+                Some(n) => {
+                    metrics.db_connections.get_or_create(&labels).set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+                None => {
+                    metrics.db_connections.remove(&labels);
+                }
             }
+            now.push(labels);
         }
+        for gone in series.iter().filter(|l| !now.contains(l)) {
+            metrics.child_busy.remove(gone);
+            metrics.db_connections.remove(gone);
+            metrics.db_connections_limit.remove(gone);
+        }
+        *series = now;
+        drop(series);
         let (entries, bytes) = self.kit.cache.usage();
         metrics.cache_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
         metrics.cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
@@ -327,8 +341,10 @@ impl Sources<'_> {
             hit_rate: (served > 0).then(|| ((hits + stale) as f64 / served as f64 * 1e4).round() / 1e4),
         };
         let running: Vec<&ChildView> = children.iter().filter(|c| c.pid.is_some()).collect();
+        // Children whose connections cannot be counted are left out of the sum (`None` when none can be).
+        let counted: Vec<usize> = running.iter().filter_map(|c| c.db_connections).collect();
         let database = DbView {
-            connections: running.iter().map(|c| c.db_connections).sum(),
+            connections: (!counted.is_empty() || running.is_empty()).then(|| counted.iter().sum()),
             limit: running.iter().map(|c| c.db_connections_limit).sum(),
         };
         let tls = self.tls.and_then(tls::Current::expires).map(|at| TlsView {

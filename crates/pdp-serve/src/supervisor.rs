@@ -43,7 +43,22 @@ pub trait Launch: Send + Sync + 'static {
     /// The most database connections child `slot` of `key` opens (its pool's bound), for the operator's
     /// view of connections against the budget.
     fn connection_limit(&self, key: &Self::Key, slot: usize) -> usize;
+    /// The route a running child answers `200` on while it is healthy (probed every
+    /// [`PROBE_EVERY`]); `None`: not probed.
+    fn health_path(&self) -> Option<&'static str> {
+        None
+    }
 }
+
+/// How often a running child's health route is asked, and how long an answer may take.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Probes in a row without an answer before a child counts as unresponsive: passed over while a pool mate
+/// answers, and `/ready` says so.
+const UNRESPONSIVE_AFTER: u32 = 2;
+/// How long a child may stay unresponsive before it is killed and restarted (its requests fail; nothing is
+/// re-sent).
+pub const HUNG_KILL_AFTER: Duration = Duration::from_secs(30);
 
 /// Why a child is not available. Shared by every request that waited for it.
 #[derive(Clone, Debug)]
@@ -117,6 +132,8 @@ struct Member {
     running: Mutex<Option<(u32, Instant)>>,
     /// Times this place's child exited unexpectedly.
     restarts: AtomicU64,
+    /// Its health route stopped answering (a hung process): passed over while a pool mate answers.
+    unresponsive: std::sync::atomic::AtomicBool,
 }
 
 impl Member {
@@ -128,6 +145,7 @@ impl Member {
             avoid_until_ms: AtomicU64::new(0),
             running: Mutex::new(None),
             restarts: AtomicU64::new(0),
+            unresponsive: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -137,6 +155,12 @@ impl Member {
 
     fn avoided(&self) -> bool {
         u128::from(self.avoid_until_ms.load(Ordering::Relaxed)) > self.born.elapsed().as_millis()
+            || self.unresponsive.load(Ordering::Relaxed)
+    }
+
+    /// Ready and answering its health route.
+    fn serving(&self) -> bool {
+        matches!(&*self.state.borrow(), State::Ready(_)) && !self.unresponsive.load(Ordering::Relaxed)
     }
 }
 
@@ -364,9 +388,14 @@ impl<L: Launch> Supervisor<L> {
         Some(Lease { endpoint, member })
     }
 
-    /// Whether any child of `key` is serving right now.
+    /// Whether any child of `key` is serving right now (ready and answering its health route).
     pub fn any_ready(&self, key: &L::Key) -> bool {
-        self.pools().get(key).is_some_and(|p| p.members.iter().any(|m| matches!(&*m.state.borrow(), State::Ready(_))))
+        self.pools().get(key).is_some_and(|p| p.members.iter().any(|m| m.serving()))
+    }
+
+    /// Whether a child of `key` runs but does not answer its health route.
+    pub fn any_unresponsive(&self, key: &L::Key) -> bool {
+        self.pools().get(key).is_some_and(|p| p.members.iter().any(|m| m.unresponsive.load(Ordering::Relaxed)))
     }
 
     /// Stops every child and waits for them (each gets the stop grace, then is killed).
@@ -388,6 +417,9 @@ impl<L: Launch> Supervisor<L> {
                 pool.members.iter().enumerate().map(move |(slot, m)| {
                     let (status, endpoint) = match &*m.state.borrow() {
                         State::Starting => ("starting", None),
+                        State::Ready(ep) if m.unresponsive.load(Ordering::Relaxed) => {
+                            ("unresponsive", Some(ep.clone()))
+                        }
                         State::Ready(ep) => ("ready", Some(ep.clone())),
                         State::Failed(..) => ("failed", None),
                         State::Stopped => ("stopped", None),
@@ -516,7 +548,20 @@ impl<L: Launch> Supervisor<L> {
                     }
                 }
             });
+            let health = async {
+                match self.launch.health_path() {
+                    Some(path) => watch_health(&addr, path, &member, &pool, kind, &key).await,
+                    None => std::future::pending().await,
+                }
+            };
             let stopped = tokio::select! {
+                () = health => {
+                    tracing::error!(target: "pdp::supervisor", kind, key = %key, slot, "did not answer its health route for {}s: killing it (its requests fail; nothing is re-sent) and restarting", HUNG_KILL_AFTER.as_secs());
+                    let _ = child.kill().await;
+                    self.metrics.restarts.get_or_create(&labels).inc();
+                    member.restarts.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
                 status = child.wait() => {
                     let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                     if up_since.elapsed() > STABLE_AFTER {
@@ -534,6 +579,7 @@ impl<L: Launch> Supervisor<L> {
             };
             self.metrics.running.get_or_create(&labels).dec();
             *member.running() = None;
+            member.unresponsive.store(false, Ordering::Relaxed);
             let _ = forward.await;
             if stopped {
                 break;
@@ -555,6 +601,77 @@ impl<L: Launch> Supervisor<L> {
         if changed {
             pool.changed.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+}
+
+/// Asks a running child's health route every [`PROBE_EVERY`]; marks it unresponsive after
+/// `UNRESPONSIVE_AFTER` probes in a row go unanswered (and answering again after one that is answered);
+/// returns once it has stayed unresponsive for [`HUNG_KILL_AFTER`].
+async fn watch_health(
+    addr: &ChildAddr,
+    path: &'static str,
+    member: &Member,
+    pool: &Pool,
+    kind: &'static str,
+    key: &impl fmt::Display,
+) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut missed, mut since) = (0u32, None::<Instant>);
+    loop {
+        tick.tick().await;
+        let answered = matches!(tokio::time::timeout(PROBE_TIMEOUT, probe(addr, path)).await, Ok(true));
+        if answered {
+            if since.take().is_some() {
+                member.unresponsive.store(false, Ordering::Relaxed);
+                pool.changed.send_modify(|n| *n = n.wrapping_add(1));
+                tracing::info!(target: "pdp::supervisor", kind, key = %key, "answers its health route again");
+            }
+            missed = 0;
+            continue;
+        }
+        missed += 1;
+        if missed == UNRESPONSIVE_AFTER {
+            since = Some(Instant::now());
+            member.unresponsive.store(true, Ordering::Relaxed);
+            pool.changed.send_modify(|n| *n = n.wrapping_add(1));
+            tracing::warn!(target: "pdp::supervisor", kind, key = %key, "does not answer its health route within {} ms: unresponsive", PROBE_TIMEOUT.as_millis());
+        }
+        if since.is_some_and(|s| s.elapsed() >= HUNG_KILL_AFTER) {
+            return;
+        }
+    }
+}
+
+/// One `GET path` on a fresh connection to the child: whether it answered 2xx.
+async fn probe(addr: &ChildAddr, path: &str) -> bool {
+    async fn over<IO>(io: IO, path: &str) -> bool
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await else {
+            return false;
+        };
+        let driver = tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header(http::header::HOST, "localhost")
+            .body(http_body_util::Empty::<bytes::Bytes>::new());
+        let ok = match req {
+            Ok(req) => send.send_request(req).await.is_ok_and(|r| r.status().is_success()),
+            Err(_) => false,
+        };
+        driver.abort();
+        ok
+    }
+    match addr {
+        ChildAddr::Unix(p) => match tokio::net::UnixStream::connect(&**p).await {
+            Ok(s) => over(s, path).await,
+            Err(_) => false,
+        },
+        ChildAddr::Tcp(a) => match tokio::net::TcpStream::connect(a).await {
+            Ok(s) => over(s, path).await,
+            Err(_) => false,
+        },
     }
 }
 

@@ -30,20 +30,34 @@ pub fn run(
     let target = target(args, config_flag, cwd)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let client = client(&target)?;
+    // Between 0.5 s and an hour; clap has already refused what is not a number.
+    let every = args.watch.map(|s| Duration::try_from_secs_f64(s.clamp(0.5, 3600.0)).unwrap_or(Duration::from_secs(2)));
     loop {
-        let snapshot = runtime.block_on(fetch(&client, &target))?;
+        let snapshot = match (runtime.block_on(fetch(&client, &target)), every) {
+            (Ok(s), _) => s,
+            (Err(e), None) => return Err(e),
+            // Watching goes on through a restart of the server: the error is the frame until it answers.
+            (Err(e), Some(every)) => {
+                if console::Term::stdout().is_term() {
+                    print!("\x1b[H\x1b[2J");
+                }
+                printer.data(&format!("{e:#}"));
+                std::thread::sleep(every);
+                continue;
+            }
+        };
         let ready = snapshot.pointer("/ready/status").and_then(Value::as_str) == Some("ready");
         if args.json {
             printer.data(&serde_json::to_string_pretty(&snapshot)?);
         } else {
-            if args.watch.is_some() && console::Term::stdout().is_term() {
+            if every.is_some() && console::Term::stdout().is_term() {
                 // Home and clear: the table redraws in place.
                 print!("\x1b[H\x1b[2J");
             }
             printer.data(&render(&snapshot, &target.url));
         }
-        match args.watch {
-            Some(every) => std::thread::sleep(Duration::from_secs_f64(every.max(0.5))),
+        match every {
+            Some(every) => std::thread::sleep(every),
             None => return Ok(if ready { Status::Success } else { Status::CheckFailed }),
         }
     }
@@ -116,8 +130,12 @@ fn target(args: &ServerStatusArgs, config_flag: Option<&Path>, cwd: &Path) -> an
                 )
                 .into());
             }
-            u.set_path("/status.json");
-            u
+            // Behind a reverse proxy the server may live under a path: the snapshot is beside it.
+            if !u.path().ends_with('/') {
+                let path = format!("{}/", u.path());
+                u.set_path(&path);
+            }
+            u.join("status.json")?
         }
         (None, Some(c)) => {
             let scheme = if c.serve.tls == Tls::Off { "http" } else { "https" };
