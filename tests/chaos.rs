@@ -461,7 +461,9 @@ fn a_killed_replica_behind_haproxy_loses_no_acknowledged_write() {
     let survivor = replica(&p, c1, &peers, &public);
     doomed.all_children_ready();
     survivor.all_children_ready();
-    let _lb = balancer(certs.path(), lb_port, &pem, &[doomed.port, survivor.port]);
+    // No layer-7 retries (`retry-on none`): a balancer in front of pdp must not re-send what may have reached
+    // it; TCP mode (deploy/haproxy.cfg) never does.
+    let _lb = balancer(certs.path(), lb_port, &pem, &[doomed.port, survivor.port], "none");
     let (workers, warm, after) = if full() { (16, 400, 400) } else { (4, 40, 40) };
     let fault = "replica SIGKILL (1 of 2, behind HAProxy)";
     let load = Load::start(&p, &public, &ca, &key, "replica", workers, 6000);
@@ -478,6 +480,14 @@ fn a_killed_replica_behind_haproxy_loses_no_acknowledged_write() {
     let answers = load.stop();
     let row = ledger(&pg, Run { fault, prefix: "replica", first: 6000, workers, fault_at, fault_end, ready }, &answers);
     print_table(std::slice::from_ref(&row));
+    // Not asserted here, reported: an insert in flight on the killed replica has reached the database
+    // twice (its operation id refused the second, P2002) with HAProxy in front even without layer-7
+    // retries; pdp itself never re-sends (tests/serve.rs, tests/serve_dp1.rs), which of the balancer and
+    // the client's fetch re-sent it is not established yet.
+    eprintln!(
+        "replica SIGKILL: writes that reached the database twice (refused by their operation id): {}",
+        row.errors.get("P2002").copied().unwrap_or(0)
+    );
     assert_eq!(row.lost, 0, "acknowledged writes lost");
     assert_eq!(row.duplicated, 0, "increments ran twice");
     assert!(row.recovery_ms.is_some(), "requests never succeeded again");
@@ -506,10 +516,10 @@ fn no_acknowledged_write_is_lost_or_run_twice_under_faults() {
         rows.push(scenario(&p, &s, &pg, &key, "executor hangs 40 s (SIGSTOP)", 1700, || {
             let pid = executor(&s);
             signal(pid, "STOP");
-            poll(Duration::from_secs(60), "the hung executor replaced", || {
-                (children(s.pid(), "pdp-qpe.mjs") != [pid]).then_some(())
+            // pdp kills it (SIGKILL works on a stopped process): nothing to continue.
+            poll(Duration::from_secs(60), "the hung executor killed", || {
+                (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
             });
-            signal(pid, "CONT");
         }));
     }
     rows.push(scenario(&p, &s, &pg, &key, "PostgreSQL restarted", 2000, || pg.ctl(&["restart", "-m", "immediate"])));
@@ -543,6 +553,8 @@ fn no_acknowledged_write_is_lost_or_run_twice_under_faults() {
 
     print_table(&rows);
     for r in &rows {
+        // An operation id meeting itself (P2002) would be a write sent twice.
+        assert!(!r.errors.contains_key("P2002"), "{}: an operation ran twice", r.fault);
         assert_eq!(r.lost, 0, "{}: acknowledged writes lost", r.fault);
         assert_eq!(r.duplicated, 0, "{}: increments ran twice", r.fault);
         assert!(r.acked > 0, "{}: nothing was acknowledged", r.fault);

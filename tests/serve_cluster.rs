@@ -183,7 +183,7 @@ fn three_replicas_behind_haproxy_serve_prisma_7_and_6_clients_and_survive_a_kill
     let mut replicas: Vec<Option<Serving>> =
         cluster_ports.iter().map(|c| Some(replica(&p, *c, &peers, &public))).collect();
     let ports: Vec<u16> = replicas.iter().flatten().map(|s| s.port).collect();
-    let lb = balancer(certs.path(), lb_port, &pem, &ports);
+    let lb = balancer(certs.path(), lb_port, &pem, &ports, "conn-failure");
     let logs = |replicas: &[Option<Serving>]| {
         let mut all = format!("--- haproxy ---\n{}", lb.log.lock().expect("log"));
         for (i, s) in replicas.iter().enumerate() {

@@ -93,7 +93,8 @@ pub fn certificates(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Starts HAProxy on `port` in front of `backends` and waits until it accepts.
-pub fn balancer(dir: &Path, port: u16, pem: &Path, backends: &[u16]) -> Balancer {
+/// `retry_on` is HAProxy's `retry-on` (`conn-failure`, or `none` for no layer-7 retry at all).
+pub fn balancer(dir: &Path, port: u16, pem: &Path, backends: &[u16], retry_on: &str) -> Balancer {
     let servers: String = backends
         .iter()
         .enumerate()
@@ -102,7 +103,7 @@ pub fn balancer(dir: &Path, port: u16, pem: &Path, backends: &[u16]) -> Balancer
     let config = format!(
         "global\n  log stderr format raw local0 info\n\n\
          defaults\n  mode http\n  log global\n  option httplog\n  timeout connect 2s\n  timeout client 90s\n  timeout server 90s\n\
-         \x20 option redispatch\n  retries 3\n  retry-on conn-failure\n\n\
+         \x20 option redispatch\n  retries 3\n  retry-on {retry_on}\n\n\
          frontend clients\n  bind 127.0.0.1:{port} ssl crt {pem} alpn http/1.1\n  default_backend replicas\n\n\
          backend replicas\n  balance roundrobin\n  option httpchk GET /ready\n  http-reuse safe\n{servers}",
         pem = pem.display()

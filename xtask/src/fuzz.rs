@@ -52,8 +52,8 @@ pub fn fuzz(root: &Path, seconds: u64, only: Option<&str>) -> anyhow::Result<()>
     }
     let dir = root.join("fuzz");
     step(
-        "cargo fuzz build (release, no sanitizer: the stable toolchain)",
-        Command::new("cargo").args(["fuzz", "build", "-O", "-s", "none"]).current_dir(&dir),
+        "cargo fuzz build (release with debug assertions and overflow checks, no sanitizer: the stable toolchain)",
+        Command::new("cargo").args(["fuzz", "build", "-O", "-a", "-s", "none"]).current_dir(&dir),
     )?;
     let bin = dir.join("target/x86_64-unknown-linux-gnu/release");
     let mut rows = Vec::new();
@@ -180,8 +180,12 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// byte (a request pdp still waits to complete) or 30 ms after the last (a kept-alive connection); then
 /// drops the connection.
 fn send(addr: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    send_within(addr, bytes, Duration::from_millis(300))
+}
+
+fn send_within(addr: &str, bytes: &[u8], first_byte: Duration) -> std::io::Result<Vec<u8>> {
     let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_millis(300)))?;
+    s.set_read_timeout(Some(first_byte))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
     s.write_all(bytes)?;
     let mut out = Vec::new();
@@ -201,7 +205,9 @@ fn send(addr: &str, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
 
 fn health_ms(addr: &str) -> Option<u128> {
     let t = Instant::now();
-    let out = send(addr, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let out =
+        send_within(addr, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", Duration::from_secs(1))
+            .ok()?;
     out.starts_with(b"HTTP/1.1 200").then(|| t.elapsed().as_millis())
 }
 
@@ -226,13 +232,23 @@ fn http(root: &Path, seconds: u64) -> anyhow::Result<Row> {
         .context("PDP_API_KEY in .env")?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr = format!("127.0.0.1:{port}");
+    // Its log: a panic inside a connection's task does not end the process, but it is logged.
+    let log_path = root.join("target/fuzz-http/serve.log");
+    std::fs::create_dir_all(root.join("target/fuzz-http"))?;
     let mut serve = Command::new(&pdp)
         .args(["serve", "--listen", &addr])
         .current_dir(&dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path)?)
         .spawn()
         .context("pdp serve")?;
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+        }
+    }
+    let _guard = Kill(serve.id());
     let deadline = Instant::now() + Duration::from_secs(120);
     while send(&addr, b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .map_or(true, |r| !r.starts_with(b"HTTP/1.1 200"))
@@ -311,8 +327,20 @@ fn http(root: &Path, seconds: u64) -> anyhow::Result<Row> {
     }
     let inputs = inputs.load(std::sync::atomic::Ordering::Relaxed);
     let end_rss = rss_kib(pid);
+    if let Some(status) = serve.try_wait()?
+        && findings.is_empty()
+    {
+        findings.push(format!("pdp serve exited ({status}) in the run's last moment"));
+    }
+    if end_rss.is_none() && findings.is_empty() {
+        findings.push("pdp serve's RSS could not be read at the end (did it exit?)".into());
+    }
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = serve.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    if let Some(line) = log.lines().find(|l| l.contains("panicked at")) {
+        findings.push(format!("a panic in pdp serve's log ({}): {line}", log_path.display()));
+    }
     let _ = Command::new("psql")
         .args(["postgresql://postgres@127.0.0.1:5432/postgres", "-c"])
         .arg(format!("DROP DATABASE IF EXISTS pdp_fuzz_{} WITH (FORCE)", std::process::id()))

@@ -438,6 +438,9 @@ impl Dp1 {
             .forwarder
             .forward(via, &lease.endpoint.addr, Method::POST, &path, &headers, send, limit + Duration::from_secs(5))
             .await;
+        if outcome.is_ok() {
+            lease.answered();
+        }
         ticket.settle(&outcome);
         let resp = match outcome {
             Ok(r) => r,
@@ -659,6 +662,9 @@ async fn fetch(
     let limit = limits.query_timeout + Duration::from_secs(5);
     let outcome =
         forwarder.forward(via, &lease.endpoint.addr, Method::POST, "/", &ask.headers, ask.body.clone(), limit).await;
+    if outcome.is_ok() {
+        lease.answered();
+    }
     let resp = match outcome {
         Ok(r) => r,
         Err(ForwardError::Timeout(d)) => {

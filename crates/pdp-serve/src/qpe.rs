@@ -263,6 +263,9 @@ impl Qpe {
             .forwarder
             .forward(via, &lease.endpoint.addr, parts.method.clone(), &path, &parts.headers, body, limit)
             .await;
+        if outcome.is_ok() {
+            lease.answered();
+        }
         ticket.settle(&outcome);
         let resp = match outcome {
             Ok(r) => r,
@@ -338,6 +341,9 @@ async fn fetch(
     let outcome = forwarder
         .forward(via, &lease.endpoint.addr, Method::POST, "/query", &ask.headers, ask.body.clone(), limit)
         .await;
+    if outcome.is_ok() {
+        lease.answered();
+    }
     let resp = match outcome {
         Ok(r) => r,
         Err(ForwardError::Timeout(d)) => {

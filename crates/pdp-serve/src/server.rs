@@ -83,8 +83,10 @@ pub struct App {
     /// Where the children's database connections go (the status page counts them).
     pub(crate) db_target: Option<crate::dbconns::Target>,
     pub(crate) started: Instant,
-    /// The last database ping and when it was made.
-    pub(crate) last_ping: tokio::sync::Mutex<Option<(Instant, Result<pdp_migrate::db::ServerInfo, String>)>>,
+    /// The last database ping and when it was made…
+    pub(crate) last_ping: std::sync::Mutex<Option<(Instant, Result<pdp_migrate::db::ServerInfo, String>)>>,
+    /// …and the lock one running ping holds.
+    pub(crate) pinging: tokio::sync::Mutex<()>,
 }
 
 /// How long a database ping answers `/ready` and the status page.
@@ -374,18 +376,33 @@ impl App {
     }
 
     /// The database's answer to a connection and a query, at most [`PING_FRESH`] old: probes, pages and
-    /// `pdp status --watch` together open at most one connection per interval (one ping at a time).
+    /// `pdp status --watch` together open at most one connection per interval. One ping runs at a time;
+    /// while it runs (up to its timeouts), callers get the last answer instead of waiting, when there is one.
     async fn database_ping(&self) -> Result<pdp_migrate::db::ServerInfo, String> {
-        let mut last = self.last_ping.lock().await;
-        if let Some((at, result)) = last.as_ref()
+        let cached = || self.last_ping.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some((at, result)) = cached()
             && at.elapsed() < PING_FRESH
         {
-            return result.clone();
+            return result;
+        }
+        let _pinging = match self.pinging.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match cached() {
+                Some((_, result)) => return result,
+                None => self.pinging.lock().await,
+            },
+        };
+        // Another caller may have pinged while this one waited.
+        if let Some((at, result)) = cached()
+            && at.elapsed() < PING_FRESH
+        {
+            return result;
         }
         let result = pdp_migrate::db::ping(&self.kit.cx.database, &self.schema_dir, Duration::from_secs(3))
             .await
             .map_err(|e| pdp_config::redact_text(&e.to_string()));
-        *last = Some((Instant::now(), result.clone()));
+        *self.last_ping.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((Instant::now(), result.clone()));
         result
     }
 

@@ -96,6 +96,13 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Says the child answered this request: a sign of life the health probe counts (a child busy with
+    /// requests answers them even when its probe waits in line behind them).
+    pub fn answered(&self) {
+        let now = u64::try_from(self.member.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.member.finished_ms.store(now, Ordering::Relaxed);
+    }
+
     /// Says the child dropped this request's connection: it is passed over for a moment (while its death
     /// is being noticed) whenever a pool mate is ready, so a dying child, which fails fast and so looks the
     /// least busy, does not attract the next requests.
@@ -134,6 +141,8 @@ struct Member {
     restarts: AtomicU64,
     /// Its health route stopped answering (a hung process): passed over while a pool mate answers.
     unresponsive: std::sync::atomic::AtomicBool,
+    /// When it last finished a request (ms after `born`).
+    finished_ms: AtomicU64,
 }
 
 impl Member {
@@ -146,6 +155,7 @@ impl Member {
             running: Mutex::new(None),
             restarts: AtomicU64::new(0),
             unresponsive: std::sync::atomic::AtomicBool::new(false),
+            finished_ms: AtomicU64::new(0),
         }
     }
 
@@ -560,6 +570,9 @@ impl<L: Launch> Supervisor<L> {
                     let _ = child.kill().await;
                     self.metrics.restarts.get_or_create(&labels).inc();
                     member.restarts.fetch_add(1, Ordering::Relaxed);
+                    if up_since.elapsed() > STABLE_AFTER {
+                        backoff = BACKOFF_START;
+                    }
                     false
                 }
                 status = child.wait() => {
@@ -578,6 +591,10 @@ impl<L: Launch> Supervisor<L> {
                 }
             };
             self.metrics.running.get_or_create(&labels).dec();
+            // Not ready before anything else: no request is leased to the dead child meanwhile.
+            if !stopped {
+                pool.set(&member, State::Starting);
+            }
             *member.running() = None;
             member.unresponsive.store(false, Ordering::Relaxed);
             let _ = forward.await;
@@ -605,7 +622,8 @@ impl<L: Launch> Supervisor<L> {
 }
 
 /// Asks a running child's health route every [`PROBE_EVERY`]; marks it unresponsive after
-/// `UNRESPONSIVE_AFTER` probes in a row go unanswered (and answering again after one that is answered);
+/// `UNRESPONSIVE_AFTER` probes in a row go unanswered while it finished no request either (a child busy
+/// with requests answers them even when its probe waits), and answering again after one that is answered;
 /// returns once it has stayed unresponsive for [`HUNG_KILL_AFTER`].
 async fn watch_health(
     addr: &ChildAddr,
@@ -620,7 +638,10 @@ async fn watch_health(
     let (mut missed, mut since) = (0u32, None::<Instant>);
     loop {
         tick.tick().await;
-        let answered = matches!(tokio::time::timeout(PROBE_TIMEOUT, probe(addr, path)).await, Ok(true));
+        let finished_before = member.finished_ms.load(Ordering::Relaxed);
+        let answered = matches!(tokio::time::timeout(PROBE_TIMEOUT, probe(addr, path)).await, Ok(true))
+            // Requests it finished meanwhile: loaded, not hung.
+            || member.finished_ms.load(Ordering::Relaxed) != finished_before;
         if answered {
             if since.take().is_some() {
                 member.unresponsive.store(false, Ordering::Relaxed);
