@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::cluster::{SECRET, balancer, certificates, replica};
+use crate::support::cluster::{Mode, SECRET, balancer, certificates, replica};
 use crate::support::serve::{self, Db, Serving, api_key, db_name, drop_db, metric_sum, poll, project, tool_cache};
 use crate::support::{Project, closed_port};
 
@@ -183,7 +183,7 @@ fn three_replicas_behind_haproxy_serve_prisma_7_and_6_clients_and_survive_a_kill
     let mut replicas: Vec<Option<Serving>> =
         cluster_ports.iter().map(|c| Some(replica(&p, *c, &peers, &public))).collect();
     let ports: Vec<u16> = replicas.iter().flatten().map(|s| s.port).collect();
-    let lb = balancer(certs.path(), lb_port, &pem, &ports, "conn-failure");
+    let lb = balancer(certs.path(), lb_port, Mode::Http { pem: &pem, retry_on: "conn-failure" }, &ports);
     let logs = |replicas: &[Option<Serving>]| {
         let mut all = format!("--- haproxy ---\n{}", lb.log.lock().expect("log"));
         for (i, s) in replicas.iter().enumerate() {

@@ -92,22 +92,37 @@ pub fn certificates(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("ca.pem"), dir.join("haproxy.pem"))
 }
 
+/// How HAProxy balances.
+pub enum Mode<'a> {
+    /// HTTP mode, TLS ended at the balancer with this PEM, round-robin per request, with this `retry-on`.
+    Http { pem: &'a Path, retry_on: &'a str },
+    /// TCP mode, TLS passed through to pdp (as deploy/haproxy.cfg): a client connection is one replica's.
+    Tcp,
+}
+
 /// Starts HAProxy on `port` in front of `backends` and waits until it accepts.
-/// `retry_on` is HAProxy's `retry-on` (`conn-failure`, or `none` for no layer-7 retry at all).
-pub fn balancer(dir: &Path, port: u16, pem: &Path, backends: &[u16], retry_on: &str) -> Balancer {
+pub fn balancer(dir: &Path, port: u16, mode: Mode<'_>, backends: &[u16]) -> Balancer {
     let servers: String = backends
         .iter()
         .enumerate()
         .map(|(i, p)| format!("  server r{i} 127.0.0.1:{p} check inter 300ms fall 2 rise 2\n"))
         .collect();
-    let config = format!(
-        "global\n  log stderr format raw local0 info\n\n\
-         defaults\n  mode http\n  log global\n  option httplog\n  timeout connect 2s\n  timeout client 90s\n  timeout server 90s\n\
-         \x20 option redispatch\n  retries 3\n  retry-on {retry_on}\n\n\
-         frontend clients\n  bind 127.0.0.1:{port} ssl crt {pem} alpn http/1.1\n  default_backend replicas\n\n\
-         backend replicas\n  balance roundrobin\n  option httpchk GET /ready\n  http-reuse safe\n{servers}",
-        pem = pem.display()
-    );
+    let config = match mode {
+        Mode::Http { pem, retry_on } => format!(
+            "global\n  log stderr format raw local0 info\n\n\
+             defaults\n  mode http\n  log global\n  option httplog\n  timeout connect 2s\n  timeout client 90s\n  timeout server 90s\n\
+             \x20 option redispatch\n  retries 3\n  retry-on {retry_on}\n\n\
+             frontend clients\n  bind 127.0.0.1:{port} ssl crt {pem} alpn http/1.1\n  default_backend replicas\n\n\
+             backend replicas\n  balance roundrobin\n  option httpchk GET /ready\n  http-reuse safe\n{servers}",
+            pem = pem.display()
+        ),
+        Mode::Tcp => format!(
+            "global\n  log stderr format raw local0 info\n\n\
+             defaults\n  mode tcp\n  log global\n  option tcplog\n  timeout connect 2s\n  timeout client 90s\n  timeout server 90s\n\n\
+             frontend clients\n  bind 127.0.0.1:{port}\n  default_backend replicas\n\n\
+             backend replicas\n  balance roundrobin\n{servers}"
+        ),
+    };
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, config).expect("haproxy.cfg");
     let check = Command::new("haproxy").args(["-c", "-f"]).arg(&path).output().expect(
