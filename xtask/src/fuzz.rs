@@ -70,6 +70,8 @@ pub fn fuzz(root: &Path, seconds: u64, only: Option<&str>) -> anyhow::Result<()>
             .arg(format!("-artifact_prefix={}/", artifacts.display()))
             .arg(&corpus)
             .arg(dir.join("seeds").join(target))
+            // The migrations init writes are the migrations reader's seeds too, read where they live.
+            .args((target == "migrations").then(|| root.join("templates/prisma/migrations")))
             .stdout(Stdio::null())
             .output()
             .with_context(|| format!("cannot run the fuzz target {target}"))?;

@@ -53,6 +53,18 @@ struct RouteCounts {
     buckets: Box<[u32; BUCKETS]>,
 }
 
+/// `route`'s counts in `routes`, added at zero when missing. A handful of routes: a scan comparing the
+/// name's address first (one `&'static str` per route) beats hashing.
+fn counts_of<'r>(routes: &'r mut Vec<RouteCounts>, route: &'static str) -> &'r mut RouteCounts {
+    match routes.iter().position(|r| std::ptr::eq(r.route, route) || r.route == route) {
+        Some(i) => &mut routes[i],
+        None => {
+            routes.push(RouteCounts { route, requests: 0, server_errors: 0, buckets: Box::new([0; BUCKETS]) });
+            routes.last_mut().unwrap_or_else(|| unreachable!("just pushed"))
+        }
+    }
+}
+
 #[derive(Default)]
 struct Slice {
     /// Which 10-second slice since start these counts are of.
@@ -117,19 +129,7 @@ impl Window {
             slice.index = index;
             slice.routes.clear();
         }
-        // A handful of routes: a scan by the name's address (one `&'static str` per route) beats hashing.
-        let counts = match slice.routes.iter_mut().position(|r| std::ptr::eq(r.route, route) || r.route == route) {
-            Some(i) => &mut slice.routes[i],
-            None => {
-                slice.routes.push(RouteCounts {
-                    route,
-                    requests: 0,
-                    server_errors: 0,
-                    buckets: Box::new([0; BUCKETS]),
-                });
-                slice.routes.last_mut().unwrap_or_else(|| unreachable!("just pushed"))
-            }
-        };
+        let counts = counts_of(&mut slice.routes, route);
         counts.requests += 1;
         counts.server_errors += u64::from(status >= 500);
         counts.buckets[b] = counts.buckets[b].saturating_add(1);
@@ -157,18 +157,7 @@ impl Window {
                 continue;
             }
             for r in &slice.routes {
-                let into = match merged.iter().position(|m| m.route == r.route) {
-                    Some(i) => &mut merged[i],
-                    None => {
-                        merged.push(RouteCounts {
-                            route: r.route,
-                            requests: 0,
-                            server_errors: 0,
-                            buckets: Box::new([0; BUCKETS]),
-                        });
-                        merged.last_mut().unwrap_or_else(|| unreachable!("just pushed"))
-                    }
-                };
+                let into = counts_of(&mut merged, r.route);
                 into.requests += r.requests;
                 into.server_errors += r.server_errors;
                 for (a, b) in into.buckets.iter_mut().zip(r.buckets.iter()) {
