@@ -212,19 +212,21 @@ fn connections_pdp_may_open_are_weighed_against_the_servers_max_connections() {
         String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().expect("a number")
     };
     let toml = p.read("pdp.toml");
-    // Prisma 7: each executor keeps its own pool of 10, so the pool size decides.
-    for (children, status) in [(2, "ok"), (max / 10, "warn")] {
-        p.write("pdp.toml", &toml.replacen("[serve]\n", &format!("[serve]\nchildren = {children}\n"), 1));
+    p.write("pdp.toml", &format!("{toml}\n[serve.limits]\nconnection-limit = 20\non-demand-connections = 4\n"));
+    let hpa = p.read("deploy/k8s/hpa.yaml");
+    assert!(hpa.contains("maxReplicas: 6"), "{hpa}");
+    // One replica's budget, whatever its pool size; the cluster's at the autoscaler's most replicas.
+    for (replicas, status) in [(2, "ok"), (max / 20 + 1, "warn")] {
+        p.write("deploy/k8s/hpa.yaml", &hpa.replace("maxReplicas: 6", &format!("maxReplicas: {replicas}")));
         let (_, v, all) = doctor_json(&p, &url);
         let line = check(&v, "connections");
         assert_eq!(line.len(), 1, "{all}");
         assert_eq!(line[0]["status"], status, "{all}");
-        let expected = format!("up to {} per key ({children} executor(s)", children * 10);
-        assert!(
-            line[0]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(&expected) && m.ends_with(&format!("allows {max}"))),
-            "{all}"
-        );
+        let message = line[0]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("one replica opens at most 20 "), "{all}");
+        assert!(message.contains("4 of it kept for"), "{all}");
+        let cluster =
+            format!("; {replicas} replicas (maxReplicas in deploy/k8s/hpa.yaml) open at most {}", replicas * 20);
+        assert!(message.contains(&cluster) && message.ends_with(&format!("allows {max}")), "{all}");
     }
 }

@@ -259,12 +259,13 @@ fn with_children(p: &crate::support::Project, n: usize) {
     p.write("pdp.toml", &set);
 }
 
-/// Writes the `go` file the client scripts wait for, when dropped.
-struct Go<'a>(&'a crate::support::Project);
+/// Writes a file the client scripts wait for (`go`, `stop`) when dropped, so a failed assertion never leaves
+/// a client waiting.
+struct Touch<'a>(&'a crate::support::Project, &'static str);
 
-impl Drop for Go<'_> {
+impl Drop for Touch<'_> {
     fn drop(&mut self) {
-        self.0.write("go", "");
+        self.0.write(self.1, "");
     }
 }
 
@@ -279,7 +280,7 @@ fn a_transaction_whose_executor_died_is_the_clients_p2028_at_once() {
         let client = scope.spawn(|| s.deno("tx.ts", &key, &[]));
         serve::poll(Duration::from_secs(120), "the transaction to open", || p.path("tx-open").exists().then_some(()));
         // Whatever happens below, the client is let go (a failed assertion must not leave it waiting).
-        let _go = Go(&p);
+        let _go = Touch(&p, "go");
         // The transaction's owner is one of the pool: every executor is killed.
         let executors = children(s.pid(), "pdp-qpe.mjs");
         assert!(!executors.is_empty(), "no executor child:\n{}", s.log());
@@ -483,7 +484,7 @@ fn one_crashed_child_of_a_pool_costs_only_its_own_requests_and_transactions() {
     p.write("tx.ts", &held_transaction_script("pool.test"));
     let ((tx_ok, tx_out), (load_ok, load_out)) = std::thread::scope(|scope| {
         let tx = scope.spawn(|| s.deno("tx.ts", &key, &[]));
-        let _go = Go(&p);
+        let _go = Touch(&p, "go");
         serve::poll(Duration::from_secs(120), "the transaction to open", || p.path("tx-open").exists().then_some(()));
         let load = scope.spawn(|| s.deno("load.ts", &key, &[]));
         // The transaction's owner, as /ready says; the other child is the survivor.
@@ -540,6 +541,81 @@ fn one_crashed_child_of_a_pool_costs_only_its_own_requests_and_transactions() {
     assert!(failed <= 8, "more failures than requests in flight on the killed child: {load}");
     assert!(load["before"].as_u64() > Some(0) && load["after"].as_u64() > Some(50), "{load}");
     assert_eq!(psql(&name, "SELECT count(*) FROM \"User\" WHERE email LIKE '%@pool.test'"), "0", "rolled back");
+    drop(s);
+    drop_db(&name);
+}
+
+/// The replica's connection budget bounds Prisma 7 executors too: a pool of two shares
+/// `connection-limit = 4` (2 each, enforced in each executor's own driver pool), and 24 clients holding
+/// transactions and sleeping queries never make PostgreSQL see more than 4 connections from it (counted in
+/// `pg_stat_activity`). Unbounded, each executor's driver pool opens up to 10.
+#[test]
+fn a_pool_of_executors_stays_within_the_replicas_connection_budget() {
+    let name = db_name("budget");
+    let p = project(&Db::Postgres(name.clone()));
+    with_children(&p, 2);
+    let toml = p.read("pdp.toml");
+    p.write("pdp.toml", &format!("{toml}\n[serve.limits]\nconnection-limit = 4\non-demand-connections = 0\n"));
+    let key = api_key(&p);
+    let s = Serving::start(&p, &[]);
+    let ready = s.all_children_ready();
+    let limits: Vec<_> =
+        ready["executors"].as_array().expect("executors").iter().map(|e| e["connection_limit"].clone()).collect();
+    assert_eq!(limits, [2, 2], "each executor gets half the budget: {ready}");
+    assert_eq!(ready["connections"], serde_json::json!({"budget": 4, "granted": 4}), "{ready}");
+    p.write(
+        "load.ts",
+        &client_script(
+            "const exists = (f: string) => Deno.stat(f).then(() => true, () => false);\n\
+             const t = { ok: 0, failed: {} as Record<string, number> };\n\
+             await Promise.all(Array.from({ length: 24 }, async (_, i) => {\n\
+               while (!(await exists('stop'))) {\n\
+                 try {\n\
+                   if (i % 2) await prisma.$queryRaw`SELECT 1 AS one FROM pg_sleep(0.02)`;\n\
+                   else await prisma.$transaction(async (tx) => { await tx.user.count(); await new Promise((r) => setTimeout(r, 20)); await tx.user.count(); }, { maxWait: 20000, timeout: 30000 });\n\
+                   t.ok++;\n\
+                 } catch (e) { const c = (e as { code?: string }).code ?? String(e); t.failed[c] = (t.failed[c] ?? 0) + 1; }\n\
+               }\n\
+             }));\n\
+             console.log(JSON.stringify({ load: t }));\n",
+        ),
+    );
+    let count = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()");
+    let (most, (ok, out)) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| s.deno("load.ts", &key, &[]));
+        // The stop file is written however this scope ends, so a failed wait never leaves the load running.
+        let stop = Touch(&p, "stop");
+        serve::poll(Duration::from_secs(60), "the load to get going", || {
+            let m = s.metrics(&key);
+            let answered = serve::metric_sum(&m, "pdp_requests_total{route=\"qpe_query\",status=\"200\"}")
+                + serve::metric_sum(&m, "pdp_requests_total{route=\"qpe_tx_commit\",status=\"200\"}");
+            (load.is_finished() || answered > 20.0).then_some(())
+        });
+        if load.is_finished() {
+            return (0, load.join().expect("load client"));
+        }
+        let mut most = 0u32;
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < until {
+            most = most.max(psql(&name, &count).parse().unwrap_or(0));
+        }
+        drop(stop);
+        (most, load.join().expect("load client"))
+    });
+    assert!(ok, "{out}\n{}", s.log());
+    let load: serde_json::Value = out
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("load").cloned())
+        .expect("tally");
+    eprintln!("pool of 2 executors, connection-limit 4, 24 clients: at most {most} connections seen; {load}");
+    assert!(load["ok"].as_u64() > Some(100), "the load ran: {load}");
+    assert_eq!(load["failed"], serde_json::json!({}), "waiting for a connection is not a failure: {load}");
+    assert!(most <= 4, "the executors' connections stay within the replica's budget of 4: {most}");
+    assert!(most >= 3, "the load used the budget (so the bound was what held it): {most}");
+    // The operator's view agrees: open against the budget.
+    let m = s.metrics(&key);
+    assert_eq!(serve::metric_sum(&m, "pdp_db_connection_budget"), 4.0, "{m}");
+    assert_eq!(serve::metric_sum(&m, "pdp_db_connections_granted"), 4.0, "{m}");
     drop(s);
     drop_db(&name);
 }

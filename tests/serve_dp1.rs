@@ -736,7 +736,7 @@ fn prisma_4_16_deno_client_graphql_through_the_real_wasm_engine() {
 /// never sees more connections from them than the limit (counted in `pg_stat_activity`), and both engines
 /// served.
 #[test]
-fn a_pool_of_wasm_engines_shares_the_keys_connection_limit() {
+fn a_pool_of_wasm_engines_shares_its_part_of_the_replicas_connection_budget() {
     let name = "pdp_dp1_pool_budget";
     let url = fresh_database(name);
     let p = project("6.19.3", &url, "engine = \"wasm\"\nchildren = 2\n");
@@ -786,7 +786,44 @@ fn a_pool_of_wasm_engines_shares_the_keys_connection_limit() {
     });
     eprintln!("pool of 2 WASM engines, connection-limit 3: at most {most} connections seen, {answered} answers");
     assert!(answered > 50, "the load ran: {answered}");
-    assert!((2..=3).contains(&most), "the engines' connections stay within the key's limit of 3: {most}");
+    assert!((2..=3).contains(&most), "the engines' connections stay within the replica's budget of 3: {most}");
     let (_, ready) = json_request(&s, "GET", "/ready", None, &[]);
     assert!(ready["engines"].as_array().expect("engines").iter().all(|e| e["status"] == "ready"), "{ready}");
+}
+
+#[test]
+fn schemas_started_on_demand_share_the_replicas_budget_and_the_one_too_many_is_told_why() {
+    let url = fresh_database("pdp_dp1_budget_keys");
+    let p = project("6.19.3", &url, "engine = \"wasm\"\nchildren = 1\n");
+    // [serve.limits] is the file's last table: these lines land in it.
+    let toml = std::fs::read_to_string(p.path("pdp.toml")).expect("pdp.toml");
+    p.write("pdp.toml", &format!("{toml}connection-limit = 3\non-demand-connections = 1\n"));
+    let s = Serving::start(&p, &[]);
+    let count = |model: &str| {
+        format!(
+            r#"{{"modelName":"{model}","action":"aggregate","query":{{"arguments":{{}},"selection":{{"_count":{{"arguments":{{}},"selection":{{"_all":true}}}}}}}}}}"#
+        )
+    };
+    let mut answers = Vec::new();
+    for model in ["User", "Post", "Tag"] {
+        let sc = inline(&schema("postgresql", "", model));
+        assert_eq!(json_request(&s, "PUT", &format!("/6.19.3/{}/schema", sc.hash), Some(&sc.b64), &[]).0, 200);
+        answers.push(json_request(&s, "POST", &format!("/6.19.3/{}/graphql", sc.hash), Some(&count(model)), &[]));
+    }
+    // The first two engines started and answered (`User` exists; `Post` is the database's own P2021).
+    for (status, body) in &answers[..2] {
+        assert_eq!(*status, 200, "{body}");
+        assert!(body["data"].is_object() || body.to_string().contains("P2021"), "an engine answered: {body}");
+    }
+    let (status, body) = &answers[2];
+    assert_eq!(*status, 503, "{body}");
+    let msg = &body["EngineNotStarted"]["reason"]["EngineStartupError"]["msg"];
+    let msg = msg.as_str().unwrap_or_else(|| panic!("an engine startup error: {body}"));
+    assert!(msg.contains("connection-limit") && msg.contains("hold 3"), "the budget is named: {msg}");
+    let (_, ready) = json_request(&s, "GET", "/ready", None, &[]);
+    let mut limits: Vec<_> =
+        ready["engines"].as_array().expect("engines").iter().map(|e| e["connection_limit"].as_u64()).collect();
+    limits.sort();
+    assert_eq!(limits, [Some(1), Some(2)], "the first schema takes all but the on-demand part: {ready}");
+    assert_eq!(ready["connections"], serde_json::json!({"budget": 3, "granted": 3}), "{ready}");
 }

@@ -413,8 +413,12 @@ pub struct Limits {
     pub transaction_max_timeout: Duration,
     /// Longest a transaction may wait to start.
     pub transaction_max_wait: Duration,
-    /// Pool size per engine (`connection_limit`), engine default when `None`.
-    pub connection_limit: Option<u32>,
+    /// The most database connections this replica's children open together, whatever their kind, key or
+    /// pool slot (`connection-limit`, resolved: its default follows the CPUs).
+    pub connection_limit: u32,
+    /// The part of `connection_limit` held back from the project's own children for children that start on
+    /// demand (another client version or schema); always less than `connection_limit`.
+    pub on_demand_connections: u32,
     /// How long a query waits for a pooled connection.
     pub pool_timeout: Duration,
     /// How long a request waits for its engine to start.

@@ -99,6 +99,7 @@ pub(crate) struct RawLimits {
     pub transaction_max_timeout: Option<S>,
     pub transaction_max_wait: Option<S>,
     pub connection_limit: Option<Spanned<u32>>,
+    pub on_demand_connections: Option<Spanned<u32>>,
     pub pool_timeout: Option<S>,
     pub engine_start_timeout: Option<S>,
     pub engine_idle_timeout: Option<S>,

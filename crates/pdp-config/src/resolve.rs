@@ -73,6 +73,16 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: &str = "60s";
     /// `[serve.limits] max-connections`.
     pub const MAX_CONNECTIONS: u32 = 4096;
+    /// `[serve.limits] connection-limit`: Prisma's own pool formula for one engine (CPUs × 2 + 1), and at
+    /// least the 10 one Prisma 7 executor opens by itself, for the whole replica.
+    pub fn connection_limit() -> u32 {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        u32::try_from(cpus * 2 + 1).unwrap_or(u32::MAX).max(10)
+    }
+    /// `[serve.limits] on-demand-connections`: a quarter of `connection-limit`, rounded down.
+    pub fn on_demand_connections(connection_limit: u32) -> u32 {
+        connection_limit / 4
+    }
     /// `[migrate] lock-timeout` (Prisma's advisory-lock timeout).
     pub const LOCK_TIMEOUT: &str = "10s";
     /// The state directory under the project root.
@@ -712,9 +722,28 @@ pub(crate) fn resolve(
     let threads = at_least_one("serve.threads", &serve.threads, Some("leave it out for half the CPUs"));
     let children =
         at_least_one("serve.children", &serve.children, Some("leave it out for the CPUs pdp's threads leave free"));
-    let connection_limit = at_least_one("serve.limits.connection-limit", &limits_raw.connection_limit, None);
+    let connection_limit = at_least_one("serve.limits.connection-limit", &limits_raw.connection_limit, None)
+        .unwrap_or_else(defaults::connection_limit);
     let max_connections = at_least_one("serve.limits.max-connections", &limits_raw.max_connections, None)
         .unwrap_or(defaults::MAX_CONNECTIONS);
+    // Held back from the project's own children for those that start on demand; less than the whole.
+    let on_demand_connections = match &limits_raw.on_demand_connections {
+        Some(n) if *n.get_ref() >= connection_limit => {
+            let origin = file_origin(file, source, Some(n.span()));
+            r.problem(
+                origin,
+                "serve.limits.on-demand-connections",
+                format!(
+                    "`serve.limits.on-demand-connections` ({}) must be less than `connection-limit` ({connection_limit}): the project's own children need at least one",
+                    n.get_ref()
+                ),
+                Some("lower it, or raise `connection-limit`".to_owned()),
+            );
+            0
+        }
+        Some(n) => *n.get_ref(),
+        None => defaults::on_demand_connections(connection_limit),
+    };
 
     let engine = match serve.engine.as_ref().map(|s| (s, s.get_ref().trim())) {
         None | Some((_, "native")) => QueryEngine::Native,
@@ -790,6 +819,7 @@ pub(crate) fn resolve(
                 transaction_max_timeout,
                 transaction_max_wait,
                 connection_limit,
+                on_demand_connections,
                 pool_timeout,
                 engine_start_timeout,
                 engine_idle_timeout,

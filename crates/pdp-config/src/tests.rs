@@ -82,7 +82,7 @@ fn reference_parses_with_every_value() {
     assert_eq!(l.query_timeout, Duration::from_secs(5));
     assert_eq!(l.transaction_max_timeout, Duration::from_secs(20));
     assert_eq!(l.transaction_max_wait, Duration::from_secs(3));
-    assert_eq!(l.connection_limit, Some(7));
+    assert_eq!((l.connection_limit, l.on_demand_connections), (7, 1));
     assert_eq!(l.pool_timeout, Duration::from_secs(20));
     assert_eq!(l.engine_start_timeout, Duration::from_secs(12));
     assert_eq!(l.engine_idle_timeout, Duration::from_secs(3600));
@@ -124,7 +124,9 @@ fn reference_values_are_not_the_defaults() {
     assert_eq!(d.serve.children, None);
     assert_eq!(d.serve.engine, crate::QueryEngine::Native);
     assert!(d.serve.raw_queries && d.serve.engine_metrics && d.serve.telemetry_in_response && !d.serve.log_queries);
-    assert_eq!(d.serve.limits.connection_limit, None);
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u32;
+    assert_eq!(d.serve.limits.connection_limit, (cpus * 2 + 1).max(10));
+    assert_eq!(d.serve.limits.on_demand_connections, d.serve.limits.connection_limit / 4);
     assert_eq!(d.serve.cluster, None);
     assert_eq!(d.serve.cache, crate::CacheConfig { enabled: true, max_size: 64 << 20 });
     assert_eq!(d.serve.limits.header_read_timeout, Duration::from_secs(10));
@@ -142,6 +144,15 @@ fn zero_counts_are_refused_with_their_key() {
         &[],
         "/p/pdp.toml:5:11: `serve.threads` must be at least 1\nhint: leave it out for half the CPUs\n\
          /p/pdp.toml:8:20: `serve.limits.connection-limit` must be at least 1",
+    );
+}
+
+#[test]
+fn the_on_demand_part_must_leave_the_project_a_connection() {
+    check(
+        "[prisma]\nversion = \"6.19.0\"\n\n[serve.limits]\nconnection-limit = 4\non-demand-connections = 4\n",
+        &[],
+        "/p/pdp.toml:6:25: `serve.limits.on-demand-connections` (4) must be less than `connection-limit` (4): the project's own children need at least one\nhint: lower it, or raise `connection-limit`",
     );
 }
 

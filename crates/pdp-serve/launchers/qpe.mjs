@@ -5,6 +5,13 @@
 //   PDP_QPE_DATABASE_URL          the database (never printed)
 //   PDP_QPE_SOCKET                the Unix socket to listen on (in pdp's private 0700 directory; a stale
 //                                 file there is removed first). It never listens on TCP.
+//   PDP_QPE_POOL_MAX              the most database connections this executor opens (its share of pdp's
+//                                 `connection-limit`). The executor builds its driver pool from the URL
+//                                 alone: for MySQL/MariaDB and SQL Server the URL's `connectionLimit` says
+//                                 it; for PostgreSQL node-postgres takes no pool size from a URL, so the
+//                                 bundle is loaded with pg-pool's default size (10, used because the
+//                                 executor passes none) set to this instead. A bundle without that line is
+//                                 refused rather than run unbounded.
 //   PDP_QPE_QUERY_TIMEOUT_MS, PDP_QPE_MAX_TX_TIMEOUT_MS, PDP_QPE_MAX_TX_WAIT_MS, PDP_QPE_MAX_RESPONSE_SIZE
 //   PDP_QPE_LOG_LEVEL             debug | info | warn | error | off
 //   PDP_BENCH_TCP                 benchmarks only (`PDP_BENCH_CHILD_TCP`): also listen on this host:port, printed as
@@ -16,8 +23,9 @@
 import { context } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { createAdaptorServer } from "@hono/node-server";
-import { rmSync } from "node:fs";
-import { createRequire } from "node:module";
+import { readFileSync, rmSync } from "node:fs";
+import Module, { createRequire } from "node:module";
+import { dirname } from "node:path";
 
 // The executor reads the active OpenTelemetry context for its logger; without a global context manager
 // every request fails with "No active logger found".
@@ -32,8 +40,56 @@ const need = (name) => {
   return value;
 };
 
-const qpe = await import("@prisma/query-plan-executor");
-const version = createRequire(import.meta.url)("@prisma/query-plan-executor/package.json").version;
+const require = createRequire(import.meta.url);
+const version = require("@prisma/query-plan-executor/package.json").version;
+
+// pg-pool's constructor, as bundled in @prisma/query-plan-executor 7.1 to 7.10: its default pool size.
+const PG_POOL_DEFAULT = "this.options.max = this.options.max || this.options.poolSize || 10;";
+
+const poolMax = (() => {
+  const raw = need("PDP_QPE_POOL_MAX");
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`pdp qpe launcher: PDP_QPE_POOL_MAX must be a whole number of at least 1, not ${raw}\n`);
+    process.exit(1);
+  }
+  return n;
+})();
+
+// The executor's bundle (one CommonJS file), compiled with pg-pool's default size set to `max`.
+const loadExecutor = (max) => {
+  const entry = require.resolve("@prisma/query-plan-executor");
+  const source = readFileSync(entry, "utf8");
+  if (source.split(PG_POOL_DEFAULT).length !== 2) {
+    process.stderr.write(
+      `cannot bound the PostgreSQL pool of @prisma/query-plan-executor ${version}: its bundle does not set ` +
+        "pg-pool's default size the way pdp knows (pdp bounds every child's connections to its share of " +
+        "[serve.limits] connection-limit and will not run one unbounded); use a Prisma version pdp supports\n",
+    );
+    process.exit(1);
+  }
+  const module = new Module(entry);
+  module.filename = entry;
+  module.paths = Module._nodeModulePaths(dirname(entry));
+  module._compile(source.replace(PG_POOL_DEFAULT, PG_POOL_DEFAULT.replace("|| 10;", `|| ${max};`)), entry);
+  return module.exports;
+};
+
+// The URL with the pool bound where the driver reads one from it (MySQL/MariaDB, SQL Server).
+const boundedUrl = (url, max) => {
+  if (/^(mysql|mariadb):\/\//.test(url)) {
+    const u = new URL(url);
+    u.searchParams.set("connectionLimit", String(max));
+    return u.toString();
+  }
+  if (url.startsWith("sqlserver://")) {
+    const parts = url.split(";").filter((p) => !/^\s*connectionLimit\s*=/i.test(p));
+    return [...parts, `connectionLimit=${max}`].join(";");
+  }
+  return url;
+};
+
+const qpe = loadExecutor(poolMax);
 const level = process.env.PDP_QPE_LOG_LEVEL || "warn";
 const logger = qpe.createConsoleLogger("json", level);
 
@@ -41,7 +97,7 @@ await qpe.withActiveLogger(logger, async () => {
   let server;
   try {
     server = await qpe.Server.create({
-      databaseUrl: need("PDP_QPE_DATABASE_URL"),
+      databaseUrl: boundedUrl(need("PDP_QPE_DATABASE_URL"), poolMax),
       queryTimeout: qpe.parseDuration(need("PDP_QPE_QUERY_TIMEOUT_MS")),
       maxTransactionTimeout: qpe.parseDuration(need("PDP_QPE_MAX_TX_TIMEOUT_MS")),
       maxTransactionWaitTime: qpe.parseDuration(need("PDP_QPE_MAX_TX_WAIT_MS")),

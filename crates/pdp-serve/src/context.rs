@@ -17,6 +17,7 @@ use pdp_config::{DatabaseUrl, Limits};
 use pdp_toolchain::npm::Npm;
 use pdp_toolchain::sockets::{SocketDir, SocketDirError};
 
+use crate::budget::Budget;
 use crate::metrics::Metrics;
 use crate::supervisor::Timing;
 
@@ -56,6 +57,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The private (0700) directory of the children's sockets, removed when pdp stops.
     pub sockets: SocketDir,
+    /// The database connections every child of every kind shares (`[serve.limits] connection-limit`).
+    pub budget: Arc<Budget>,
     /// SHA-256 of the database URL: what names the database in a cache key (never the URL itself).
     database_key: [u8; 32],
 }
@@ -70,7 +73,8 @@ impl Context {
         let timing =
             Timing { start_timeout: limits.engine_start_timeout, idle_timeout, stop_grace: Duration::from_secs(5) };
         let database_key = sha2::Sha256::digest(database.expose().as_bytes()).into();
-        Arc::new(Context { settings, database, timing, metrics, sockets, database_key })
+        let budget = Budget::new(limits.connection_limit as usize, limits.on_demand_connections as usize);
+        Arc::new(Context { settings, database, timing, metrics, sockets, budget, database_key })
     }
 
     /// What names the database in a cache key (a digest of its URL).

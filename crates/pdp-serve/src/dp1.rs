@@ -100,6 +100,7 @@ impl Dp1 {
             },
             cx.timing,
             cx.metrics.clone(),
+            cx.budget.clone(),
         );
         let dp1 = Dp1 {
             engines,
@@ -829,7 +830,8 @@ mod tests {
             query_timeout: Duration::from_secs(30),
             transaction_max_timeout: Duration::from_secs(60),
             transaction_max_wait: Duration::from_secs(10),
-            connection_limit: None,
+            connection_limit: 10,
+            on_demand_connections: 2,
             pool_timeout: Duration::from_secs(10),
             engine_start_timeout: Duration::from_secs(30),
             engine_idle_timeout: Duration::from_secs(60),

@@ -169,10 +169,10 @@ pub struct Engines {
 }
 
 impl Engines {
-    /// pdp's database URL with `[serve.limits]` pool settings appended, as engines read them.
-    pub fn datasource_url(&self) -> String {
-        let limits = self.cx.limits();
-        with_pool_params(self.cx.database.expose(), limits.connection_limit, limits.pool_timeout)
+    /// pdp's database URL with the child's pool bound (`connections`) and `[serve.limits] pool-timeout`
+    /// appended, as engines read them.
+    pub fn datasource_url(&self, connections: usize) -> String {
+        with_pool_params(self.cx.database.expose(), Some(connections), self.cx.limits().pool_timeout)
     }
 
     /// Whether the native query engine of Prisma `version` is at hand, asking no network: the pinned
@@ -281,7 +281,14 @@ impl Engines {
         }
     }
 
-    fn wasm_command(&self, key: &EngineKey, slot: usize, datamodel: &Path, schema: &Schema) -> Result<Cmd, StartError> {
+    fn wasm_command(
+        &self,
+        key: &EngineKey,
+        slot: usize,
+        connections: usize,
+        datamodel: &Path,
+        schema: &Schema,
+    ) -> Result<Cmd, StartError> {
         let socket = self
             .cx
             .socket_for("engine", &format!("{}-{slot}", key.socket_key()))
@@ -313,13 +320,13 @@ impl Engines {
             .arg("--unix-path")
             .arg(&socket)
             .args(["--engine-protocol", key.protocol.as_str()])
-            .env("PDP_DATABASE_URL", self.datasource_url())
+            .env("PDP_DATABASE_URL", self.datasource_url(connections))
             .env("PDP_QE_MODULES_DIR", &installed.dir)
             .env("PDP_QE_PROVIDER", &schema.provider)
             .env("PDP_QE_DATASOURCE", &schema.datasource)
             .env("RUST_LOG", &settings.log_level);
-        // The key's connections are shared by its pool, so that more children never mean more connections.
-        cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", self.connection_limit(key, slot).to_string());
+        // The pool's part of the budget is shared by its children, so more children never mean more connections.
+        cmd = cmd.env("PDP_QE_CONNECTION_LIMIT", connections.to_string());
         Ok(self.cx.bench_tcp(self.common_flags(cmd)))
     }
 
@@ -345,20 +352,8 @@ pub(crate) fn file_error(e: FileError) -> StartError {
     StartError { message: format!("{e}: {}", e.source), permanent: false }
 }
 
-/// Prisma's default pool size for one engine: CPUs × 2 + 1.
-pub fn default_connection_limit() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get) * 2 + 1
-}
-
-/// Child `slot`'s part of `limit` connections shared by a pool of `children`: as even as it goes, the
-/// first ones one more, at least 1 each (so a pool larger than the limit opens one per child).
-pub fn pool_share(limit: usize, children: usize, slot: usize) -> usize {
-    let children = children.max(1);
-    (limit / children + usize::from(slot < limit % children)).max(1)
-}
-
 /// Appends `connection_limit` and `pool_timeout` (seconds) to a datasource URL, replacing any already there.
-pub fn with_pool_params(url: &str, connection_limit: Option<u32>, pool_timeout: Duration) -> String {
+pub fn with_pool_params(url: &str, connection_limit: Option<usize>, pool_timeout: Duration) -> String {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut params: Vec<String> = query
         .split('&')
@@ -414,17 +409,7 @@ impl Launch for Engines {
         Some("/status")
     }
 
-    /// A WASM engine's share of its key's `connection-limit`; a native engine the whole of it.
-    fn connection_limit(&self, key: &EngineKey, slot: usize) -> usize {
-        let limits = self.cx.limits();
-        let key_limit = limits.connection_limit.map_or_else(default_connection_limit, |n| n as usize);
-        match self.kind {
-            QueryEngine::Wasm => pool_share(key_limit, self.pool_size(key), slot),
-            QueryEngine::Native => key_limit,
-        }
-    }
-
-    fn prepare(&self, key: &EngineKey, slot: usize) -> Result<Cmd, StartError> {
+    fn prepare(&self, key: &EngineKey, slot: usize, connections: usize) -> Result<Cmd, StartError> {
         let schema = self
             .schemas
             .lock()
@@ -438,7 +423,7 @@ impl Launch for Engines {
         let datamodel = self.dir.path().join(format!("{}.prisma", key.schema));
         files::write_if_changed(&datamodel, &schema.text).map_err(file_error)?;
         match self.kind {
-            QueryEngine::Wasm => self.wasm_command(key, slot, &datamodel, &schema),
+            QueryEngine::Wasm => self.wasm_command(key, slot, connections, &datamodel, &schema),
             QueryEngine::Native => {
                 let binary = self.native_binary(&key.engine)?;
                 tracing::info!(
@@ -446,7 +431,8 @@ impl Launch for Engines {
                     engine = %key,
                     "native query engine on loopback TCP: Prisma's 4.x-6.x engines cannot listen on a Unix socket"
                 );
-                let overwrite = serde_json::json!([{ "name": schema.datasource, "url": self.datasource_url() }]);
+                let overwrite =
+                    serde_json::json!([{ "name": schema.datasource, "url": self.datasource_url(connections) }]);
                 let encoded = base64_encode(overwrite.to_string().as_bytes());
                 let cmd =
                     Cmd::new(&binary, format!("start the query engine for Prisma {}", key.engine), self.dir.path())
@@ -535,16 +521,6 @@ mod tests {
         }
         assert_eq!(base64_encode(b"abcd"), "YWJjZA==");
         assert_eq!(base64_decode("not base64!"), None);
-    }
-
-    #[test]
-    fn a_pools_connections_add_up_to_the_keys_limit() {
-        for (limit, children) in [(5, 1), (5, 2), (7, 3), (10, 4), (9, 3)] {
-            let shares: Vec<usize> = (0..children).map(|slot| pool_share(limit, children, slot)).collect();
-            assert_eq!(shares.iter().sum::<usize>(), limit, "{limit} over {children}: {shares:?}");
-            assert!(shares.iter().max().unwrap_or(&0) - shares.iter().min().unwrap_or(&0) <= 1, "{shares:?}");
-        }
-        assert_eq!((0..3).map(|slot| pool_share(2, 3, slot)).collect::<Vec<_>>(), [1, 1, 1], "at least one each");
     }
 
     #[test]

@@ -125,9 +125,6 @@ pub fn unsupported_database(provider: pdp_config::Provider) -> Option<String> {
     }
 }
 
-/// The connections one executor's driver pool opens at most.
-pub const EXECUTOR_POOL: usize = 10;
-
 impl Launch for Executors {
     type Key = String;
 
@@ -139,17 +136,13 @@ impl Launch for Executors {
         self.cx.settings.children
     }
 
-    /// The executor builds its own driver pool from the URL alone: node-postgres' and the MariaDB driver's
-    /// default of 10, which the launcher cannot change.
-    fn connection_limit(&self, _version: &String, _slot: usize) -> usize {
-        EXECUTOR_POOL
-    }
-
     fn health_path(&self) -> Option<&'static str> {
         Some("/health")
     }
 
-    fn prepare(&self, version: &String, slot: usize) -> Result<Cmd, StartError> {
+    /// The executor builds its driver pool from the URL alone; pdp's launcher bounds it to `connections`
+    /// (see `PDP_QPE_POOL_MAX` in `launchers/qpe.mjs`).
+    fn prepare(&self, version: &String, slot: usize, connections: usize) -> Result<Cmd, StartError> {
         if let Some(why) = unsupported_database(self.cx.database.provider()) {
             return Err(StartError { message: why, permanent: true });
         }
@@ -177,6 +170,7 @@ impl Launch for Executors {
             .arg(&launcher)
             .env("PDP_QPE_DATABASE_URL", self.cx.database.expose())
             .env("PDP_QPE_SOCKET", &socket)
+            .env("PDP_QPE_POOL_MAX", connections.to_string())
             .env("PDP_QPE_QUERY_TIMEOUT_MS", limits.query_timeout.as_millis().to_string())
             .env("PDP_QPE_MAX_TX_TIMEOUT_MS", limits.transaction_max_timeout.as_millis().to_string())
             .env("PDP_QPE_MAX_TX_WAIT_MS", limits.transaction_max_wait.as_millis().to_string())

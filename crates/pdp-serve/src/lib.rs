@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod budget;
 pub mod conn;
 pub mod context;
 pub mod dbconns;

@@ -110,6 +110,10 @@ pub struct Metrics {
     pub db_connections: Family<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
     /// `pdp_db_connections_limit`.
     pub db_connections_limit: Family<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// `pdp_db_connection_budget`.
+    pub db_budget: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// `pdp_db_connections_granted` (set when read).
+    pub db_granted: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `pdp_tls_certificate_expiry_timestamp_seconds`.
     pub tls_expiry: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `pdp_start_time_seconds`.
@@ -204,8 +208,20 @@ impl Metrics {
         let db_connections_limit = Family::<ChildLabels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
         registry.register(
             "db_connections_limit",
-            "The most database connections each child opens (its share of connection-limit; an executor's own pool)",
+            "The most database connections each child opens (its share of its pool's part of connection-limit)",
             db_connections_limit.clone(),
+        );
+        let db_budget = Gauge::default();
+        registry.register(
+            "db_connection_budget",
+            "The most database connections this replica's children open together ([serve.limits] connection-limit)",
+            db_budget.clone(),
+        );
+        let db_granted = Gauge::default();
+        registry.register(
+            "db_connections_granted",
+            "The part of the connection budget running pools hold (what their children may open)",
+            db_granted.clone(),
         );
         let tls_expiry = Gauge::default();
         registry.register(
@@ -228,6 +244,8 @@ impl Metrics {
             child_busy,
             db_connections,
             db_connections_limit,
+            db_budget,
+            db_granted,
             tls_expiry,
             start_time,
             window: crate::window::Window::new(),

@@ -58,7 +58,7 @@ impl Qpe {
     /// The executors' supervisor; with `pinned`, the project's own version is started now and kept
     /// running (it is a Prisma 7 project).
     pub fn new(cx: Arc<Context>, project_version: String, pinned: bool) -> Qpe {
-        let executors = Supervisor::new(Executors { cx: cx.clone() }, cx.timing, cx.metrics.clone());
+        let executors = Supervisor::new(Executors { cx: cx.clone() }, cx.timing, cx.metrics.clone(), cx.budget.clone());
         if pinned {
             executors.pin(&project_version);
         }

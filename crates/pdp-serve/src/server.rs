@@ -430,6 +430,7 @@ impl App {
                 serde_json::json!({
                     "engine": c.key.to_string(), "slot": c.slot, "status": c.status,
                     "generation": c.endpoint.map(|e| e.generation), "busy": c.busy, "transactions": transactions,
+                    "connection_limit": c.connection_limit,
                 })
             })
             .collect();
@@ -442,6 +443,7 @@ impl App {
                 serde_json::json!({
                     "version": c.key, "slot": c.slot, "status": c.status,
                     "generation": c.endpoint.map(|e| e.generation), "busy": c.busy, "transactions": transactions,
+                    "connection_limit": c.connection_limit,
                 })
             })
             .collect();
@@ -454,6 +456,9 @@ impl App {
             "database": database,
             "engines": engines,
             "executors": executors,
+            // The replica's connection budget and the part running pools hold (each child's share is listed
+            // with it); what is open now is on the status page and in /metrics.
+            "connections": { "budget": self.kit.cx.budget.total(), "granted": self.kit.cx.budget.granted() },
         });
         if let Some(why) = missing {
             body["project_engine"] = serde_json::json!({ "status": "missing", "error": why });

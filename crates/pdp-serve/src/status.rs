@@ -185,6 +185,10 @@ pub struct DbView {
     pub connections: Option<usize>,
     /// What the running children may open at most.
     pub limit: usize,
+    /// The replica's budget (`connection-limit`): what all children together may ever open.
+    pub budget: usize,
+    /// The part of it running pools hold.
+    pub granted: usize,
 }
 
 /// Client connections.
@@ -272,6 +276,9 @@ impl Sources<'_> {
         metrics.cache_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
         metrics.cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         metrics.tls_expiry.set(self.tls.and_then(tls::Current::expires).unwrap_or(0));
+        let budget = &self.kit.cx.budget;
+        metrics.db_budget.set(i64::try_from(budget.total()).unwrap_or(i64::MAX));
+        metrics.db_granted.set(i64::try_from(budget.granted()).unwrap_or(i64::MAX));
         children
     }
 
@@ -346,6 +353,8 @@ impl Sources<'_> {
         let database = DbView {
             connections: (!counted.is_empty() || running.is_empty()).then(|| counted.iter().sum()),
             limit: running.iter().map(|c| c.db_connections_limit).sum(),
+            budget: self.kit.cx.budget.total(),
+            granted: self.kit.cx.budget.granted(),
         };
         let tls = self.tls.and_then(tls::Current::expires).map(|at| TlsView {
             expires_at: at,

@@ -2,7 +2,9 @@
 //! a pool of children per key (as many as the [`Launch`] says; each started, supervised and restarted on its
 //! own, so one crashing never stops the others), started on first use (or ahead, pinned), a request goes to
 //! the least busy ready child of its key and waits while none is ready (bounded), a crashed child restarts
-//! with backoff, unused pools stop after an idle time, shutdown stops them all.
+//! with backoff, unused pools stop after an idle time, shutdown stops them all. A pool takes its part of the
+//! replica's database connection budget when it is created (no part left: it does not start) and gives it
+//! back when it stops; each child is started with its share.
 //!
 //! The invariant: pdp never re-sends a request. If a child dies under a request, that request fails; the
 //! next one waits for the restarted child. A mutation must not run twice.
@@ -21,6 +23,7 @@ use pdp_toolchain::process::Cmd;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::budget::{self, Budget, Grant};
 use crate::metrics::{ChildLabels, Metrics};
 
 /// What kind of child a supervisor runs, and how to start one.
@@ -34,15 +37,13 @@ pub trait Launch: Send + Sync + 'static {
         1
     }
     /// Provisions what child `slot` (0-based, below [`Launch::pool_size`]) of `key` needs (may block: runs
-    /// off the async threads) and returns its command.
-    fn prepare(&self, key: &Self::Key, slot: usize) -> Result<Cmd, StartError>;
+    /// off the async threads) and returns its command; the child opens at most `connections` database
+    /// connections (its share of its pool's part of the budget).
+    fn prepare(&self, key: &Self::Key, slot: usize, connections: usize) -> Result<Cmd, StartError>;
     /// Reads the child's address from one of its output lines.
     fn ready(&self, line: &str) -> Option<ChildAddr> {
         launch::pdp_ready(line)
     }
-    /// The most database connections child `slot` of `key` opens (its pool's bound), for the operator's
-    /// view of connections against the budget.
-    fn connection_limit(&self, key: &Self::Key, slot: usize) -> usize;
     /// The route a running child answers `200` on while it is healthy (probed every
     /// [`PROBE_EVERY`]); `None`: not probed.
     fn health_path(&self) -> Option<&'static str> {
@@ -187,6 +188,16 @@ struct Pool {
     last_used: Mutex<Instant>,
     /// Where the search for the least busy child starts, rotated so that equally busy children share.
     next: AtomicUsize,
+    /// Its part of the connection budget, given back when the last holder of the pool lets go (its
+    /// children have stopped by then).
+    grant: Grant,
+}
+
+impl Pool {
+    /// The most database connections member `slot` opens.
+    fn connections(&self, slot: usize) -> usize {
+        budget::share(self.grant.connections(), self.members.len(), slot)
+    }
 }
 
 impl Pool {
@@ -277,17 +288,20 @@ pub struct Supervisor<L: Launch> {
     launch: Arc<L>,
     timing: Timing,
     metrics: Arc<Metrics>,
+    budget: Arc<Budget>,
     pools: Mutex<HashMap<L::Key, Arc<Pool>>>,
     tasks: Mutex<JoinSet<()>>,
 }
 
 impl<L: Launch> Supervisor<L> {
-    /// A supervisor with no children yet.
-    pub fn new(launch: L, timing: Timing, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// A supervisor with no children yet, its pools taking their connections from `budget` (which other
+    /// supervisors may share).
+    pub fn new(launch: L, timing: Timing, metrics: Arc<Metrics>, budget: Arc<Budget>) -> Arc<Self> {
         Arc::new(Supervisor {
             launch: Arc::new(launch),
             timing,
             metrics,
+            budget,
             pools: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
         })
@@ -310,10 +324,14 @@ impl<L: Launch> Supervisor<L> {
     /// Starts the children for `key` now and keeps them running regardless of use (the project's own
     /// version).
     pub fn pin(self: &Arc<Self>, key: &L::Key) {
-        self.pool(key, true);
+        if let Err(e) = self.pool(key, true) {
+            tracing::error!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "{e}");
+        }
     }
 
-    fn pool(self: &Arc<Self>, key: &L::Key, pinned: bool) -> Arc<Pool> {
+    /// `key`'s pool, created (and its children started) if it has none or only stopped ones; `Err` when the
+    /// connection budget has nothing left for a new one.
+    fn pool(self: &Arc<Self>, key: &L::Key, pinned: bool) -> Result<Arc<Pool>, Arc<StartError>> {
         let mut pools = self.pools();
         if let Some(pool) = pools.get(key) {
             let expired = pool.members.iter().all(|m| {
@@ -322,10 +340,21 @@ impl<L: Launch> Supervisor<L> {
             });
             if !expired {
                 *pool.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
-                return pool.clone();
+                return Ok(pool.clone());
             }
+            // Its part goes back to the budget before the new pool takes one.
+            pools.remove(key);
         }
-        let size = self.launch.pool_size(key).max(1);
+        let children = self.launch.pool_size(key).max(1);
+        let grant = self.budget.take(children).map_err(|spent| {
+            tracing::warn!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "not started: {spent}");
+            Arc::new(StartError {
+                message: format!("the {} for {key} cannot start: {spent}", self.launch.kind()),
+                permanent: false,
+            })
+        })?;
+        // Every child opens one connection at least: no more children than connections.
+        let size = children.min(grant.connections());
         let pool = Arc::new(Pool {
             members: (0..size).map(|_| Arc::new(Member::new())).collect(),
             changed: watch::Sender::new(0),
@@ -333,6 +362,7 @@ impl<L: Launch> Supervisor<L> {
             pinned,
             last_used: Mutex::new(Instant::now()),
             next: AtomicUsize::new(0),
+            grant,
         });
         pools.insert(key.clone(), pool.clone());
         let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -341,13 +371,13 @@ impl<L: Launch> Supervisor<L> {
             let (k, p) = (key.clone(), pool.clone());
             tasks.spawn(async move { this.run(k, p, slot).await });
         }
-        pool
+        Ok(pool)
     }
 
     /// The least busy ready child for `key`, its pool started if needed; waits while none is ready, up to
     /// the start timeout.
     pub async fn get(self: &Arc<Self>, key: &L::Key) -> Result<Lease, Arc<StartError>> {
-        let pool = self.pool(key, false);
+        let pool = self.pool(key, false)?;
         // The common case, a child that serves: no subscription, no timer.
         if let Some(lease) = pool.lease() {
             return Ok(lease);
@@ -442,7 +472,7 @@ impl<L: Launch> Supervisor<L> {
                         busy: m.busy.load(Ordering::Relaxed),
                         running: m.running().map(|(pid, since)| (pid, since.elapsed())),
                         restarts: m.restarts.load(Ordering::Relaxed),
-                        connection_limit: self.launch.connection_limit(key, slot),
+                        connection_limit: pool.connections(slot),
                     }
                 })
             })
@@ -482,7 +512,8 @@ impl<L: Launch> Supervisor<L> {
             pool.set(&member, State::Starting);
             let launch = self.launch.clone();
             let k = key.clone();
-            let prepared = tokio::task::spawn_blocking(move || launch.prepare(&k, slot)).await;
+            let connections = pool.connections(slot);
+            let prepared = tokio::task::spawn_blocking(move || launch.prepare(&k, slot, connections)).await;
             let cmd = match prepared {
                 Ok(Ok(cmd)) => cmd,
                 Ok(Err(e)) => {
@@ -731,11 +762,7 @@ mod tests {
             self.size
         }
 
-        fn connection_limit(&self, _key: &String, _slot: usize) -> usize {
-            0
-        }
-
-        fn prepare(&self, key: &String, slot: usize) -> Result<Cmd, StartError> {
+        fn prepare(&self, key: &String, slot: usize, _connections: usize) -> Result<Cmd, StartError> {
             let line = format!(r#"{{"pdp_ready":{{"path":"/fake/{key}-{slot}.sock"}}}}"#);
             Ok(Cmd::new("sh", "run a fake child", std::env::temp_dir())
                 .args(["-c", &format!("echo '{line}'; read _ || true")]))
@@ -748,7 +775,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(2),
         };
-        Supervisor::new(Fake { size }, timing, Arc::new(Metrics::new()))
+        Supervisor::new(Fake { size }, timing, Arc::new(Metrics::new()), Budget::new(8, 2))
     }
 
     async fn all_ready(s: &Arc<Supervisor<Fake>>, key: &String, n: usize) {

@@ -305,40 +305,48 @@ fn database(report: &mut Report, c: &Config, provider: Option<Provider>, schema_
     }
 }
 
-/// How many database connections `pdp serve` may open for one client version (Prisma 7) or one schema
-/// (4.x–6.x), against the server's `max_connections`: a warning when one such key could take half of them
-/// (every further version, schema and replica adds as much again).
+/// The database connections `pdp serve` opens at most, against the server's `max_connections`: one replica's
+/// budget (`[serve.limits] connection-limit`, every child of every key together), and the cluster's at its
+/// largest (the replicas the peer list names now, and the Kubernetes autoscaler's `maxReplicas` from
+/// `deploy/k8s/hpa.yaml` when the project has one: the larger counts).
 fn connections(report: &mut Report, c: &Config, max: u64) {
-    let children = pdp_serve::pool_size(c.serve.children, c.serve.threads) as u64;
-    let limit = c.serve.limits.connection_limit.map_or(pdp_serve::engine::default_connection_limit() as u64, u64::from);
-    let (n, how) = if c.prisma.version.generation().server_engine == ServerEngine::QueryPlanExecutor {
-        // The executor builds its own pool of 10 (PostgreSQL: not configurable; MariaDB: the driver's default).
-        (
-            children * 10,
-            format!("{children} executor(s) per Prisma 7 client version, 10 each (the executor's own pool)"),
-        )
-    } else if c.serve.engine == pdp_config::QueryEngine::Wasm {
-        (limit, format!("`connection-limit` {limit} per schema, shared by its {children} WASM engine(s)"))
-    } else {
-        (limit, format!("`connection-limit` {limit} per native engine (one per client version and schema)"))
-    };
-    let mut message = format!("up to {n} per key ({how}); the server allows {max}");
-    let mut over = n * 2 > max;
-    if let Some(cluster) = &c.serve.cluster {
-        // Every replica opens as many: the replicas that answer to the peer list now, this one included.
-        let replicas = peer_addrs(cluster).len() as u64 + 1;
-        message.push_str(&format!("; {replicas} replica(s) now (this one and its peers): {} per key", n * replicas));
-        over |= n * replicas * 2 > max;
+    let limits = &c.serve.limits;
+    let budget = u64::from(limits.connection_limit);
+    let mut message = format!(
+        "one replica opens at most {budget} (`[serve.limits] connection-limit`, shared by all its children; {} of it kept for client versions and schemas that start on demand)",
+        limits.on_demand_connections
+    );
+    // The replicas that answer to the peer list now (this one included), and the most the autoscaler runs.
+    let now = c.serve.cluster.as_ref().map(|cl| peer_addrs(cl).len() as u64 + 1);
+    let hpa = std::fs::read_to_string(c.root.join("deploy/k8s/hpa.yaml")).ok().as_deref().and_then(max_replicas);
+    if let Some(n) = now {
+        message.push_str(&format!("; {n} replica(s) now (this one and its peers) open at most {}", n * budget));
     }
-    if over {
+    if let Some(n) = hpa {
+        message.push_str(&format!("; {n} replicas (maxReplicas in deploy/k8s/hpa.yaml) open at most {}", n * budget));
+    }
+    let total = now.into_iter().chain(hpa).max().unwrap_or(1) * budget;
+    message.push_str(&format!("; the server allows {max}"));
+    if total > max {
         report.warn(
             "connections",
             message,
-            "lower `[serve] children` or `[serve.limits] connection-limit`, or raise the server's max_connections: every replica, client version and schema adds as many",
+            "lower `[serve.limits] connection-limit` or the most replicas, or raise the server's max_connections (pdp migrate and other clients need some too)",
         );
     } else {
         report.ok("connections", message);
     }
+}
+
+/// `maxReplicas` of a HorizontalPodAutoscaler manifest (the one key read, so no YAML parser: the first line
+/// that sets it, as `pdp init` writes it).
+fn max_replicas(yaml: &str) -> Option<u64> {
+    yaml.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix("maxReplicas:"))
+        .and_then(|v| v.split('#').next())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn tool_checks(report: &mut Report, c: Option<&Config>, root: &Path, path_var: Option<&OsString>) {
