@@ -1,10 +1,12 @@
-//! Faults under load, with a write ledger: concurrent workers of the real Prisma 7.10 Deno client do
-//! numbered inserts and increments through `pdp serve` (each increment in an interactive transaction that
-//! also inserts a row carrying its operation id), every answer recorded by the client; a fault is injected
-//! mid-run; afterwards the database is compared with the record. Acknowledged and absent = lost; an
-//! account's counter above its transaction rows = a duplicated increment (the operation-id row makes a
-//! re-sent insert fail instead); present but not acknowledged = in doubt (allowed, counted). Also: how long
-//! until requests succeed again, what the clients saw, and what `/ready` said meanwhile.
+//! Faults under load, with a write ledger: concurrent workers of two real clients, the Prisma 7.10 Deno
+//! client (query plans through an executor) and a Prisma 6.19 Node client (the Data Proxy protocol through a
+//! WASM engine), do numbered inserts and increments through `pdp serve` at the same time (each increment in
+//! an interactive transaction that also inserts a row carrying its operation id), every answer recorded by
+//! the client; a fault is injected mid-run; afterwards the database is compared with the record.
+//! Acknowledged and absent = lost; an account's counter above its transaction rows = a duplicated
+//! increment (the operation-id row makes a re-sent insert fail instead); present but not acknowledged = in
+//! doubt (allowed, counted). Also: the longest each client went without an acknowledged write, what the
+//! clients saw, and what `/ready` said meanwhile.
 //!
 //! The database is a private PostgreSQL cluster this test starts on a free port (initdb as the
 //! unprivileged user `nobody`: it refuses root), never the machine's shared server, so it can be restarted
@@ -27,17 +29,13 @@ use crate::support::{Project, closed_port};
 const MODELS: &str = "\nmodel Account {\n  id    Int @id\n  value Int @default(0)\n}\n\nmodel Op {\n  id      String @id\n  account Int\n  kind    String\n}\n";
 const MIGRATION: &str = "CREATE TABLE \"Account\" (\"id\" INTEGER NOT NULL, \"value\" INTEGER NOT NULL DEFAULT 0, CONSTRAINT \"Account_pkey\" PRIMARY KEY (\"id\"));\nCREATE TABLE \"Op\" (\"id\" TEXT NOT NULL, \"account\" INTEGER NOT NULL, \"kind\" TEXT NOT NULL, CONSTRAINT \"Op_pkey\" PRIMARY KEY (\"id\"));\n";
 
-/// The workload: `deno run ledger.ts <prefix> <workers> <first account>`; one JSON line per answer, until
-/// the file `stop-<prefix>` appears.
-const WORKLOAD: &str = r#"
-const { PrismaClient } = await import(new URL(Deno.env.get("PDP_CLIENT")!, `file://${Deno.cwd()}/`).href);
-const base = new URL(Deno.env.get("PDP_URL")!);
-const prisma = new PrismaClient({ accelerateUrl: `prisma://${base.host}/?api_key=${Deno.env.get("PDP_API_KEY")}` });
-const [prefix, workers, first] = [Deno.args[0], Number(Deno.args[1]), Number(Deno.args[2])];
-const stop = () => { try { Deno.statSync(`stop-${prefix}`); return true; } catch { return false; } };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const say = (v: unknown) => console.log(JSON.stringify(v));
-async function worker(w: number) {
+/// The workers both clients run (plain JavaScript, so Deno and Node read it alike): each creates its
+/// account, then alternates numbered inserts and increments, one JSON line per answer, until the file
+/// `stop-<prefix>` appears.
+const WORKERS: &str = r#"
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const say = (v) => console.log(JSON.stringify(v));
+async function worker(w) {
   const account = first + w;
   for (;;) {
     try { await prisma.account.create({ data: { id: account } }); break; }
@@ -50,20 +48,37 @@ async function worker(w: number) {
     const s = Date.now();
     try {
       if (kind === "insert") await prisma.op.create({ data: { id, account, kind } });
-      else await prisma.$transaction(async (tx: any) => {
+      else await prisma.$transaction(async (tx) => {
         await tx.account.update({ where: { id: account }, data: { value: { increment: 1 } } });
         await tx.op.create({ data: { id, account, kind } });
       }, { maxWait: 5000, timeout: 10000 });
       say({ id, ok: true, s, t: Date.now() });
-    } catch (e: any) {
+    } catch (e) {
       say({ id, ok: false, s, t: Date.now(), code: e?.code ?? e?.name ?? "error", message: String(e?.message ?? e).replace(/\s+/g, " ").slice(-160) });
       await sleep(20);
     }
   }
 }
-await Promise.all([...Array(workers).keys()].map(worker));
-say({ done: true });
 "#;
+
+/// The Prisma 7.10 Deno client's workload: `deno run ledger.ts <prefix> <workers> <first account>`.
+const DENO_HEAD: &str = r#"
+const { PrismaClient } = await import(new URL(Deno.env.get("PDP_CLIENT"), `file://${Deno.cwd()}/`).href);
+const base = new URL(Deno.env.get("PDP_URL"));
+const prisma = new PrismaClient({ accelerateUrl: `prisma://${base.host}/?api_key=${Deno.env.get("PDP_API_KEY")}` });
+const [prefix, workers, first] = [Deno.args[0], Number(Deno.args[1]), Number(Deno.args[2])];
+const stop = () => { try { Deno.statSync(`stop-${prefix}`); return true; } catch { return false; } };
+"#;
+const DENO_TAIL: &str = "await Promise.all([...Array(workers).keys()].map(worker));\nsay({ done: true });\n";
+
+/// The Prisma 6.19 Node client's (through a WASM engine): `node ledger.cjs <prefix> <workers> <first>`.
+const NODE_HEAD: &str = r#"
+const { PrismaClient } = require("./generated");
+const prisma = new PrismaClient({ datasourceUrl: process.env.PDP_URL });
+const [prefix, workers, first] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const stop = () => require("fs").existsSync(`stop-${prefix}`);
+"#;
+const NODE_TAIL: &str = "Promise.all([...Array(workers).keys()].map(worker)).then(() => { say({ done: true }); process.exit(0); }, (e) => { console.error(e); process.exit(1); });\n";
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
@@ -158,10 +173,31 @@ struct Load {
     root: PathBuf,
 }
 
+/// Which real client a workload runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Client {
+    /// The Prisma 7.10 Deno client `pdp build-client` built, in the project.
+    Seven,
+    /// A Prisma 6.19 Node client (the Data Proxy protocol, through a WASM engine), in its own directory.
+    Six,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Seven => "7.10 Deno",
+            Client::Six => "6.19 Node",
+        }
+    }
+}
+
 impl Load {
-    /// Against `url` (a replica, or the balancer in front of several), trusting `ca`.
+    /// `client`'s workload in `dir` against `url` (a replica, or the balancer in front of several), trusting
+    /// `ca`: `workers` accounts from `first_account`, ops named `<prefix>-…`.
+    #[allow(clippy::too_many_arguments)] // One workload's whole description; a struct would only rename it.
     fn start(
-        p: &Project,
+        client: Client,
+        dir: &std::path::Path,
         url: &str,
         ca: &std::path::Path,
         key: &str,
@@ -169,19 +205,35 @@ impl Load {
         workers: usize,
         first_account: usize,
     ) -> Load {
-        let mut child = Command::new(deno())
-            .args(["run", "-A", "--no-config", "ledger.ts", prefix, &workers.to_string(), &first_account.to_string()])
-            .current_dir(p.root())
-            .env("DENO_CERT", ca)
-            .env("DENO_DIR", tool_cache().join("deno-dir"))
-            .env("NO_COLOR", "1")
-            .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
-            .env("PDP_URL", url)
-            .env("PDP_API_KEY", key)
+        let args = [prefix.to_owned(), workers.to_string(), first_account.to_string()];
+        let mut cmd = match client {
+            Client::Seven => {
+                let mut cmd = Command::new(deno());
+                cmd.args(["run", "-A", "--no-config", "ledger.ts"])
+                    .env("DENO_CERT", ca)
+                    .env("DENO_DIR", tool_cache().join("deno-dir"))
+                    .env("NO_COLOR", "1")
+                    .env("PDP_CLIENT", "dist/client/0.1.0/client.ts")
+                    .env("PDP_URL", url)
+                    .env("PDP_API_KEY", key);
+                cmd
+            }
+            Client::Six => {
+                let host = url.trim_start_matches("https://");
+                let mut cmd = Command::new("node");
+                cmd.arg("ledger.cjs")
+                    .env("PDP_URL", format!("prisma://{host}/?api_key={key}"))
+                    .env("NODE_EXTRA_CA_CERTS", ca);
+                cmd
+            }
+        };
+        let mut child = cmd
+            .args(args)
+            .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("deno runs");
+            .expect("the client runs");
         let stdout = child.stdout.take().expect("stdout");
         let answers = Arc::new(Mutex::new(Vec::new()));
         let ready = Arc::new(Mutex::new(0));
@@ -210,7 +262,7 @@ impl Load {
             ready,
             reader: Some(reader),
             prefix: prefix.to_owned(),
-            root: p.root().to_path_buf(),
+            root: dir.to_path_buf(),
         };
         poll(Duration::from_secs(120), "every worker's account created", || {
             (*load.ready.lock().expect("ready") == workers).then_some(())
@@ -284,6 +336,7 @@ fn watch_ready(s: &Serving, on: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<
 /// One row of the table.
 struct Figures {
     fault: &'static str,
+    client: Client,
     requests: usize,
     acked: usize,
     lost: usize,
@@ -298,6 +351,7 @@ struct Figures {
 /// ms), and what `/ready` said.
 struct Run<'a> {
     fault: &'static str,
+    client: Client,
     prefix: &'a str,
     first: usize,
     workers: usize,
@@ -308,7 +362,7 @@ struct Run<'a> {
 
 /// Compares the record with the database: the run's accounts and the ops of its prefix.
 fn ledger(pg: &PrivatePg, run: Run<'_>, answers: &[Answer]) -> Figures {
-    let Run { fault, prefix, first, workers, fault_at, fault_end, ready } = run;
+    let Run { fault, client, prefix, first, workers, fault_at, fault_end, ready } = run;
     let present: HashSet<String> =
         pg.psql(&format!("SELECT id FROM \"Op\" WHERE id LIKE '{prefix}-%'")).lines().map(str::to_owned).collect();
     let acked: HashSet<&str> = answers.iter().filter(|a| a.ok).map(|a| a.id.as_str()).collect();
@@ -332,21 +386,32 @@ fn ledger(pg: &PrivatePg, run: Run<'_>, answers: &[Answer]) -> Figures {
         let code = if a.code.is_empty() { "error".to_owned() } else { a.code.clone() };
         let n = errors.entry(code.clone()).or_insert(0);
         if *n == 0 {
-            eprintln!("{fault}: first {code}: {}", a.message);
+            eprintln!("{fault} ({}): first {code}: {}", client.name(), a.message);
         }
         *n += 1;
     }
-    // Requests succeed again: the first acknowledged operation that started after the fault ended and
-    // after the last failure.
+    // Requests succeed again: an acknowledged operation that started after the fault ended and after the
+    // last failure.
     let last_failure = answers.iter().filter(|a| !a.ok && a.at >= fault_at).map(|a| a.at).max().unwrap_or(fault_end);
-    let recovery_ms = answers
-        .iter()
-        .filter(|a| a.ok && a.started >= fault_end.max(last_failure))
-        .map(|a| a.at)
-        .min()
-        .map(|t| t.saturating_sub(fault_at));
+    let resumed = answers.iter().any(|a| a.ok && a.started >= fault_end.max(last_failure));
+    // What the fault cost this client: the longest it went without an acknowledged write from the fault's
+    // start, whether its requests failed meanwhile or waited (a hung child).
+    let mut acks: Vec<u64> = answers.iter().filter(|a| a.ok && a.at >= fault_at).map(|a| a.at).collect();
+    acks.sort_unstable();
+    let recovery_ms = resumed
+        .then(|| {
+            acks.iter()
+                .scan(fault_at, |prev, &t| {
+                    let gap = t - *prev;
+                    *prev = t;
+                    Some(gap)
+                })
+                .max()
+        })
+        .flatten();
     Figures {
         fault,
+        client,
         requests: answers.len(),
         acked: acked.len(),
         lost,
@@ -360,20 +425,21 @@ fn ledger(pg: &PrivatePg, run: Run<'_>, answers: &[Answer]) -> Figures {
 
 fn print_table(rows: &[Figures]) {
     eprintln!(
-        "\n| fault | requests | acknowledged writes | lost | duplicated | in doubt | recovery | errors the clients saw | /ready during the fault |"
+        "\n| fault | client | requests | acknowledged writes | lost | duplicated | in doubt | longest without an acknowledgment | errors the clients saw | /ready during the fault |"
     );
-    eprintln!("|---|---|---|---|---|---|---|---|---|");
+    eprintln!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let errors: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
         eprintln!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.fault,
+            r.client.name(),
             r.requests,
             r.acked,
             r.lost,
             r.duplicated,
             r.in_doubt,
-            r.recovery_ms.map_or("–".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+            r.recovery_ms.map_or("–".to_owned(), |ms| format!("{:.2} s", ms as f64 / 1000.0)),
             if errors.is_empty() { "none".to_owned() } else { errors.join(", ") },
             r.ready.join(" → "),
         );
@@ -390,29 +456,75 @@ fn ledger_project(pg: &PrivatePg) -> Project {
     p.write("prisma/migrations/20990101000000_ledger/migration.sql", MIGRATION);
     cached(&p, &["migrate", "deploy"]).expect_code(0);
     cached(&p, &["build-client"]).expect_code(0);
-    p.write("ledger.ts", WORKLOAD);
+    p.write("ledger.ts", &format!("{DENO_HEAD}{WORKERS}{DENO_TAIL}"));
     p
 }
 
-/// Runs one fault under load: `inject` returns when the fault is over.
+/// The Prisma 6.19 Node client of the ledger's models, in its own directory, for `s` (its first query
+/// provisions the WASM engine's packages, which the client's generation takes its @prisma/client from).
+fn six_client(s: &Serving, key: &str) -> Project {
+    let (b64, hash) = crate::serve_dp1::node_client_schema();
+    let bearer = format!("Authorization: Bearer {key}");
+    let (code, body) = s.curl("PUT", &format!("/6.19.3/{hash}/schema"), &[&bearer], Some(&b64));
+    assert_eq!(code, 200, "{body}");
+    let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;
+    let (code, body) = s.curl("POST", &format!("/6.19.3/{hash}/graphql"), &[&bearer], Some(count));
+    assert_eq!(code, 200, "{body}\n{}", s.log());
+    let six = Project::new();
+    crate::serve_dp1::generate_node_client(&six, MODELS);
+    six.write("ledger.cjs", &format!("{NODE_HEAD}{WORKERS}{NODE_TAIL}"));
+    six
+}
+
+/// The private database, the project on it and its key.
+struct Rig {
+    pg: PrivatePg,
+    p: Project,
+    key: String,
+}
+
+/// `[serve.limits]` for a pool of `children` per key serving the project's executors and two 6.x schemas
+/// (the warm-up's and the ledger's): the executors take all but the reserve, each schema one connection per
+/// child from it.
+fn limits_for(children: usize) -> String {
+    let reserve = 2 * children;
+    format!("\n[serve.limits]\nconnection-limit = {}\non-demand-connections = {reserve}\n", reserve + 4 * children)
+}
+
+/// Runs one fault under the load of both clients at once (their accounts apart) sent to `url` (`s`, or a
+/// balancer in front of it and others), `/ready` watched on `s`: `inject` returns when the fault is over.
+/// One row per client.
 fn scenario(
-    p: &Project,
+    rig: &Rig,
+    six: &Project,
     s: &Serving,
-    pg: &PrivatePg,
-    key: &str,
+    url: &str,
     fault: &'static str,
     first: usize,
     inject: impl FnOnce(),
-) -> Figures {
-    let (workers, warm, after) = if full() { (16, 400, 400) } else { (4, 40, 40) };
-    let load = Load::start(p, &s.url(), &s.ca, key, fault, workers, first);
-    poll(Duration::from_secs(60), "the workload warm", || (load.acked() >= warm).then_some(()));
+) -> Vec<Figures> {
+    let Rig { pg, p, key } = rig;
+    let (workers, warm, after) = if full() { (8, 200, 200) } else { (3, 30, 30) };
+    let clients = [(Client::Seven, p, first), (Client::Six, six, first + 100)];
+    let loads: Vec<(Client, usize, String, Load)> = clients
+        .iter()
+        .map(|&(client, dir, first)| {
+            let prefix = format!("{fault} {}", client.name());
+            let load = Load::start(client, dir.root(), url, &s.ca, key, &prefix, workers, first);
+            (client, first, prefix, load)
+        })
+        .collect();
+    for (_, _, _, load) in &loads {
+        poll(Duration::from_secs(60), "the workload warm", || (load.acked() >= warm).then_some(()));
+    }
     let on = Arc::new(AtomicBool::new(true));
     let watcher = watch_ready(s, on.clone());
     let fault_at = now_ms();
     inject();
     let fault_end = now_ms();
-    load.wait_acks_since(fault_end, after, Duration::from_secs(90));
+    for (_, _, _, load) in &loads {
+        load.wait_acks_since(fault_end, after, Duration::from_secs(90));
+    }
     // `/ready` follows (its database check is at most a second old).
     poll(Duration::from_secs(30), "/ready after the fault", || {
         (s.curl("GET", "/ready", &[], None).0 == 200).then_some(())
@@ -420,19 +532,41 @@ fn scenario(
     std::thread::sleep(Duration::from_millis(150));
     on.store(false, Ordering::Relaxed);
     let ready = watcher.join().expect("watcher");
-    let answers = load.stop();
-    ledger(pg, Run { fault, prefix: fault, first, workers, fault_at, fault_end, ready }, &answers)
+    loads
+        .into_iter()
+        .map(|(client, first, prefix, load)| {
+            let answers = load.stop();
+            let run = Run { fault, client, prefix: &prefix, first, workers, fault_at, fault_end, ready: ready.clone() };
+            ledger(pg, run, &answers)
+        })
+        .collect()
 }
 
-fn executor(s: &Serving) -> u32 {
-    let kids = children(s.pid(), "pdp-qpe.mjs");
-    assert_eq!(kids.len(), 1, "one executor: {kids:?}");
-    kids[0]
+/// The children of `s` whose command line has `needle` (`pdp-qpe.mjs`, `pdp-wasm-engine.mjs`).
+fn kids(s: &Serving, needle: &str, expected: usize) -> Vec<u32> {
+    let kids = children(s.pid(), needle);
+    assert_eq!(kids.len(), expected, "{expected} {needle}: {kids:?}");
+    kids
 }
 
-/// A private cluster with the ledger's database and a project on it, one executor per replica (killing it
-/// is the whole of Prisma 7's service there).
-fn ledger_setup() -> (PrivatePg, Project, String) {
+/// The process ids of the WASM engines serving the ledger's schema (not the warm-up schema's), from the
+/// operator's snapshot.
+fn ledger_engines(s: &Serving, key: &str) -> Vec<u32> {
+    let (code, json) = s.curl("GET", "/status.json", &[&format!("Authorization: Bearer {key}")], None);
+    assert_eq!(code, 200, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let (_, warm) = crate::serve_dp1::node_client_schema();
+    v["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter(|c| c["kind"] == "engine" && !c["key"].as_str().unwrap_or("").contains(&warm[..12]))
+        .filter_map(|c| c["pid"].as_u64().and_then(|p| u32::try_from(p).ok()))
+        .collect()
+}
+
+/// A private cluster with the ledger's database and a project on it, `children` per key.
+fn ledger_setup(children: usize) -> Rig {
     let pg = PrivatePg::start();
     let out = Command::new("psql")
         .args([pg.url("postgres").as_str(), "-c", "CREATE DATABASE ledger"])
@@ -441,73 +575,108 @@ fn ledger_setup() -> (PrivatePg, Project, String) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let p = ledger_project(&pg);
     let key = api_key(&p);
-    let toml = p.read("pdp.toml").replace("[serve]\n", "[serve]\nchildren = 1\n");
-    p.write("pdp.toml", &toml);
-    (pg, p, key)
+    // 6.x clients through WASM engines: no native engine can be fetched here.
+    let toml = p.read("pdp.toml").replace("[serve]\n", &format!("[serve]\nchildren = {children}\nengine = \"wasm\"\n"));
+    p.write("pdp.toml", &format!("{toml}{}", limits_for(children)));
+    Rig { pg, p, key }
+}
+
+/// Every row: nothing lost, nothing run twice, something acknowledged.
+fn assert_ledgers(rows: &[Figures]) {
+    for r in rows {
+        let name = format!("{} ({})", r.fault, r.client.name());
+        // An operation id meeting itself (P2002) would be a write sent twice.
+        assert!(!r.errors.contains_key("P2002"), "{name}: an operation ran twice");
+        assert_eq!(r.lost, 0, "{name}: acknowledged writes lost");
+        assert_eq!(r.duplicated, 0, "{name}: increments ran twice");
+        assert!(r.acked > 0, "{name}: nothing was acknowledged");
+    }
 }
 
 #[test]
 fn a_killed_replica_behind_haproxy_loses_no_acknowledged_write() {
-    let (pg, p, key) = ledger_setup();
+    let rig = ledger_setup(1);
+    let p = &rig.p;
     p.write("pdp.toml", &format!("{}\n[serve.cluster]\nsecret = \"env:PDP_CLUSTER_SECRET\"\n", p.read("pdp.toml")));
     let dir = tempfile::tempdir().expect("tempdir");
     let (lb_port, c0, c1) = (closed_port(), closed_port(), closed_port());
     let peers = format!("127.0.0.1:{c0},127.0.0.1:{c1}");
     let public = format!("https://localhost:{lb_port}");
-    let doomed = replica(&p, c0, &peers, &public);
-    let survivor = replica(&p, c1, &peers, &public);
+    let doomed = replica(p, c0, &peers, &public);
+    let survivor = replica(p, c1, &peers, &public);
     doomed.all_children_ready();
     survivor.all_children_ready();
+    let six = six_client(&survivor, &rig.key);
     // As deploy/haproxy.cfg runs it: TCP mode, TLS passed through to pdp, so the balancer holds no request it
     // could re-send. In HTTP mode with connection reuse, even with `retry-on none`, a request in flight on the
     // killed replica reached the database twice in each of 3 full runs and 2 of 4 short ones here (a P2002 on
     // an operation id; once an increment applied twice): see the README's reliability section.
     let _lb = balancer(dir.path(), lb_port, Mode::Tcp, &[doomed.port, survivor.port]);
-    let ca = survivor.ca.clone();
-    let (workers, warm, after) = if full() { (16, 400, 400) } else { (4, 40, 40) };
     let fault = "replica SIGKILL (1 of 2, behind HAProxy in TCP mode)";
-    let load = Load::start(&p, &public, &ca, &key, "replica", workers, 6000);
-    poll(Duration::from_secs(60), "the workload warm", || (load.acked() >= warm).then_some(()));
     // The survivor's /ready: it keeps serving, and the balancer's checks find the dead one.
-    let on = Arc::new(AtomicBool::new(true));
-    let watcher = watch_ready(&survivor, on.clone());
-    let fault_at = now_ms();
-    doomed.signal("KILL");
-    let fault_end = now_ms();
-    load.wait_acks_since(fault_end, after, Duration::from_secs(90));
-    on.store(false, Ordering::Relaxed);
-    let ready = watcher.join().expect("watcher");
-    let answers = load.stop();
-    let row = ledger(&pg, Run { fault, prefix: "replica", first: 6000, workers, fault_at, fault_end, ready }, &answers);
-    print_table(std::slice::from_ref(&row));
-    assert!(!row.errors.contains_key("P2002"), "an operation reached the database twice");
-    assert_eq!(row.lost, 0, "acknowledged writes lost");
-    assert_eq!(row.duplicated, 0, "increments ran twice");
-    assert!(row.recovery_ms.is_some(), "requests never succeeded again");
-    assert_eq!(row.ready, ["ready"], "the survivor stayed ready");
+    let rows = scenario(&rig, &six, &survivor, &public, fault, 6000, || doomed.signal("KILL"));
+    print_table(&rows);
+    assert_ledgers(&rows);
+    for r in &rows {
+        assert!(r.recovery_ms.is_some(), "{}: requests never succeeded again", r.client.name());
+        assert_eq!(r.ready, ["ready"], "the survivor stayed ready");
+    }
     drop(doomed);
 }
 
 #[test]
-fn no_acknowledged_write_is_lost_or_run_twice_under_faults() {
-    let (pg, p, key) = ledger_setup();
-    let s = Serving::start(&p, &[]);
+fn one_killed_child_of_a_pool_of_two_loses_no_acknowledged_write_and_its_mate_serves_on() {
+    let rig = ledger_setup(2);
+    let s = Serving::start(&rig.p, &[]);
     s.all_children_ready();
+    let six = six_client(&s, &rig.key);
+    let url = s.url();
+    let mut rows = scenario(&rig, &six, &s, &url, "1 of 2 executors SIGKILL", 7000, || {
+        signal(kids(&s, "pdp-qpe.mjs", 2)[0], "KILL");
+    });
+    // Two engine keys (the warm-up schema's and the ledger's), two children each: one of the ledger's.
+    rows.extend(scenario(&rig, &six, &s, &url, "1 of 2 engines SIGKILL", 7500, || {
+        let ledger = ledger_engines(&s, &rig.key);
+        assert_eq!(ledger.len(), 2, "the ledger schema's pool of two: {ledger:?}");
+        signal(ledger[0], "KILL");
+    }));
+    print_table(&rows);
+    assert_ledgers(&rows);
+    for r in &rows {
+        assert!(r.recovery_ms.is_some(), "{} ({}): requests never succeeded again", r.fault, r.client.name());
+        // Its pool mate kept the key served: never unready.
+        assert_eq!(r.ready, ["ready"], "{} ({})", r.fault, r.client.name());
+    }
+}
+
+#[test]
+fn no_acknowledged_write_is_lost_or_run_twice_under_faults() {
+    let rig = ledger_setup(1);
+    let s = Serving::start(&rig.p, &[]);
+    s.all_children_ready();
+    let six = six_client(&s, &rig.key);
+    let (url, pg) = (s.url(), &rig.pg);
     let mut rows = Vec::new();
     let outage = if full() { Duration::from_secs(10) } else { Duration::from_secs(3) };
+    let executor = || kids(&s, "pdp-qpe.mjs", 1)[0];
 
-    rows.push(scenario(&p, &s, &pg, &key, "executor SIGKILL", 1000, || signal(executor(&s), "KILL")));
+    rows.extend(scenario(&rig, &six, &s, &url, "executor SIGKILL", 1000, || signal(executor(), "KILL")));
+    rows.extend(scenario(&rig, &six, &s, &url, "WASM engine SIGKILL", 1200, || {
+        let ledger = ledger_engines(&s, &rig.key);
+        assert_eq!(ledger.len(), 1, "the ledger schema's engine: {ledger:?}");
+        signal(ledger[0], "KILL");
+    }));
     // A hung executor: unresponsive to its health route, then answering again (SIGCONT) before pdp's kill.
-    rows.push(scenario(&p, &s, &pg, &key, "executor hangs 5 s (SIGSTOP)", 1500, || {
-        let pid = executor(&s);
+    rows.extend(scenario(&rig, &six, &s, &url, "executor hangs 5 s (SIGSTOP)", 1500, || {
+        let pid = executor();
         signal(pid, "STOP");
         std::thread::sleep(Duration::from_secs(5));
         signal(pid, "CONT");
     }));
     if full() {
         // Hung for longer than pdp waits: killed and restarted.
-        rows.push(scenario(&p, &s, &pg, &key, "executor hangs 40 s (SIGSTOP)", 1700, || {
-            let pid = executor(&s);
+        rows.extend(scenario(&rig, &six, &s, &url, "executor hangs 40 s (SIGSTOP)", 1700, || {
+            let pid = executor();
             signal(pid, "STOP");
             // pdp kills it (SIGKILL works on a stopped process): nothing to continue.
             poll(Duration::from_secs(60), "the hung executor killed", || {
@@ -515,8 +684,10 @@ fn no_acknowledged_write_is_lost_or_run_twice_under_faults() {
             });
         }));
     }
-    rows.push(scenario(&p, &s, &pg, &key, "PostgreSQL restarted", 2000, || pg.ctl(&["restart", "-m", "immediate"])));
-    rows.push(scenario(&p, &s, &pg, &key, "PostgreSQL unreachable", 3000, || {
+    rows.extend(scenario(&rig, &six, &s, &url, "PostgreSQL restarted", 2000, || {
+        pg.ctl(&["restart", "-m", "immediate"]);
+    }));
+    rows.extend(scenario(&rig, &six, &s, &url, "PostgreSQL unreachable", 3000, || {
         pg.stop_immediately();
         // The outage's length is the fault itself, not a wait for a state.
         std::thread::sleep(outage);
@@ -524,9 +695,23 @@ fn no_acknowledged_write_is_lost_or_run_twice_under_faults() {
     }));
 
     // SIGTERM with transactions open: new work is refused, what is open finishes, pdp exits.
-    let (workers, warm) = if full() { (16, 400) } else { (4, 40) };
-    let load = Load::start(&p, &s.url(), &s.ca, &key, "pdp SIGTERM", workers, 4000);
-    poll(Duration::from_secs(60), "the workload warm", || (load.acked() >= warm).then_some(()));
+    let fault = "pdp SIGTERM";
+    let (workers, warm) = if full() { (8, 200) } else { (3, 30) };
+    let loads: Vec<(Client, usize, String, Load)> = [(Client::Seven, &rig.p, 4000), (Client::Six, &six, 4100)]
+        .into_iter()
+        .map(|(client, dir, first)| {
+            let prefix = format!("{fault} {}", client.name());
+            (
+                client,
+                first,
+                prefix.clone(),
+                Load::start(client, dir.root(), &url, &s.ca, &rig.key, &prefix, workers, first),
+            )
+        })
+        .collect();
+    for (_, _, _, load) in &loads {
+        poll(Duration::from_secs(60), "the workload warm", || (load.acked() >= warm).then_some(()));
+    }
     let on = Arc::new(AtomicBool::new(true));
     let watcher = watch_ready(&s, on.clone());
     let fault_at = now_ms();
@@ -534,27 +719,21 @@ fn no_acknowledged_write_is_lost_or_run_twice_under_faults() {
     let (code, log) = s.wait(Duration::from_secs(60));
     on.store(false, Ordering::Relaxed);
     let ready = watcher.join().expect("watcher");
-    let answers = load.stop();
     assert_eq!(code, 0, "{log}");
-    let mut last = ledger(
-        &pg,
-        Run { fault: "pdp SIGTERM", prefix: "pdp SIGTERM", first: 4000, workers, fault_at, fault_end: now_ms(), ready },
-        &answers,
-    );
-    last.recovery_ms = None;
-    rows.push(last);
+    for (client, first, prefix, load) in loads {
+        let answers = load.stop();
+        let run =
+            Run { fault, client, prefix: &prefix, first, workers, fault_at, fault_end: now_ms(), ready: ready.clone() };
+        let mut row = ledger(pg, run, &answers);
+        row.recovery_ms = None;
+        rows.push(row);
+    }
 
     print_table(&rows);
-    for r in &rows {
-        // An operation id meeting itself (P2002) would be a write sent twice.
-        assert!(!r.errors.contains_key("P2002"), "{}: an operation ran twice", r.fault);
-        assert_eq!(r.lost, 0, "{}: acknowledged writes lost", r.fault);
-        assert_eq!(r.duplicated, 0, "{}: increments ran twice", r.fault);
-        assert!(r.acked > 0, "{}: nothing was acknowledged", r.fault);
-    }
+    assert_ledgers(&rows);
     // Recovery: every fault but the stop ends with requests succeeding again.
-    for r in rows.iter().filter(|r| r.fault != "pdp SIGTERM") {
-        assert!(r.recovery_ms.is_some(), "{}: requests never succeeded again", r.fault);
+    for r in rows.iter().filter(|r| r.fault != fault) {
+        assert!(r.recovery_ms.is_some(), "{} ({}): requests never succeeded again", r.fault, r.client.name());
     }
     // /ready told the truth: unready while the database was down, ready again after.
     let row = |name: &str| rows.iter().find(|r| r.fault == name).expect("a row");
@@ -564,6 +743,6 @@ fn no_acknowledged_write_is_lost_or_run_twice_under_faults() {
     let hung = row("executor hangs 5 s (SIGSTOP)");
     assert!(hung.ready.iter().any(|s| s.contains("executor unresponsive")), "/ready saw the hang: {:?}", hung.ready);
     assert_eq!(hung.ready.last().map(String::as_str), Some("ready"), "{:?}", hung.ready);
-    let stop = row("pdp SIGTERM");
+    let stop = row(fault);
     assert!(stop.ready.iter().any(|s| s.starts_with("draining") || s == "no answer"), "{:?}", stop.ready);
 }

@@ -244,7 +244,7 @@ fn three_replicas_behind_haproxy_serve_prisma_7_and_6_clients_and_survive_a_kill
 
     // The clients, each in its own directory: the 7.10 Deno client the project built, the 6.19 Node client.
     let six = Project::new();
-    crate::serve_dp1::generate_node_client(&six);
+    crate::serve_dp1::generate_node_client(&six, "");
     six.write("run.cjs", NODE_RUN);
     p.write("run.ts", DENO_RUN);
     let clients = Clients {

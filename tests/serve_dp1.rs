@@ -396,7 +396,7 @@ pub(crate) fn node_client(p: &Project, s: &Serving) {
     let count = r#"{"modelName":"User","action":"aggregate","query":{"arguments":{},"selection":{"_count":{"arguments":{},"selection":{"_all":true}}}}}"#;
     let (status, body) = json_request(s, "POST", &format!("/6.19.3/{}/graphql", warm.hash), Some(count), &[]);
     assert_eq!(status, 200, "{body}");
-    generate_node_client(p);
+    generate_node_client(p, "");
 }
 
 /// The schema of the 6.19.3 Node client of the tests, as its client uploads it: base64 text and hash.
@@ -405,14 +405,17 @@ pub(crate) fn node_client_schema() -> (String, String) {
     (sc.b64, sc.hash)
 }
 
-/// Generates the 6.19.3 Node client of the `User` schema in `p` (`generated/`), once a WASM engine has
-/// provisioned its packages in the tool cache.
-pub(crate) fn generate_node_client(p: &Project) {
+/// Generates the 6.19.3 Node client of the `User` schema plus `models` in `p` (`generated/`), once a WASM
+/// engine has provisioned its packages in the tool cache.
+pub(crate) fn generate_node_client(p: &Project, models: &str) {
     let modules = tool_cache().join("tools/wasm-query-engine@6.19.3/node_modules");
     std::os::unix::fs::symlink(&modules, p.path("node_modules")).expect("symlink");
     p.write(
         "prisma/schema.prisma",
-        &schema("postgresql", "", "User").replace("previewFeatures = [\"deno\"]", "output = \"../generated\""),
+        &format!(
+            "{}{models}",
+            schema("postgresql", "", "User").replace("previewFeatures = [\"deno\"]", "output = \"../generated\"")
+        ),
     );
     let prisma = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node/node_modules/.bin/prisma");
     // --no-engine still wants the engine variables to name a file: any file does.
