@@ -37,11 +37,14 @@ mod serve_dp1;
 mod schema_folder;
 // `pdp serve` on MariaDB (Prisma 7 and 6) and SQLite (6), and Prisma 7 on SQLite refused at start.
 mod serve_databases;
-// Faults under load with a write ledger: killed executor, PostgreSQL restarted and unreachable, SIGTERM.
+// Faults under load with a write ledger (7.10 and 6.19 clients): killed or hung children, one child of a
+// pool, a killed replica, PostgreSQL restarted and unreachable, SIGTERM.
 mod chaos;
 // The operator's view: the status page in headless Chromium, `pdp status`, a real Prometheus on the dashboard and rules.
 mod serve_status;
 // Three `pdp serve` replicas behind HAProxy: Prisma 7 and 6 clients, transactions relayed to their owner, a killed replica.
 mod serve_cluster;
+// The fuzz targets' checks over every seed and finding kept in fuzz/seeds: a crash found once stays fixed.
+mod fuzz_seeds;
 // Accelerate's query cache with the real @prisma/extension-accelerate on the Prisma 7 Deno client.
 mod serve_cache;

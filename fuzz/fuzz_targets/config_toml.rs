@@ -1,16 +1,8 @@
 //! pdp.toml: any text is a configuration or a list of problems, never a panic.
+//! The check itself is in `fuzz/checks.rs`, shared with the seed regression test in `make test`.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
+#[allow(dead_code)] // Each target calls one check of the shared file.
+#[path = "../checks.rs"]
+mod checks;
 
-struct NoEnv;
-impl pdp_config::env::Env for NoEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        // A few variables the file may reference, so `env:` entries resolve both ways.
-        matches!(name, "DATABASE_URL" | "PDP_API_KEY").then(|| "postgresql://u:p@h/db".to_owned())
-    }
-}
-
-fuzz_target!(|text: &str| {
-    let _ =
-        pdp_config::from_str(text, std::path::Path::new("/fuzz/pdp.toml"), &NoEnv, &pdp_config::Overrides::default());
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::config_toml(data));

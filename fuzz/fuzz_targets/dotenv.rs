@@ -1,17 +1,8 @@
 //! `.env`: any file is variables or one error naming the entry (its value never shown), never a panic.
+//! The check itself is in `fuzz/checks.rs`, shared with the seed regression test in `make test`.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
+#[allow(dead_code)] // Each target calls one check of the shared file.
+#[path = "../checks.rs"]
+mod checks;
 
-fuzz_target!(|data: &[u8]| {
-    thread_local! {
-        static DIR: tempfile::TempDir = tempfile::tempdir().expect("tempdir");
-    }
-    DIR.with(|dir| {
-        let path = dir.path().join(".env");
-        std::fs::write(&path, data).expect("write");
-        if let Err(e) = pdp_config::env::ProcessEnv::with_dotenv(&path) {
-            let _ = e.to_string();
-            let _ = e.hint();
-        }
-    });
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::dotenv(data));

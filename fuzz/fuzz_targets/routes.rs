@@ -1,19 +1,8 @@
 //! The route parsers of both protocols: any method and path is a route or none, never a panic.
+//! The check itself is in `fuzz/checks.rs`, shared with the seed regression test in `make test`.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
+#[allow(dead_code)] // Each target calls one check of the shared file.
+#[path = "../checks.rs"]
+mod checks;
 
-fuzz_target!(|input: (u8, &str)| {
-    let (m, path) = input;
-    let method = match m % 4 {
-        0 => http::Method::GET,
-        1 => http::Method::POST,
-        2 => http::Method::PUT,
-        _ => http::Method::DELETE,
-    };
-    if let Some(route) = pdp_serve::dp1::Route::parse(&method, path) {
-        let _ = (route.name(), route.role().id());
-    }
-    if let Some(route) = pdp_serve::qpe::Route::parse(&method, path) {
-        let _ = (route.name(), route.role().id());
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::routes(data));

@@ -1,11 +1,8 @@
 //! The schema patcher `pdp build-client` runs: any schema is patched or refused, never a panic.
+//! The check itself is in `fuzz/checks.rs`, shared with the seed regression test in `make test`.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-use pdp_config::prisma::ClientGenerator;
+#[allow(dead_code)] // Each target calls one check of the shared file.
+#[path = "../checks.rs"]
+mod checks;
 
-fuzz_target!(|text: &str| {
-    for generator in [ClientGenerator::JsDenoPreview, ClientGenerator::PrismaClientDeno] {
-        let patch = pdp_client::schema::Patch { generator, output: "./generated" };
-        let _ = pdp_client::schema::patch(text, std::path::Path::new("/fuzz/schema.prisma"), &patch);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::schema_patch(data));
