@@ -9,8 +9,11 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 
+/// One target's check of one input.
+pub type Check = fn(&[u8]);
+
 /// Every target: its name (the folder of its seeds) and its check.
-pub const TARGETS: [(&str, fn(&[u8])); 9] = [
+pub const TARGETS: [(&str, Check); 9] = [
     ("config_toml", config_toml),
     ("dotenv", dotenv),
     ("routes", routes),
@@ -101,7 +104,8 @@ pub fn schema_scan(data: &[u8]) {
 /// The schema patcher `pdp build-client` runs: any schema is patched or refused.
 pub fn schema_patch(data: &[u8]) {
     let Some(text) = decode::<&str>(data) else { return };
-    for generator in [pdp_config::prisma::ClientGenerator::JsDenoPreview, pdp_config::prisma::ClientGenerator::PrismaClientDeno]
+    for generator in
+        [pdp_config::prisma::ClientGenerator::JsDenoPreview, pdp_config::prisma::ClientGenerator::PrismaClientDeno]
     {
         let patch = pdp_client::schema::Patch { generator, output: "./generated" };
         let _ = pdp_client::schema::patch(text, std::path::Path::new("/fuzz/schema.prisma"), &patch);

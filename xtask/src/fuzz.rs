@@ -244,10 +244,11 @@ fn http(root: &Path, seconds: u64) -> anyhow::Result<Row> {
         .stderr(std::fs::File::create(&log_path)?)
         .spawn()
         .context("pdp serve")?;
+    /// Kills pdp serve if the run ends early (after a normal end it is gone: quietly nothing to do).
     struct Kill(u32);
     impl Drop for Kill {
         fn drop(&mut self) {
-            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).stderr(Stdio::null()).status();
         }
     }
     let _guard = Kill(serve.id());
