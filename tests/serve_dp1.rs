@@ -795,12 +795,18 @@ fn a_pool_of_wasm_engines_shares_its_part_of_the_replicas_connection_budget() {
 }
 
 #[test]
-fn schemas_started_on_demand_share_the_replicas_budget_and_the_one_too_many_is_told_why() {
+fn schemas_started_on_demand_share_the_replicas_budget_and_a_quiet_pool_makes_room_for_another() {
     let url = fresh_database("pdp_dp1_budget_keys");
     let p = project("6.19.3", &url, "engine = \"wasm\"\nchildren = 1\n");
     // [serve.limits] is the file's last table: these lines land in it.
     let toml = std::fs::read_to_string(p.path("pdp.toml")).expect("pdp.toml");
-    p.write("pdp.toml", &format!("{toml}connection-limit = 3\non-demand-connections = 1\n"));
+    // A pool unused for longer than a transaction can live (here 2 s) may be stopped for another key.
+    p.write(
+        "pdp.toml",
+        &format!(
+            "{toml}connection-limit = 3\non-demand-connections = 1\ntransaction-max-timeout = \"1s\"\ntransaction-max-wait = \"1s\"\n"
+        ),
+    );
     let s = Serving::start(&p, &[]);
     let count = |model: &str| {
         format!(
@@ -829,4 +835,16 @@ fn schemas_started_on_demand_share_the_replicas_budget_and_the_one_too_many_is_t
     limits.sort();
     assert_eq!(limits, [Some(1), Some(2)], "the first schema takes all but the on-demand part: {ready}");
     assert_eq!(ready["connections"], serde_json::json!({"budget": 3, "granted": 3}), "{ready}");
+    // Once the first schema's engine has been quiet for longer than a transaction lives, the third takes
+    // its part (the client's own retries of P5014 would get there the same way).
+    let tag = inline(&schema("postgresql", "", "Tag"));
+    let path = format!("/6.19.3/{}/graphql", tag.hash);
+    poll(Duration::from_secs(30), "the third schema served", || {
+        (json_request(&s, "POST", &path, Some(&count("Tag")), &[]).0 == 200).then_some(())
+    });
+    let (_, ready) = json_request(&s, "GET", "/ready", None, &[]);
+    let engines = ready["engines"].as_array().expect("engines");
+    assert_eq!(engines.len(), 2, "the least recently used engine made room: {ready}");
+    assert!(ready["connections"]["granted"].as_u64() <= Some(3), "{ready}");
+    assert!(s.log().contains("its connections are needed for"), "{}", s.log());
 }

@@ -5,8 +5,10 @@
 //! bound. While more than `on-demand-connections` are free, a new pool takes everything but that reserve
 //! (the project's executors, pinned at start, or the first schema a 4.x–6.x client uploads); after that, a
 //! pool that starts on demand (another client version, another schema) takes one connection per child from
-//! what is free, so the reserve serves as many keys as it can; when nothing is free the pool does not start
-//! and the request that asked for it gets a clear error.
+//! what is free, so the reserve serves as many keys as it can; when nothing is free, the supervisor stops
+//! its least recently used pool that nobody can be using (unpinned, nothing in flight, quiet for longer than
+//! a transaction lives) and takes its part once its children have exited; failing that, the pool does not
+//! start and the request that asked for it gets a clear error.
 //!
 //! Deliberately not here: counting the connections actually open (`dbconns`), how a child bounds its pool
 //! (the launchers), which children a key has (the supervisor).

@@ -70,8 +70,12 @@ impl Context {
         // An interactive transaction is never idle longer than its own maximum, so a child with one open
         // is never stopped for idleness.
         let idle_timeout = limits.engine_idle_timeout.max(limits.transaction_max_timeout + Duration::from_secs(5));
-        let timing =
-            Timing { start_timeout: limits.engine_start_timeout, idle_timeout, stop_grace: Duration::from_secs(5) };
+        let timing = Timing {
+            start_timeout: limits.engine_start_timeout,
+            idle_timeout,
+            stop_grace: Duration::from_secs(5),
+            quiet_after: limits.transaction_max_wait + limits.transaction_max_timeout,
+        };
         let database_key = sha2::Sha256::digest(database.expose().as_bytes()).into();
         let budget = Budget::new(limits.connection_limit as usize, limits.on_demand_connections as usize);
         Arc::new(Context { settings, database, timing, metrics, sockets, budget, database_key })

@@ -3,8 +3,10 @@
 //! own, so one crashing never stops the others), started on first use (or ahead, pinned), a request goes to
 //! the least busy ready child of its key and waits while none is ready (bounded), a crashed child restarts
 //! with backoff, unused pools stop after an idle time, shutdown stops them all. A pool takes its part of the
-//! replica's database connection budget when it is created (no part left: it does not start) and gives it
-//! back when it stops; each child is started with its share.
+//! replica's database connection budget when it is created and gives it back when it stops; each child is
+//! started with its share. With no part left, the least recently used quiet pool of this supervisor (not
+//! pinned, nothing in flight, unused for longer than a transaction lives) is stopped to make room; else the
+//! new pool does not start.
 //!
 //! The invariant: pdp never re-sends a request. If a child dies under a request, that request fails; the
 //! next one waits for the restarted child. A mutation must not run twice.
@@ -23,7 +25,7 @@ use pdp_toolchain::process::Cmd;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::budget::{self, Budget, Grant};
+use crate::budget::{self, Budget, Grant, Spent};
 use crate::metrics::{ChildLabels, Metrics};
 
 /// What kind of child a supervisor runs, and how to start one.
@@ -274,6 +276,10 @@ pub struct Timing {
     pub idle_timeout: Duration,
     /// How long a stopping child gets before it is killed.
     pub stop_grace: Duration,
+    /// A pool unused this long has no open interactive transaction (the longest one waits
+    /// `transaction-max-wait` to start and lives `transaction-max-timeout`): it may be stopped early to
+    /// give its connections to a key that has none.
+    pub quiet_after: Duration,
 }
 
 /// How long a permanent failure is remembered before the next request tries again.
@@ -291,6 +297,8 @@ pub struct Supervisor<L: Launch> {
     budget: Arc<Budget>,
     pools: Mutex<HashMap<L::Key, Arc<Pool>>>,
     tasks: Mutex<JoinSet<()>>,
+    /// Held while a request stops a quiet pool to start its own.
+    making_room: tokio::sync::Mutex<()>,
 }
 
 impl<L: Launch> Supervisor<L> {
@@ -304,6 +312,7 @@ impl<L: Launch> Supervisor<L> {
             budget,
             pools: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
+            making_room: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -324,14 +333,74 @@ impl<L: Launch> Supervisor<L> {
     /// Starts the children for `key` now and keeps them running regardless of use (the project's own
     /// version).
     pub fn pin(self: &Arc<Self>, key: &L::Key) {
-        if let Err(e) = self.pool(key, true) {
-            tracing::error!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "{e}");
+        if let Err(spent) = self.pool(key, true) {
+            tracing::error!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "not started: {spent}");
         }
+    }
+
+    /// `key`'s pool; when the budget has nothing left, first the room a quiet pool gives back.
+    async fn pool_or_make_room(self: &Arc<Self>, key: &L::Key) -> Result<Arc<Pool>, Arc<StartError>> {
+        if let Ok(pool) = self.pool(key, false) {
+            return Ok(pool);
+        }
+        // One request makes room at a time, so two new keys do not stop two pools for one part.
+        let _turn = self.making_room.lock().await;
+        let spent = match self.pool(key, false) {
+            Ok(pool) => return Ok(pool),
+            Err(spent) => spent,
+        };
+        if self.make_room(key).await
+            && let Ok(pool) = self.pool(key, false)
+        {
+            return Ok(pool);
+        }
+        tracing::warn!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "not started: {spent}");
+        Err(Arc::new(StartError {
+            message: format!("the {} for {key} cannot start: {spent}", self.launch.kind()),
+            permanent: false,
+        }))
+    }
+
+    /// Stops the least recently used pool nobody can be using (not pinned, no request in flight, unused
+    /// for longer than a transaction lives) and waits until its children have exited, so its part of the
+    /// budget is back (its connections closed with them). `false` when there is no such pool.
+    async fn make_room(&self, for_key: &L::Key) -> bool {
+        let quiet = |p: &Pool| {
+            !p.pinned
+                && !p.members.iter().any(|m| m.busy.load(Ordering::Relaxed) > 0)
+                && p.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed()
+                    > self.timing.quiet_after
+        };
+        let victim = {
+            let mut pools = self.pools();
+            let oldest = pools
+                .iter()
+                .filter(|(k, p)| *k != for_key && quiet(p))
+                .min_by_key(|(_, p)| *p.last_used.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+                .map(|(k, _)| k.clone());
+            let Some(key) = oldest else { return false };
+            tracing::info!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "stopping: its connections are needed for {for_key}");
+            pools.remove(&key).map(|p| (key, p))
+        };
+        let Some((key, pool)) = victim else { return false };
+        pool.stop.send_replace(true);
+        // The part returns when the last of its children's tasks lets go of the pool.
+        let deadline = Instant::now() + self.timing.stop_grace + Duration::from_secs(2);
+        let mut changed = pool.changed.subscribe();
+        while Arc::strong_count(&pool) > 1 {
+            if Instant::now() > deadline {
+                tracing::warn!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "its children did not stop in time");
+                return false;
+            }
+            // A task drops the pool just after its last state change: look again shortly either way.
+            let _ = tokio::time::timeout(Duration::from_millis(20), changed.changed()).await;
+        }
+        true
     }
 
     /// `key`'s pool, created (and its children started) if it has none or only stopped ones; `Err` when the
     /// connection budget has nothing left for a new one.
-    fn pool(self: &Arc<Self>, key: &L::Key, pinned: bool) -> Result<Arc<Pool>, Arc<StartError>> {
+    fn pool(self: &Arc<Self>, key: &L::Key, pinned: bool) -> Result<Arc<Pool>, Spent> {
         let mut pools = self.pools();
         if let Some(pool) = pools.get(key) {
             let expired = pool.members.iter().all(|m| {
@@ -346,13 +415,7 @@ impl<L: Launch> Supervisor<L> {
             pools.remove(key);
         }
         let children = self.launch.pool_size(key).max(1);
-        let grant = self.budget.take(children).map_err(|spent| {
-            tracing::warn!(target: "pdp::supervisor", kind = self.launch.kind(), key = %key, "not started: {spent}");
-            Arc::new(StartError {
-                message: format!("the {} for {key} cannot start: {spent}", self.launch.kind()),
-                permanent: false,
-            })
-        })?;
+        let grant = self.budget.take(children)?;
         // Every child opens one connection at least: no more children than connections.
         let size = children.min(grant.connections());
         let pool = Arc::new(Pool {
@@ -377,7 +440,7 @@ impl<L: Launch> Supervisor<L> {
     /// The least busy ready child for `key`, its pool started if needed; waits while none is ready, up to
     /// the start timeout.
     pub async fn get(self: &Arc<Self>, key: &L::Key) -> Result<Lease, Arc<StartError>> {
-        let pool = self.pool(key, false)?;
+        let pool = self.pool_or_make_room(key).await?;
         // The common case, a child that serves: no subscription, no timer.
         if let Some(lease) = pool.lease() {
             return Ok(lease);
@@ -770,12 +833,51 @@ mod tests {
     }
 
     fn pool_of(size: usize) -> Arc<Supervisor<Fake>> {
+        supervisor(size, Budget::new(8, 2), Duration::from_secs(3600))
+    }
+
+    fn supervisor(size: usize, budget: Arc<Budget>, quiet_after: Duration) -> Arc<Supervisor<Fake>> {
         let timing = Timing {
             start_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(2),
+            quiet_after,
         };
-        Supervisor::new(Fake { size }, timing, Arc::new(Metrics::new()), Budget::new(8, 2))
+        Supervisor::new(Fake { size }, timing, Arc::new(Metrics::new()), budget)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_key_takes_the_part_of_the_least_recently_used_quiet_pool_never_a_busy_one() {
+        // Two connections: the first key takes one (all but the reserve), the second the reserve.
+        let budget = Budget::new(2, 1);
+        let s = supervisor(1, budget.clone(), Duration::ZERO);
+        let (a, b, c) = ("a".to_owned(), "b".to_owned(), "c".to_owned());
+        let lease_a = s.get(&a).await.expect("a starts");
+        let lease_b = s.get(&b).await.expect("b starts");
+        assert_eq!(budget.granted(), 2);
+        // Both busy: nothing may be stopped, and the third key is told why.
+        let Err(refused) = s.get(&c).await else { panic!("no room while both serve") };
+        assert!(refused.message.contains("connection-limit"), "{}", refused.message);
+        assert!(!refused.permanent);
+        // `a` finished and was used less recently than `b`: it makes room; `b` keeps its child.
+        drop(lease_a);
+        drop(lease_b);
+        let _ = s.ready_now(&b, 0).expect("b serves");
+        let _c = s.get(&c).await.expect("c starts in a's place");
+        let running: Vec<String> = s.states().iter().filter(|c| c.status == "ready").map(|c| c.key.clone()).collect();
+        assert!(running.contains(&b) && running.contains(&c) && !running.contains(&a), "{running:?}");
+        assert_eq!(budget.granted(), 2, "never more than the budget");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pool_used_within_a_transactions_lifetime_is_not_stopped_for_another_key() {
+        let s = supervisor(1, Budget::new(2, 1), Duration::from_secs(3600));
+        let (a, b, c) = ("a".to_owned(), "b".to_owned(), "c".to_owned());
+        drop(s.get(&a).await.expect("a starts"));
+        drop(s.get(&b).await.expect("b starts"));
+        // Idle, but a transaction opened on either could still be open.
+        assert!(s.get(&c).await.is_err());
+        assert_eq!(s.states().iter().filter(|c| c.status == "ready").count(), 2);
     }
 
     async fn all_ready(s: &Arc<Supervisor<Fake>>, key: &String, n: usize) {
