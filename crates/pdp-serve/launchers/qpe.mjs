@@ -10,8 +10,9 @@
 //                                 alone: for MySQL/MariaDB and SQL Server the URL's `connectionLimit` says
 //                                 it; for PostgreSQL node-postgres takes no pool size from a URL, so the
 //                                 bundle is loaded with pg-pool's default size (10, used because the
-//                                 executor passes none) set to this instead. A bundle without that line is
-//                                 refused rather than run unbounded.
+//                                 executor passes none) set to this instead.
+//   PDP_QPE_PG_POOL_LINE          PostgreSQL only: that default-size line, which pdp checked the bundle has
+//                                 exactly once (a bundle without it is refused before this launcher runs).
 //   PDP_QPE_QUERY_TIMEOUT_MS, PDP_QPE_MAX_TX_TIMEOUT_MS, PDP_QPE_MAX_TX_WAIT_MS, PDP_QPE_MAX_RESPONSE_SIZE
 //   PDP_QPE_LOG_LEVEL             debug | info | warn | error | off
 //   PDP_BENCH_TCP                 benchmarks only (`PDP_BENCH_CHILD_TCP`): also listen on this host:port, printed as
@@ -43,9 +44,6 @@ const need = (name) => {
 const require = createRequire(import.meta.url);
 const version = require("@prisma/query-plan-executor/package.json").version;
 
-// pg-pool's constructor, as bundled in @prisma/query-plan-executor 7.1 to 7.10: its default pool size.
-const PG_POOL_DEFAULT = "this.options.max = this.options.max || this.options.poolSize || 10;";
-
 const poolMax = (() => {
   const raw = need("PDP_QPE_POOL_MAX");
   const n = Number(raw);
@@ -56,22 +54,22 @@ const poolMax = (() => {
   return n;
 })();
 
-// The executor's bundle (one CommonJS file), compiled with pg-pool's default size set to `max`.
+// PostgreSQL: pg-pool's default-size line in the executor's bundle (one CommonJS file), which pdp found
+// there exactly once before starting this launcher; the bundle is compiled with that default set to `max`.
+// Other databases: the bundle as it is (their drivers read the bound from the URL, below).
 const loadExecutor = (max) => {
+  const line = process.env.PDP_QPE_PG_POOL_LINE;
+  if (!line) return require("@prisma/query-plan-executor");
   const entry = require.resolve("@prisma/query-plan-executor");
   const source = readFileSync(entry, "utf8");
-  if (source.split(PG_POOL_DEFAULT).length !== 2) {
-    process.stderr.write(
-      `cannot bound the PostgreSQL pool of @prisma/query-plan-executor ${version}: its bundle does not set ` +
-        "pg-pool's default size the way pdp knows (pdp bounds every child's connections to its share of " +
-        "[serve.limits] connection-limit and will not run one unbounded); use a Prisma version pdp supports\n",
-    );
+  if (source.split(line).length !== 2 || !line.endsWith("|| 10;")) {
+    process.stderr.write(`cannot bound the PostgreSQL pool of @prisma/query-plan-executor ${version}: its bundle changed\n`);
     process.exit(1);
   }
   const module = new Module(entry);
   module.filename = entry;
   module.paths = Module._nodeModulePaths(dirname(entry));
-  module._compile(source.replace(PG_POOL_DEFAULT, PG_POOL_DEFAULT.replace("|| 10;", `|| ${max};`)), entry);
+  module._compile(source.replace(line, line.replace("|| 10;", `|| ${max};`)), entry);
   return module.exports;
 };
 

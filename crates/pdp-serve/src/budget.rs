@@ -57,7 +57,7 @@ impl std::fmt::Display for Spent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "this replica's database connections are all given out: running children hold {} of `[serve.limits] connection-limit` = {} (an unused pool gives its part back after `engine-idle-timeout`; raise `connection-limit` or `on-demand-connections` within the database's max_connections)",
+            "this replica's database connections are all given out: running children hold {} of `[serve.limits] connection-limit` = {} and none of their pools is quiet yet (a pool gives its part back once unused for longer than a transaction lives, `transaction-max-wait` + `transaction-max-timeout`, when a new one needs it); retry later, or raise `connection-limit` or `on-demand-connections` within the database's max_connections",
             self.held, self.total
         )
     }

@@ -162,6 +162,10 @@ impl Launch for Executors {
             message: format!("{e}; {}", e.hint()),
         })?;
         let dir = launcher.parent().map(PathBuf::from).unwrap_or_default();
+        let pg_pool_line = match self.cx.database.provider() {
+            pdp_config::Provider::Postgresql => Some(check_pg_pool_line(&dir, version)?),
+            _ => None,
+        };
         let socket = self
             .cx
             .socket_for("executor", &format!("{version}-{slot}"))
@@ -176,8 +180,44 @@ impl Launch for Executors {
             .env("PDP_QPE_MAX_TX_WAIT_MS", limits.transaction_max_wait.as_millis().to_string())
             .env("PDP_QPE_MAX_RESPONSE_SIZE", limits.max_response_size.to_string())
             .env("PDP_QPE_LOG_LEVEL", &settings.log_level);
+        let cmd = match pg_pool_line {
+            Some(line) => cmd.env("PDP_QPE_PG_POOL_LINE", line),
+            None => cmd,
+        };
         Ok(self.cx.bench_tcp(cmd))
     }
+}
+
+/// pg-pool's constructor as bundled in @prisma/query-plan-executor 7.1 to 7.10: its default pool size,
+/// which the launcher sets to the child's share (node-postgres takes no pool size from a URL, and the
+/// executor passes none).
+const PG_POOL_LINE: &str = "this.options.max = this.options.max || this.options.poolSize || 10;";
+
+/// Checks that the provisioned executor bundle in `dir` sets pg-pool's default size exactly once, as
+/// [`PG_POOL_LINE`] says, so its PostgreSQL pool can be bounded; the line for the launcher. A release
+/// that does not is refused for good (pdp runs no child unbounded).
+fn check_pg_pool_line(dir: &std::path::Path, version: &str) -> Result<&'static str, StartError> {
+    let package = dir.join("node_modules/@prisma/query-plan-executor");
+    let main = std::fs::read_to_string(package.join("package.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v["main"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "index.js".to_owned());
+    let bundle = package.join(main);
+    let text = std::fs::read_to_string(&bundle).map_err(|e| StartError {
+        message: format!("cannot read the query-plan executor's bundle {}: {e}", bundle.display()),
+        permanent: false,
+    })?;
+    if text.matches(PG_POOL_LINE).count() == 1 {
+        return Ok(PG_POOL_LINE);
+    }
+    Err(StartError {
+        message: format!(
+            "cannot bound the PostgreSQL pool of @prisma/query-plan-executor {version}: its bundle ({}) does not set pg-pool's default size the way pdp knows, and pdp runs no child with an unbounded pool (every child's connections are its share of `[serve.limits] connection-limit`); use a Prisma version pdp supports (7.1 to 7.10)",
+            bundle.display()
+        ),
+        permanent: true,
+    })
 }
 
 #[cfg(test)]
@@ -199,5 +239,22 @@ mod tests {
         let spec = tool_spec("7.10.0");
         assert_eq!(spec.dir_name(), "query-plan-executor@7.10.0");
         assert!(spec.packages.iter().all(|p| p.rsplit_once('@').is_some_and(|(_, v)| is_exact_version(v))));
+    }
+
+    #[test]
+    fn a_bundle_is_bounded_only_where_pg_pools_default_line_appears_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let package = dir.path().join("node_modules/@prisma/query-plan-executor");
+        std::fs::create_dir_all(package.join("dist")).expect("mkdir");
+        std::fs::write(package.join("package.json"), r#"{"main": "dist/index.js"}"#).expect("write");
+        let bundle = package.join("dist/index.js");
+        std::fs::write(&bundle, format!("a();\n{PG_POOL_LINE}\nb();\n")).expect("write");
+        assert_eq!(check_pg_pool_line(dir.path(), "7.10.0").expect("found"), PG_POOL_LINE);
+        for text in ["this.options.max = this.options.max || 10;".to_owned(), format!("{PG_POOL_LINE}{PG_POOL_LINE}")] {
+            std::fs::write(&bundle, text).expect("write");
+            let e = check_pg_pool_line(dir.path(), "7.99.0").expect_err("refused");
+            assert!(e.permanent, "a release without the line is refused for good");
+            assert!(e.message.contains("7.99.0") && e.message.contains("connection-limit"), "{}", e.message);
+        }
     }
 }

@@ -346,7 +346,7 @@ fn max_replicas(yaml: &str) -> Option<u64> {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix("maxReplicas:"))
         .and_then(|v| v.split('#').next())
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.trim().trim_matches(|c| c == '"' || c == '\'').parse().ok())
 }
 
 fn tool_checks(report: &mut Report, c: Option<&Config>, root: &Path, path_var: Option<&OsString>) {
