@@ -352,8 +352,25 @@ pub(crate) fn file_error(e: FileError) -> StartError {
     StartError { message: format!("{e}: {}", e.source), permanent: false }
 }
 
-/// Appends `connection_limit` and `pool_timeout` (seconds) to a datasource URL, replacing any already there.
+/// Appends `connection_limit` and `pool_timeout` (seconds) to a datasource URL, replacing any already there:
+/// as query parameters, or for SQL Server's JDBC-style URL as `;connectionLimit=…;poolTimeout=…`.
 pub fn with_pool_params(url: &str, connection_limit: Option<usize>, pool_timeout: Duration) -> String {
+    let timeout = pool_timeout.as_secs().max(1);
+    if url.starts_with("sqlserver://") {
+        let mut parts: Vec<String> = url
+            .split(';')
+            .filter(|p| {
+                let name = p.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+                !p.trim().is_empty() && name != "connectionlimit" && name != "pooltimeout"
+            })
+            .map(str::to_owned)
+            .collect();
+        if let Some(n) = connection_limit {
+            parts.push(format!("connectionLimit={n}"));
+        }
+        parts.push(format!("poolTimeout={timeout}"));
+        return parts.join(";");
+    }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut params: Vec<String> = query
         .split('&')
@@ -363,7 +380,7 @@ pub fn with_pool_params(url: &str, connection_limit: Option<usize>, pool_timeout
     if let Some(n) = connection_limit {
         params.push(format!("connection_limit={n}"));
     }
-    params.push(format!("pool_timeout={}", pool_timeout.as_secs().max(1)));
+    params.push(format!("pool_timeout={timeout}"));
     format!("{base}?{}", params.join("&"))
 }
 
@@ -533,6 +550,11 @@ mod tests {
         assert_eq!(
             with_pool_params("postgresql://u@h/db?schema=x&connection_limit=99", None, d),
             "postgresql://u@h/db?schema=x&pool_timeout=10"
+        );
+        // SQL Server's URL is JDBC-style: `;name=value` pairs, no query string.
+        assert_eq!(
+            with_pool_params("sqlserver://h:1433;database=d;user=u;ConnectionLimit=99;", Some(3), d),
+            "sqlserver://h:1433;database=d;user=u;connectionLimit=3;poolTimeout=10"
         );
     }
 
