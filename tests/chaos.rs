@@ -282,6 +282,17 @@ impl Load {
         });
     }
 
+    /// Waits until an operation that started after the fault ended (`since`) and after this client's last
+    /// failure was acknowledged (a late failure, say a transaction of a dead replica timing out, comes
+    /// after the acknowledgments `wait_acks_since` counted).
+    fn wait_resumed(&self, since: u64, limit: Duration) {
+        poll(limit, "an acknowledgment after the last failure", || {
+            let answers = self.answers.lock().expect("answers");
+            let last_failure = answers.iter().filter(|a| !a.ok).map(|a| a.at).max().unwrap_or(0).max(since);
+            answers.iter().any(|a| a.ok && a.started >= last_failure).then_some(())
+        });
+    }
+
     fn stop(mut self) -> Vec<Answer> {
         std::fs::write(self.root.join(format!("stop-{}", self.prefix)), "").expect("stop file");
         let mut child = self.child.take().expect("running");
@@ -524,6 +535,7 @@ fn scenario(
     let fault_end = now_ms();
     for (_, _, _, load) in &loads {
         load.wait_acks_since(fault_end, after, Duration::from_secs(90));
+        load.wait_resumed(fault_end, Duration::from_secs(60));
     }
     // `/ready` follows (its database check is at most a second old).
     poll(Duration::from_secs(30), "/ready after the fault", || {
