@@ -593,6 +593,15 @@ fn ledger_setup(children: usize) -> Rig {
     Rig { pg, p, key }
 }
 
+/// A ledger rig with `children` per key, one `pdp serve` on it with every child ready, and the 6.19 client.
+fn serving(children: usize) -> (Rig, Serving, Project) {
+    let rig = ledger_setup(children);
+    let s = Serving::start(&rig.p, &[]);
+    s.all_children_ready();
+    let six = six_client(&s, &rig.key);
+    (rig, s, six)
+}
+
 /// Every row: nothing lost, nothing run twice, something acknowledged.
 fn assert_ledgers(rows: &[Figures]) {
     assert_ledgers_with(rows, |_| false);
@@ -650,10 +659,7 @@ fn a_killed_replica_behind_haproxy_loses_no_acknowledged_write() {
 
 #[test]
 fn one_killed_child_of_a_pool_of_two_loses_no_acknowledged_write_and_its_mate_serves_on() {
-    let rig = ledger_setup(2);
-    let s = Serving::start(&rig.p, &[]);
-    s.all_children_ready();
-    let six = six_client(&s, &rig.key);
+    let (rig, s, six) = serving(2);
     let url = s.url();
     let mut rows = scenario(&rig, &six, &s, &url, "1 of 2 executors SIGKILL", 7000, || {
         signal(kids(&s, "pdp-qpe.mjs", 2)[0], "KILL");
@@ -675,10 +681,7 @@ fn one_killed_child_of_a_pool_of_two_loses_no_acknowledged_write_and_its_mate_se
 
 #[test]
 fn no_acknowledged_write_is_lost_or_run_twice_under_faults() {
-    let rig = ledger_setup(1);
-    let s = Serving::start(&rig.p, &[]);
-    s.all_children_ready();
-    let six = six_client(&s, &rig.key);
+    let (rig, s, six) = serving(1);
     let (url, pg) = (s.url(), &rig.pg);
     let mut rows = Vec::new();
     let outage = if full() { Duration::from_secs(10) } else { Duration::from_secs(3) };

@@ -259,6 +259,13 @@ fn with_children(p: &crate::support::Project, n: usize) {
     p.write("pdp.toml", &set);
 }
 
+/// The `{"load": …}` line a load script prints at its end.
+fn tally(out: &str) -> serde_json::Value {
+    out.lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("load").cloned())
+        .unwrap_or_else(|| panic!("no tally in the load's output: {out}"))
+}
+
 /// Writes a file the client scripts wait for (`go`, `stop`) when dropped, so a failed assertion never leaves
 /// a client waiting.
 struct Touch<'a>(&'a crate::support::Project, &'static str);
@@ -531,10 +538,7 @@ fn one_crashed_child_of_a_pool_costs_only_its_own_requests_and_transactions() {
     assert_eq!(inner["code"], "P2028", "{tx_out}");
     assert!(inner["ms"].as_u64().is_some_and(|ms| ms < 1000), "answered at once: {tx_out}");
     assert!(load_ok, "{load_out}\n{}", s.log());
-    let load: serde_json::Value = load_out
-        .lines()
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("load").cloned())
-        .expect("tally");
+    let load = tally(&load_out);
     eprintln!("pool of 2, one child killed under load: {load}; the transaction's next query: {inner}");
     // Only what was in flight on the killed child failed: at most one request per worker.
     let failed = load["failed"].as_array().expect("failed").len();
@@ -603,10 +607,7 @@ fn a_pool_of_executors_stays_within_the_replicas_connection_budget() {
         (most, load.join().expect("load client"))
     });
     assert!(ok, "{out}\n{}", s.log());
-    let load: serde_json::Value = out
-        .lines()
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("load").cloned())
-        .expect("tally");
+    let load = tally(&out);
     eprintln!("pool of 2 executors, connection-limit 4, 24 clients: at most {most} connections seen; {load}");
     assert!(load["ok"].as_u64() > Some(100), "the load ran: {load}");
     assert_eq!(load["failed"], serde_json::json!({}), "waiting for a connection is not a failure: {load}");
