@@ -171,6 +171,7 @@ struct Load {
     reader: Option<std::thread::JoinHandle<()>>,
     prefix: String,
     root: PathBuf,
+    workers: usize,
 }
 
 /// Which real client a workload runs.
@@ -263,6 +264,7 @@ impl Load {
             reader: Some(reader),
             prefix: prefix.to_owned(),
             root: dir.to_path_buf(),
+            workers,
         };
         poll(Duration::from_secs(120), "every worker's account created", || {
             (*load.ready.lock().expect("ready") == workers).then_some(())
@@ -282,14 +284,21 @@ impl Load {
         });
     }
 
-    /// Waits until an operation that started after the fault ended (`since`) and after this client's last
-    /// failure was acknowledged (a late failure, say a transaction of a dead replica timing out, comes
-    /// after the acknowledgments `wait_acks_since` counted).
+    /// Waits until every worker had an operation acknowledged that started after the fault ended (`since`)
+    /// and after that worker's last failure. One worker can be stuck on a dead connection while the others
+    /// make the acknowledgments `wait_acks_since` counted, and fail later.
     fn wait_resumed(&self, since: u64, limit: Duration) {
-        poll(limit, "an acknowledgment after the last failure", || {
+        // Op ids are `<prefix>-<worker>-<i>`.
+        let worker = |a: &Answer| a.id.rsplit('-').nth(1).and_then(|w| w.parse::<usize>().ok());
+        poll(limit, "every worker acknowledged after its last failure", || {
             let answers = self.answers.lock().expect("answers");
-            let last_failure = answers.iter().filter(|a| !a.ok).map(|a| a.at).max().unwrap_or(0).max(since);
-            answers.iter().any(|a| a.ok && a.started >= last_failure).then_some(())
+            (0..self.workers)
+                .all(|w| {
+                    let mine = || answers.iter().filter(|a| worker(a) == Some(w));
+                    let last_failure = mine().filter(|a| !a.ok).map(|a| a.at).max().unwrap_or(0).max(since);
+                    mine().any(|a| a.ok && a.started >= last_failure)
+                })
+                .then_some(())
         });
     }
 

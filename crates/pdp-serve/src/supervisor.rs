@@ -5,8 +5,8 @@
 //! with backoff, unused pools stop after an idle time, shutdown stops them all. A pool takes its part of the
 //! replica's database connection budget when it is created and gives it back when it stops; each child is
 //! started with its share. With no part left, the least recently used quiet pool of this supervisor (not
-//! pinned, nothing in flight, unused for longer than a transaction lives) is stopped to make room; else the
-//! new pool does not start.
+//! pinned, nothing in flight or waiting, and unused for longer than a transaction lives or never up) is
+//! stopped to make room; else the new pool does not start.
 //!
 //! The invariant: pdp never re-sends a request. If a child dies under a request, that request fails; the
 //! next one waits for the restarted child. A mutation must not run twice.
@@ -361,9 +361,9 @@ impl<L: Launch> Supervisor<L> {
         }))
     }
 
-    /// Stops the least recently used pool nobody can be using (not pinned, no request in flight, unused
-    /// for longer than a transaction lives) and waits until its children have exited, so its part of the
-    /// budget is back (its connections closed with them). `false` when there is no such pool.
+    /// Stops the least recently used pool nobody can be using (see `quiet` below) and waits until its
+    /// children have exited, so its part of the budget is back (its connections closed with them). `false`
+    /// when there is no such pool, or its children did not stop in time.
     async fn make_room(&self, for_key: &L::Key) -> bool {
         // Nobody can be using it: not pinned, no request in flight or waiting for a child (a waiter holds
         // the pool: more holders than the map and one task per member), and either unused for longer than
