@@ -96,8 +96,13 @@ impl Project {
         Ok(std::fs::read_to_string(self.work.join("query.json"))?)
     }
 
-    /// Drops the database and removes the directory.
+    /// Drops the database and removes the directory; with `PDP_BENCH_KEEP` set, keeps both (to profile
+    /// by hand against the same project) and says where they are.
     pub(crate) fn finish(&self) {
+        if std::env::var_os("PDP_BENCH_KEEP").is_some() {
+            eprintln!("kept (PDP_BENCH_KEEP): {} and database {}", self.work.display(), self.db);
+            return;
+        }
         let _ = Command::new("psql")
             .args([
                 "postgresql://postgres@127.0.0.1:5432/postgres",

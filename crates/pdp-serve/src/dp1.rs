@@ -713,8 +713,8 @@ impl Dp1 {
             let (engines, forwarder, limits, ask) =
                 (self.engines.clone(), kit.forwarder.clone(), limits.clone(), owned());
             Box::pin(async move {
-                let (via, driver) = forward::upstreams();
-                forward::with_upstreams(fetch(&engines, &forwarder, &via, &ask, &limits), driver).await
+                let via = Upstreams::default();
+                fetch(&engines, &forwarder, &via, &ask, &limits).await
             })
         };
         let read = || is_read(body, engine.protocol);

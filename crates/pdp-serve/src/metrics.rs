@@ -122,6 +122,17 @@ pub struct Metrics {
     pub window: crate::window::Window,
     /// The children the per-child gauges were last set for (held while they are refreshed).
     pub child_series: std::sync::Mutex<Vec<ChildLabels>>,
+    /// Each (route, status) seen: its request counter and its route's histogram, taken from their families
+    /// once, so an answered request costs a short scan instead of two label hashes under the families' locks.
+    meters: std::sync::RwLock<Vec<Meter>>,
+}
+
+/// One (route, status)'s series, shared with their families.
+struct Meter {
+    route: &'static str,
+    status: u16,
+    count: Counter,
+    latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -250,6 +261,7 @@ impl Metrics {
             start_time,
             window: crate::window::Window::new(),
             child_series: std::sync::Mutex::new(Vec::new()),
+            meters: std::sync::RwLock::new(Vec::new()),
             registry,
             peer,
             cache,
@@ -267,6 +279,34 @@ impl Metrics {
             connections_max,
             connections_closed,
         }
+    }
+
+    /// Counts one answered request: `pdp_requests_total`, `pdp_request_duration_seconds` and the status
+    /// page's window.
+    pub fn answered(&self, route: &'static str, status: u16, elapsed: std::time::Duration) {
+        // Routes are `&'static str`s: the address settles it almost always, the text when two are alike.
+        let same = |m: &Meter| m.status == status && (std::ptr::eq(m.route, route) || m.route == route);
+        let observe = |m: &Meter| {
+            m.count.inc();
+            m.latency.observe(elapsed.as_secs_f64());
+        };
+        let found = {
+            let meters = self.meters.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            meters.iter().find(|m| same(m)).map(observe).is_some()
+        };
+        if !found {
+            let mut meters = self.meters.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !meters.iter().any(same) {
+                meters.push(Meter {
+                    route,
+                    status,
+                    count: self.requests.get_or_create(&RequestLabels { route, status }).clone(),
+                    latency: self.latency.get_or_create(&RouteLabels { route }).clone(),
+                });
+            }
+            meters.iter().filter(|m| same(m)).for_each(observe);
+        }
+        self.window.record(route, status, elapsed);
     }
 
     /// Creates the cluster's series at 0 (a replica that has relayed nothing yet says so).

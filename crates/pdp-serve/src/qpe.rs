@@ -387,8 +387,8 @@ impl Qpe {
             let (executors, forwarder, limits, ask) =
                 (self.executors.clone(), kit.forwarder.clone(), limits.clone(), owned());
             Box::pin(async move {
-                let (via, driver) = forward::upstreams();
-                forward::with_upstreams(fetch(&executors, &forwarder, &via, &ask, &limits), driver).await
+                let via = Upstreams::default();
+                fetch(&executors, &forwarder, &via, &ask, &limits).await
             })
         };
         let read = || is_read(body);

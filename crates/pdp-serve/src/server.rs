@@ -29,7 +29,6 @@ use crate::kit::forward::{self, Upstreams};
 use crate::kit::peers::{self, Caller};
 use crate::kit::respond::{error, full, json, read_body};
 use crate::kit::{Body, Kit, RequestBody};
-use crate::metrics::{RequestLabels, RouteLabels};
 use crate::qpe::{self, Qpe, Readiness};
 use crate::{engine_metrics, status, tls};
 
@@ -128,9 +127,7 @@ impl App {
         };
         let status = resp.status().as_u16();
         let elapsed = started.elapsed();
-        metrics.requests.get_or_create(&RequestLabels { route, status }).inc();
-        metrics.latency.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
-        metrics.window.record(route, status, elapsed);
+        metrics.answered(route, status, elapsed);
         self.access.record(&AccessRecord {
             id: id.as_str(),
             method: method.as_str(),
@@ -554,7 +551,7 @@ where
     let clock = Clock::new();
     let timed =
         Timed::new(io, clock.clone(), limits.header_read_timeout, limits.idle_timeout, app.kit.cx.metrics.clone());
-    let (via, driver) = forward::upstreams();
+    let via = Arc::new(Upstreams::default());
     let service = hyper::service::service_fn(move |req| {
         let (app, via) = (app.clone(), via.clone());
         let in_flight = clock.start();
@@ -562,11 +559,11 @@ where
     });
     if http1_only {
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service);
-        let _ = forward::with_upstreams(watcher.watch(conn), driver).await;
+        let _ = watcher.watch(conn).await;
     } else {
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         let conn = builder.serve_connection(TokioIo::new(timed), service).into_owned();
-        let _ = forward::with_upstreams(watcher.watch(conn), driver).await;
+        let _ = watcher.watch(conn).await;
     }
 }
 
@@ -635,14 +632,14 @@ async fn side_loop<F, Fut>(
                 limits.idle_timeout,
                 app.kit.cx.metrics.clone(),
             );
-            let (via, driver) = forward::upstreams();
+            let via = Arc::new(Upstreams::default());
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let in_flight = clock.start();
                 let resp = answer(app.clone(), req, via.clone());
                 async move { Ok::<_, Infallible>(resp.await.map(|body| Tracked::new(body, in_flight))) }
             });
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(timed), service);
-            let _ = forward::with_upstreams(conn, driver).await;
+            let _ = conn.await;
         });
     }
 }

@@ -1,6 +1,6 @@
 //! Where `tracing` events go: stderr, every line passed through secret redaction, text or JSON. For
 //! `pdp serve` the lines are buffered: each event is appended to memory and a writer thread writes what
-//! has gathered a few milliseconds after the first line of a batch, so a busy server makes one write per
+//! has gathered 100 ms after the first line of a batch, so a busy server makes one write per
 //! batch instead of one system call per access-log line (nginx's `access_log … buffer=`). What is
 //! buffered is written at exit.
 //!
@@ -25,8 +25,9 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// How long a line may wait for others to join its batch.
-const WINDOW: Duration = Duration::from_millis(10);
+/// How long a line may wait for others to join its batch: at most ten writes and wake-ups a second
+/// however busy the server is (nginx's `flush=` does the same with a second).
+const WINDOW: Duration = Duration::from_millis(100);
 /// A batch this large is written by the thread that logs, at once.
 const LIMIT: usize = 1 << 20;
 
@@ -107,7 +108,17 @@ fn write_timestamp_into(w: &mut String) -> std::fmt::Result {
             );
             cached.0 = secs;
         }
-        write!(w, "{}.{:06}Z", cached.1, now.subsec_micros())
+        w.push_str(&cached.1);
+        w.push('.');
+        let micros = now.subsec_micros();
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(micros);
+        for _ in digits.len()..6 {
+            w.push('0');
+        }
+        w.push_str(digits);
+        w.push('Z');
+        Ok(())
     })
 }
 
@@ -200,35 +211,35 @@ impl Visit for Fields<'_, '_> {
 
 /// The access log of `pdp serve`: each record formatted straight into the log (the same line a
 /// `pdp::access` event would give, in text or JSON), skipping tracing's field machinery on the request
-/// path. Off when the log filter leaves `pdp::access` out (`PDP_LOG=warn`).
+/// path. Off when the log filter leaves `pdp::access` out (`PDP_LOG=warn`). The text line is put together
+/// from pieces (integers by `itoa`, the milliseconds from whole tenths), no `format!` machinery per line.
 pub struct AccessWriter {
     json: bool,
     color: bool,
+    /// Whether the filter lets `pdp::access` through: asked once (the filter does not change while
+    /// serving).
+    enabled: OnceLock<bool>,
 }
 
 impl AccessWriter {
     /// For the log format `pdp serve` runs with.
     pub fn new(json: bool, color: bool) -> AccessWriter {
-        AccessWriter { json, color }
+        AccessWriter { json, color, enabled: OnceLock::new() }
     }
 }
 
-/// The access line's `cache` field, written only when there is one (no allocation per line).
-struct CacheField<'a>(Option<&'a str>, bool);
-
-impl std::fmt::Display for CacheField<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.0, self.1) {
-            (None, _) => Ok(()),
-            (Some(c), true) => write!(f, ",\"cache\":\"{c}\""),
-            (Some(c), false) => write!(f, " cache={c}"),
-        }
-    }
+/// `elapsed` in milliseconds with one decimal, as `{:.1}` writes it (rounded half up in whole tenths).
+fn push_ms(line: &mut String, elapsed: Duration) {
+    let tenths = (elapsed.as_micros() + 50) / 100;
+    let mut digits = itoa::Buffer::new();
+    line.push_str(digits.format(tenths / 10));
+    line.push('.');
+    line.push(char::from(b'0' + (tenths % 10) as u8));
 }
 
 impl pdp_serve::access::AccessLog for AccessWriter {
     fn record(&self, r: &pdp_serve::access::AccessRecord<'_>) {
-        if !tracing::event_enabled!(target: "pdp::access", Level::INFO) {
+        if !*self.enabled.get_or_init(|| tracing::event_enabled!(target: "pdp::access", Level::INFO)) {
             return;
         }
         thread_local! {
@@ -239,27 +250,48 @@ impl pdp_serve::access::AccessLog for AccessWriter {
             line.clear();
             let path = pdp_config::redact(r.path);
             let key = r.key.unwrap_or("-");
-            let ms = r.elapsed.as_secs_f64() * 1000.0;
-            // Only requests that carried a cache strategy say what the cache did.
-            let (cache_json, cache_text) = (CacheField(r.cache, true), CacheField(r.cache, false));
-            let _ = if self.json {
+            let mut status = itoa::Buffer::new();
+            let status = status.format(r.status);
+            if self.json {
                 let quoted = serde_json::to_string(&*path).unwrap_or_else(|_| "\"\"".into());
-                let _ = line.write_str("{\"timestamp\":\"");
+                line.push_str("{\"timestamp\":\"");
                 let _ = write_timestamp_into(&mut line);
-                writeln!(
-                    line,
-                    "\",\"level\":\"INFO\",\"id\":\"{}\",\"method\":\"{}\",\"path\":{quoted},\"route\":\"{}\",\"status\":{},\"ms\":\"{ms:.1}\",\"key\":\"{key}\"{cache_json},\"target\":\"pdp::access\"}}",
-                    r.id, r.method, r.route, r.status
-                )
+                for piece in ["\",\"level\":\"INFO\",\"id\":\"", r.id, "\",\"method\":\"", r.method, "\",\"path\":"] {
+                    line.push_str(piece);
+                }
+                for piece in [quoted.as_str(), ",\"route\":\"", r.route, "\",\"status\":", status, ",\"ms\":\""] {
+                    line.push_str(piece);
+                }
+                push_ms(&mut line, r.elapsed);
+                for piece in ["\",\"key\":\"", key, "\""] {
+                    line.push_str(piece);
+                }
+                // Only requests that carried a cache strategy say what the cache did.
+                if let Some(cache) = r.cache {
+                    for piece in [",\"cache\":\"", cache, "\""] {
+                        line.push_str(piece);
+                    }
+                }
+                line.push_str(",\"target\":\"pdp::access\"}\n");
             } else {
                 let _ = write_timestamp_into(&mut line);
-                let level = if self.color { "\x1b[32m INFO\x1b[0m" } else { " INFO" };
-                writeln!(
-                    line,
-                    " {level} pdp::access: id={} method={} path={path} route=\"{}\" status={} ms={ms:.1} key=\"{key}\"{cache_text}",
-                    r.id, r.method, r.route, r.status
-                )
-            };
+                line.push_str(if self.color { " \x1b[32m INFO\x1b[0m" } else { " INFO" });
+                for piece in [" pdp::access: id=", r.id, " method=", r.method, " path=", &path, " route=\"", r.route] {
+                    line.push_str(piece);
+                }
+                for piece in ["\" status=", status, " ms="] {
+                    line.push_str(piece);
+                }
+                push_ms(&mut line, r.elapsed);
+                for piece in [" key=\"", key, "\""] {
+                    line.push_str(piece);
+                }
+                if let Some(cache) = r.cache {
+                    line.push_str(" cache=");
+                    line.push_str(cache);
+                }
+                line.push('\n');
+            }
             match BUFFER.get() {
                 Some(buffer) => buffer.append(line.as_bytes()),
                 None => {
@@ -295,6 +327,8 @@ impl Buffer {
         std::thread::Builder::new()
             .name("pdp-log".into())
             .spawn(move || {
+                // Batches are swapped with this one, so neither side grows a buffer from empty each time.
+                let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
                 loop {
                     {
                         let mut lines = writer.lines.lock().unwrap_or_else(PoisonError::into_inner);
@@ -303,7 +337,9 @@ impl Buffer {
                         }
                     }
                     std::thread::sleep(WINDOW);
-                    writer.write_out();
+                    std::mem::swap(&mut *writer.lines.lock().unwrap_or_else(PoisonError::into_inner), &mut spare);
+                    let _ = std::io::stderr().write_all(&spare);
+                    spare.clear();
                 }
             })
             .ok();

@@ -175,11 +175,11 @@ impl Status {
 impl Stored {
     /// A child's answer read whole, within `limit` bytes and `within` (its status and Content-Type kept);
     /// `Err` says why it did not arrive whole.
-    pub async fn collect(
-        resp: Response<hyper::body::Incoming>,
-        limit: u64,
-        within: Duration,
-    ) -> Result<Stored, String> {
+    pub async fn collect<B>(resp: Response<B>, limit: u64, within: Duration) -> Result<Stored, String>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<super::BoxError>,
+    {
         use http_body_util::BodyExt;
         let status = resp.status();
         let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();

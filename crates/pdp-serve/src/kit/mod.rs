@@ -15,6 +15,7 @@ pub mod forward;
 pub mod peers;
 pub mod respond;
 pub mod txs;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -22,7 +22,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
-use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, watch};
@@ -261,7 +260,7 @@ impl Ticket<'_> {
     /// Keeps the table honest after the forward: a commit or rollback that got an answer ends the
     /// transaction, and so does a forward that broke off (the child is gone or going, and the database
     /// rolls the transaction back).
-    pub fn settle(&self, outcome: &Result<Response<Incoming>, ForwardError>) {
+    pub fn settle<B>(&self, outcome: &Result<Response<B>, ForwardError>) {
         let Some(id) = self.role.id() else { return };
         let ended = matches!(self.role, Role::End(_)) && outcome.is_ok();
         if ended || matches!(outcome, Err(ForwardError::Unreachable(_))) {
@@ -356,10 +355,10 @@ mod tests {
         assert!(txs.is_empty(), "a plain request opens nothing");
         txs.admit(Role::Start, &Shape).expect("admitted").opened("a".into(), &"k", &child(0, 1));
         txs.admit(Role::Start, &Shape).expect("admitted").opened("b".into(), &"k", &child(0, 1));
-        let timed_out: Result<Response<Incoming>, ForwardError> = Err(ForwardError::Timeout(Duration::ZERO));
+        let timed_out: Result<Response<()>, ForwardError> = Err(ForwardError::Timeout(Duration::ZERO));
         txs.admit(Role::End("a"), &Shape).expect("admitted").settle(&timed_out);
         assert!(txs.get("a").is_some(), "a commit that got no answer may still have happened: kept until expiry");
-        let broke: Result<Response<Incoming>, ForwardError> = Err(ForwardError::Unreachable("reset".into()));
+        let broke: Result<Response<()>, ForwardError> = Err(ForwardError::Unreachable("reset".into()));
         txs.admit(Role::Use("b"), &Shape).expect("admitted").settle(&broke);
         assert!(txs.get("b").is_none(), "the child went away under it");
     }
