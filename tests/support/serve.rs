@@ -190,7 +190,7 @@ impl Serving {
         self.log.lock().expect("log").clone()
     }
 
-    /// The log once `ready` holds for it (pdp writes its log in batches a few milliseconds apart).
+    /// The log once `ready` holds for it (pdp writes its log in batches up to 100 ms apart).
     pub fn log_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
         poll(Duration::from_secs(5), what, || {
             let log = self.log();

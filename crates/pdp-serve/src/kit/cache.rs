@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::respond::{Body, full};
+use prometheus_client::metrics::counter::Counter;
+
 use crate::metrics::{CacheLabels, Metrics};
 
 /// Tags per query or per invalidation, and characters per tag, as the extension documents them.
@@ -304,7 +306,8 @@ pub struct Cache {
     enabled: bool,
     /// The longest a query may take (a follower's wait, a refresh): `query-timeout` and some.
     query_limit: Duration,
-    metrics: Arc<Metrics>,
+    /// `pdp_cache_events_total`'s series, taken from the family once (a hit costs no label lookup).
+    events: Vec<(&'static str, Counter)>,
 }
 
 impl Cache {
@@ -332,7 +335,10 @@ impl Cache {
             refreshing: Mutex::new(HashSet::new()),
             enabled,
             query_limit,
-            metrics,
+            events: ["hit", "stale", "miss", "fill", "refresh", "invalidation"]
+                .into_iter()
+                .map(|event| (event, metrics.cache.get_or_create(&CacheLabels { event }).clone()))
+                .collect(),
         }
     }
 
@@ -342,7 +348,9 @@ impl Cache {
     }
 
     fn count(&self, event: &'static str) {
-        self.metrics.cache.get_or_create(&CacheLabels { event }).inc();
+        if let Some((_, counter)) = self.events.iter().find(|(e, _)| *e == event) {
+            counter.inc();
+        }
     }
 
     fn alive(&self, e: &Entry) -> bool {
