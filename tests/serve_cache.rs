@@ -156,7 +156,7 @@ fn the_accelerate_extension_caches_reads_refreshes_stale_ones_and_invalidates_by
         s.log()
     );
     // The access log says what the cache did; /metrics counts it.
-    let log = s.log_when("the cache's access-log lines", |log| {
+    s.log_when("the cache's access-log lines", |log| {
         log.contains("cache=ttl") && log.contains("cache=miss") && log.contains("cache=swr")
     });
     let metrics = s.metrics(&key);

@@ -5,7 +5,7 @@
 //! pdp against the real `prisma migrate deploy` (6.19, JavaScript engine) on the same folder.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -304,4 +304,61 @@ pub(crate) fn cpu(pid: u32) -> u64 {
     let fields = stat_fields(pid);
     let n = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     n(11) + n(12)
+}
+
+/// A running nginx: the master (killed at the end) and the worker whose CPU is counted.
+pub(crate) struct Nginx {
+    pub master: std::process::Child,
+    pub worker: u32,
+    pub port: u16,
+}
+
+/// nginx in front of the child `engine`'s Unix socket, configured as issue 14 describes the template's
+/// peer: one worker, TLS with pdp's own certificate (`work/.pdp/tls`), a bearer-key check for `key`,
+/// keep-alive upstream, every path mapped to the child's `/` when `to_root` (the Data Proxy protocol's
+/// engine) or passed as it is (Prisma 7's executor), and an access log buffered as pdp's is.
+pub(crate) fn start_nginx(work: &Path, engine: u32, key: &str, to_root: bool) -> anyhow::Result<Nginx> {
+    let socket = unix_socket(engine)?;
+    let port = free_port()?;
+    let rewrite = if to_root { "rewrite ^ / break;\n      " } else { "" };
+    let dir = work.join("nginx");
+    std::fs::create_dir_all(dir.join("logs"))?;
+    let tls = work.join(".pdp/tls");
+    let conf = format!(
+        "user root;\nworker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log {dir}/logs/access.log combined buffer=64k flush=1s;\n\
+           upstream engine {{ server unix:{socket}; keepalive 32; }}\n\
+           server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {tls_key};\n\
+             location / {{\n      if ($http_authorization != \"Bearer {bearer}\") {{ return 401; }}\n\
+               {rewrite}proxy_pass http://engine;\n      proxy_http_version 1.1;\n\
+               proxy_set_header Connection \"\";\n      proxy_set_header Authorization \"\";\n    }}\n  }}\n}}\n",
+        dir = dir.display(),
+        socket = socket.display(),
+        cert = tls.join("localhost.pem").display(),
+        tls_key = tls.join("localhost-key.pem").display(),
+        bearer = key,
+    );
+    std::fs::write(dir.join("nginx.conf"), conf)?;
+    let master = Command::new("nginx")
+        .args(["-p"])
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start nginx")?;
+    let started = std::time::Instant::now();
+    let worker = loop {
+        if let Some(w) = children(master.id()).into_iter().next()
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            break w;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            bail!("nginx did not start: see {}", dir.join("logs/error.log").display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Ok(Nginx { master, worker, port })
 }

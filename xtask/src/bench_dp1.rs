@@ -261,7 +261,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     };
     let [direct_a, https] =
         proxied("pdp https", format!("https://localhost:{port}/6.19.3/{hash}/graphql"), serve.id())?;
-    let mut nginx = start_nginx(&work, direct_a.engines[0])?;
+    let mut nginx = crate::bench::start_nginx(&work, direct_a.engines[0], KEY, true)?;
     let nginx_way = Way {
         name: "nginx https",
         url: format!("https://localhost:{}/6.19.3/{hash}/graphql", nginx.port),
@@ -424,60 +424,6 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
         rest.iter().map(|c| format!("{c:.0}")).collect::<Vec<_>>().join(" / ")
     );
     Ok(())
-}
-
-/// A running nginx: the master (killed at the end) and the worker whose CPU is counted.
-struct Nginx {
-    master: std::process::Child,
-    worker: u32,
-    port: u16,
-}
-
-/// nginx in front of the engine `engine`'s Unix socket, configured as the issue describes the template's
-/// peer: one worker, TLS with pdp's own certificate, a bearer-key check, keep-alive upstream, the Data
-/// Proxy path mapped to the engine's `/`, and an access log buffered as pdp's is.
-fn start_nginx(work: &Path, engine: u32) -> anyhow::Result<Nginx> {
-    let socket = crate::bench::unix_socket(engine)?;
-    let port = crate::bench::free_port()?;
-    let dir = work.join("nginx");
-    std::fs::create_dir_all(dir.join("logs"))?;
-    let tls = work.join(".pdp/tls");
-    let conf = format!(
-        "user root;\nworker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log warn;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n  access_log {dir}/logs/access.log combined buffer=64k flush=1s;\n\
-           upstream engine {{ server unix:{socket}; keepalive 32; }}\n\
-           server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
-             location / {{\n      if ($http_authorization != \"Bearer {KEY}\") {{ return 401; }}\n\
-               rewrite ^ / break;\n      proxy_pass http://engine;\n      proxy_http_version 1.1;\n\
-               proxy_set_header Connection \"\";\n      proxy_set_header Authorization \"\";\n    }}\n  }}\n}}\n",
-        dir = dir.display(),
-        socket = socket.display(),
-        cert = tls.join("localhost.pem").display(),
-        key = tls.join("localhost-key.pem").display(),
-    );
-    std::fs::write(dir.join("nginx.conf"), conf)?;
-    let master = Command::new("nginx")
-        .args(["-p"])
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start nginx")?;
-    let started = std::time::Instant::now();
-    let worker = loop {
-        if let Some(w) = crate::bench::children(master.id()).into_iter().next()
-            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        {
-            break w;
-        }
-        if started.elapsed() > std::time::Duration::from_secs(10) {
-            bail!("nginx did not start: see {}", dir.join("logs/error.log").display());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    Ok(Nginx { master, worker, port })
 }
 
 #[derive(Clone, Copy, Debug)]

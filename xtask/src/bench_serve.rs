@@ -18,6 +18,8 @@ use crate::bench::Load;
 const ROUNDS: usize = 5;
 const POOL_ROUNDS: usize = 3;
 const WRK_ROUNDS: usize = 3;
+/// Rounds of the wrk comparison with direct and with nginx (issue 14 asks for five at least).
+const PROXY_ROUNDS: usize = 5;
 const USERS: usize = 1000;
 
 /// `cargo xtask bench serve`.
@@ -143,20 +145,25 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         let skip = usize::from(proxy.is_some());
         Ok((r.rps, proxy_us, r.cpu[skip..].iter().sum()))
     };
+    // nginx doing pdp's job in front of the same executor (one worker, TLS, the key checked, keep-alive to
+    // its socket, an access log buffered as pdp's), the peer pdp's forward is measured against.
+    crate::ensure_package("nginx", "nginx-light", "the serve benchmark compares pdp with it")?;
+    let mut nginx = crate::bench::start_nginx(&work, executor, &key, false)?;
     let wrk_paths = [
         ("direct", format!("http://127.0.0.1:{direct_port}/query"), None, vec![executor]),
         ("pdp https", format!("https://localhost:{port}/query"), Some(pid), vec![executor]),
+        ("nginx https", format!("https://localhost:{}/query", nginx.port), Some(nginx.worker), vec![executor]),
         ("pdp tls off", format!("http://127.0.0.1:{plain_port}/query"), Some(plain.id()), vec![plain_executor]),
     ];
     for (_, url, proxy, ex) in &wrk_paths {
         let _ = wrk(url, *proxy, ex)?;
     }
     let mut wrk_results: Vec<Vec<(f64, f64, f64)>> = wrk_paths.iter().map(|_| Vec::new()).collect();
-    for round in 1..=WRK_ROUNDS {
+    for round in 1..=PROXY_ROUNDS {
         for ((name, url, proxy, ex), results) in wrk_paths.iter().zip(wrk_results.iter_mut()) {
             let r = wrk(url, *proxy, ex)?;
             eprintln!(
-                "wrk round {round} {name}: {:.0} req/s; CPU µs/request: pdp {:.0}, executor {:.0}",
+                "wrk round {round} {name}: {:.0} req/s; CPU µs/request: proxy {:.0}, executor {:.0}",
                 r.0, r.1, r.2
             );
             results.push(r);
@@ -221,6 +228,8 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
             results.push(r);
         }
     }
+    let _ = nginx.master.kill();
+    let _ = nginx.master.wait();
     let _ = Command::new("kill").args(["-TERM", &pool2.id().to_string()]).status();
     let _ = pool2.wait();
     for child in [&mut serve, &mut plain] {
@@ -252,19 +261,34 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
         hwm as f64 / 1024.0
     );
     println!(
-        "\nThe same paths loaded by wrk (-t1 -c32, 8 s rounds) replaying the client's own findUnique /query body, one query per request, medians of {WRK_ROUNDS} rounds"
+        "\nThe same paths loaded by wrk (-t1 -c32, 8 s rounds) replaying the client's own findUnique /query body, one query per request, medians of {PROXY_ROUNDS} alternating rounds"
     );
     for ((name, ..), results) in wrk_paths.iter().zip(&wrk_results) {
         let m = |f: fn(&(f64, f64, f64)) -> f64| crate::bench::median_f64(results.iter().map(f).collect());
         let lo = results.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
         let hi = results.iter().map(|r| r.0).fold(0.0, f64::max);
+        let (plo, phi) = (
+            results.iter().map(|r| r.1).fold(f64::INFINITY, f64::min),
+            results.iter().map(|r| r.1).fold(0.0, f64::max),
+        );
         println!(
-            "  {name:<12} {:>6.0} req/s (rounds {lo:.0}–{hi:.0}); CPU per request: pdp {:.0} µs, executor {:.0} µs",
+            "  {name:<12} {:>6.0} req/s (rounds {lo:.0}–{hi:.0}); CPU per request: proxy {:.0} µs (rounds {plo:.0}–{phi:.0}), executor {:.0} µs",
             m(|r| r.0),
             m(|r| r.1),
             m(|r| r.2)
         );
     }
+    let med =
+        |i: usize, f: fn(&(f64, f64, f64)) -> f64| crate::bench::median_f64(wrk_results[i].iter().map(f).collect());
+    println!(
+        "  proxy CPU per request: pdp {:.0} µs, nginx {:.0} µs: pdp/nginx {:.2}× (target ≤ 1.00×); throughput: pdp {:.1}% of direct (target ≥ 97%), nginx {:.1}%; pdp/nginx {:.2}× (target ≥ 1.00×)",
+        med(1, |r| r.1),
+        med(2, |r| r.1),
+        med(1, |r| r.1) / med(2, |r| r.1),
+        100.0 * med(1, |r| r.0) / med(0, |r| r.0),
+        100.0 * med(2, |r| r.0) / med(0, |r| r.0),
+        med(1, |r| r.0) / med(2, |r| r.0)
+    );
     let rps = |v: &[Load]| crate::bench::median_f64(v.iter().map(|l| l.rps).collect());
     let lohi = |v: &[Load]| {
         let xs: Vec<f64> = v.iter().map(|l| l.rps).collect();

@@ -200,8 +200,15 @@ fn token(s: &str, max: usize) -> bool {
 impl Route {
     /// Recognises a Data Proxy request.
     pub fn parse(method: &Method, path: &str) -> Option<Route> {
-        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-        let (version, hash, rest) = match parts.as_slice() {
+        // At most five segments (`{v}/{h}/itx/{id}/{op}`): no allocation to split them.
+        let mut segments = path.strip_prefix('/')?.split('/');
+        let mut parts = [""; 5];
+        let mut n = 0;
+        for segment in segments.by_ref() {
+            *parts.get_mut(n)? = segment;
+            n += 1;
+        }
+        let (version, hash, rest) = match &parts[..n] {
             [v, h, rest @ ..] if !rest.is_empty() => (*v, *h, rest),
             _ => return None,
         };
@@ -224,7 +231,9 @@ impl Route {
             },
             _ => return None,
         };
-        Some(Route { version: version.to_owned(), hash: hash.to_ascii_lowercase(), action })
+        let hash =
+            if hash.bytes().any(|b| b.is_ascii_uppercase()) { hash.to_ascii_lowercase() } else { hash.to_owned() };
+        Some(Route { version: version.to_owned(), hash, action })
     }
 
     /// The metrics/log name.

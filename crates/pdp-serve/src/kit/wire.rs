@@ -28,12 +28,16 @@ use super::respond::BoxError;
 
 /// A response head larger than this is refused.
 const MAX_HEAD: usize = 64 * 1024;
-/// Headers a response head may have.
-const MAX_HEADERS: usize = 100;
+/// Headers a response head is parsed for first (children send about seven)…
+const FEW_HEADERS: usize = 24;
+/// …and at most.
+const MAX_HEADERS: usize = 128;
 /// A chunk-size line (with extensions) or the trailers longer than this are refused.
 const MAX_LINE: usize = 16 * 1024;
-/// What a read asks the socket for at least.
-const READ_SIZE: usize = 16 * 1024;
+/// What a read makes room for at least (answers are mostly a few hundred bytes).
+const READ_SIZE: usize = 4096;
+/// A body up to this size goes out in the same write as the head.
+const WRITE_WITH_HEAD: usize = 16 * 1024;
 
 /// The socket to a child.
 enum Io {
@@ -47,6 +51,17 @@ impl Io {
             Io::Unix(s) => s.try_read(buf),
             Io::Tcp(s) => s.try_read(buf),
         }
+    }
+
+    /// Whether the runtime has seen the socket readable (data, or the child's end closed) since it was
+    /// last read to the end: no system call.
+    fn seen_readable(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let ready = match self {
+            Io::Unix(s) => s.poll_read_ready(&mut cx),
+            Io::Tcp(s) => s.poll_read_ready(&mut cx),
+        };
+        ready.is_ready()
     }
 }
 
@@ -129,10 +144,14 @@ impl Conn {
     }
 
     /// Whether a kept connection can carry a request: the child has not closed it and sent nothing
-    /// unasked. Checked without waiting, before anything is written.
+    /// unasked. Checked without waiting, before anything is written; the socket is asked only when the
+    /// runtime has seen it readable.
     pub fn reusable(&self) -> bool {
         if !self.buf.is_empty() {
             return false;
+        }
+        if !self.io.seen_readable() {
+            return true;
         }
         let mut probe = [0u8; 1];
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
@@ -149,11 +168,22 @@ impl Conn {
         addr: &ChildAddr,
         keep: usize,
     ) -> Result<Response<ChildBody>, WireError> {
-        if body.len() <= READ_SIZE {
-            let mut out = Vec::with_capacity(head.len() + body.len());
-            out.extend_from_slice(head);
-            out.extend_from_slice(body);
-            self.io.write_all(&out).await?;
+        if body.len() <= WRITE_WITH_HEAD {
+            // One system call for both, as a rule.
+            let mut sent = 0;
+            let total = head.len() + body.len();
+            while sent < total {
+                let n = if sent < head.len() {
+                    let parts = [io::IoSlice::new(&head[sent..]), io::IoSlice::new(body)];
+                    self.io.write_vectored(&parts).await?
+                } else {
+                    self.io.write(&body[sent - head.len()..]).await?
+                };
+                if n == 0 {
+                    return Err(WireError("the child stopped taking the request".into()));
+                }
+                sent += n;
+            }
         } else {
             self.io.write_all(head).await?;
             self.io.write_all(body).await?;
@@ -212,9 +242,16 @@ impl Conn {
     #[allow(clippy::type_complexity)]
     fn parse_head(&mut self) -> Result<Option<(StatusCode, HeaderMap, Framing, bool)>, WireError> {
         loop {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut slots);
-            let len = match parsed.parse(&self.buf) {
+            let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+            let mut many = Vec::new();
+            let mut parsed = httparse::Response::new(&mut few);
+            let mut result = parsed.parse(&self.buf);
+            if matches!(result, Err(httparse::Error::TooManyHeaders)) {
+                many.resize(MAX_HEADERS, httparse::EMPTY_HEADER);
+                parsed = httparse::Response::new(&mut many);
+                result = parsed.parse(&self.buf);
+            }
+            let len = match result {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(e) => return Err(WireError(format!("a malformed response head ({e})"))),
@@ -603,6 +640,24 @@ mod tests {
         let (out, _, kept) = exchange(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok").await;
         assert_eq!(out.expect("an answer").2, b"ok");
         assert_eq!(kept, 0, "a connection the child closes is not kept");
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_the_child_closed_is_not_reused() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("child.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let addr = ChildAddr::Unix(Arc::from(path.as_path()));
+        let conn = Conn::connect(&addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        assert!(conn.reusable(), "an open, quiet connection can carry a request");
+        drop(server);
+        // The runtime learns of the close on its next turn: poll until it has, within a bound.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while conn.reusable() {
+            assert!(Instant::now() < deadline, "a closed connection still looks reusable");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     #[tokio::test]
