@@ -211,7 +211,7 @@ impl Stored {
     pub async fn collect<B>(resp: Response<B>, limit: u64, within: Duration) -> Result<Stored, String>
     where
         B: hyper::body::Body<Data = Bytes>,
-        B::Error: Into<super::BoxError>,
+        B::Error: Into<super::respond::BoxError>,
     {
         use http_body_util::BodyExt;
         let status = resp.status();
