@@ -104,6 +104,10 @@ impl Forwarder {
             }
             ChildAddr::Tcp(a) => a.to_string().into(),
         };
+        // A HEAD's answer has no body whatever its head says; no route forwards one, and `wire` reads bodies.
+        if method == Method::HEAD {
+            return Err(ForwardError::Unreachable("HEAD is not forwarded to children".into()));
+        }
         // The routers build paths from checked parts; anything that is not a plain request target is
         // refused rather than written.
         if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {

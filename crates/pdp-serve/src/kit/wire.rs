@@ -200,7 +200,11 @@ impl Conn {
             }
         };
         let body = match framing {
-            Framing::Empty => ChildBody::whole(Bytes::new()),
+            Framing::Empty => {
+                // Anything after an empty body: the connection's state is unknown.
+                reusable &= self.buf.is_empty();
+                ChildBody::whole(Bytes::new())
+            }
             Framing::Length(n) if self.buf.len() as u64 >= n => {
                 // usize: it is no longer than the buffer.
                 let data = self.buf.split_to(n as usize).freeze();
@@ -273,9 +277,12 @@ impl Conn {
                     .map_err(|_| WireError(format!("a malformed header name `{}`", h.name.escape_default())))?;
                 match name.as_str() {
                     "content-length" => {
+                        // Digits only (a `+` that `parse` would take is not a length).
                         let n = std::str::from_utf8(h.value)
                             .ok()
-                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                            .and_then(|v| v.parse::<u64>().ok())
                             .ok_or_else(|| WireError("a malformed content-length".into()))?;
                         if length.is_some_and(|m| m != n) {
                             return Err(WireError("two different content-lengths".into()));
@@ -397,7 +404,10 @@ impl Streaming {
                 }
                 Framing::Chunked(chunk) => match chunked_step(buf, chunk)? {
                     Step::Data(data) => return Poll::Ready(Ok(Some(data))),
-                    Step::End => return Poll::Ready(Ok(None)),
+                    Step::End => {
+                        self.reusable &= buf.is_empty();
+                        return Poll::Ready(Ok(None));
+                    }
                     Step::Again => continue,
                     Step::More => {}
                 },
@@ -442,7 +452,7 @@ fn chunked_step(buf: &mut BytesMut, chunk: &mut Chunk) -> Result<Step, WireError
             let digits = std::str::from_utf8(digits).map(str::trim).unwrap_or("");
             let size = u64::from_str_radix(digits, 16)
                 .ok()
-                .filter(|_| !digits.is_empty() && digits.len() <= 16)
+                .filter(|_| !digits.is_empty() && digits.len() <= 16 && digits.bytes().all(|b| b.is_ascii_hexdigit()))
                 .ok_or_else(|| WireError("a malformed chunk size".into()))?;
             buf.advance(end + 2);
             *chunk = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
@@ -569,6 +579,7 @@ mod tests {
         assert!(decode(&[b"5\r\nhelloXX0\r\n\r\n"]).is_err(), "no CRLF after the data");
         assert!(decode(&[b"11111111111111111\r\n"]).is_err(), "a size past 64 bits");
         assert!(decode(&[b"5\r\nhel"]).is_err(), "cut short");
+        assert!(decode(&[b"+5\r\nhello\r\n0\r\n\r\n"]).is_err(), "a sign is not hex");
     }
 
     async fn served(answer: &'static [u8]) -> (ChildAddr, tokio::task::JoinHandle<Vec<u8>>, tempfile::TempDir) {
@@ -669,5 +680,11 @@ mod tests {
         assert!(out.is_err(), "{out:?}");
         let (out, _, _) = exchange(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab").await;
         assert!(out.is_err(), "{out:?}");
+        let (out, _, _) = exchange(b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nab").await;
+        assert!(out.is_err(), "{out:?}");
+        // Bytes after an empty body: answered, but the connection is not kept.
+        let (out, _, kept) = exchange(b"HTTP/1.1 204 No Content\r\n\r\nstray").await;
+        assert_eq!(out.expect("an answer").0, StatusCode::NO_CONTENT);
+        assert_eq!(kept, 0);
     }
 }
