@@ -69,6 +69,9 @@ pub struct CacheLabels {
     pub event: &'static str,
 }
 
+/// Every `event` of `pdp_cache_events_total` (see [`CacheLabels`]).
+pub const CACHE_EVENTS: [&str; 7] = ["hit", "stale", "miss", "fill", "refresh", "eviction", "invalidation"];
+
 /// Every metric pdp exports.
 pub struct Metrics {
     registry: Registry,
@@ -244,7 +247,7 @@ impl Metrics {
         registry.register("start_time_seconds", "When this pdp serve started (Unix time)", start_time.clone());
         start_time.set(i64::try_from(unix_now()).unwrap_or(0));
         // Series that exist from the start at 0, so dashboards and alerts see "none yet" rather than nothing.
-        for event in ["hit", "stale", "miss", "fill", "refresh", "eviction", "invalidation"] {
+        for event in CACHE_EVENTS {
             let _ = cache.get_or_create(&CacheLabels { event });
         }
         for reason in ["idle", "header_timeout", "tls_handshake"] {

@@ -275,7 +275,8 @@ impl pdp_serve::access::AccessLog for AccessWriter {
                 line.push_str(",\"target\":\"pdp::access\"}\n");
             } else {
                 let _ = write_timestamp_into(&mut line);
-                line.push_str(if self.color { " \x1b[32m INFO\x1b[0m" } else { " INFO" });
+                // As `Line` writes the level: right-aligned in five, painted when colour is on.
+                line.push_str(if self.color { " \x1b[32m INFO\x1b[0m" } else { "  INFO" });
                 for piece in [" pdp::access: id=", r.id, " method=", r.method, " path=", &path, " route=\"", r.route] {
                     line.push_str(piece);
                 }

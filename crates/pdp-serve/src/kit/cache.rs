@@ -366,7 +366,7 @@ impl Cache {
             refreshing: Mutex::new(HashSet::new()),
             enabled,
             query_limit,
-            events: ["hit", "stale", "miss", "fill", "refresh", "invalidation"]
+            events: crate::metrics::CACHE_EVENTS
                 .into_iter()
                 .map(|event| (event, metrics.cache.get_or_create(&CacheLabels { event }).clone()))
                 .collect(),

@@ -206,7 +206,7 @@ where
 
 /// Removes the hop-by-hop headers of a response (a child's answer has none left; a peer's may).
 fn retain_end_to_end(headers: &mut HeaderMap) {
-    for name in ["connection", "keep-alive", "transfer-encoding", "upgrade", "trailer", "te"] {
+    for name in super::wire::HOP_BY_HOP {
         if headers.contains_key(name) {
             headers.remove(name);
         }

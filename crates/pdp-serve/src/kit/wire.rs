@@ -26,6 +26,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::respond::BoxError;
 
+/// The hop-by-hop headers of a response: never passed on (RFC 9110 §7.6.1).
+pub(crate) const HOP_BY_HOP: [&str; 6] = ["connection", "keep-alive", "transfer-encoding", "upgrade", "trailer", "te"];
+
 /// A response head larger than this is refused.
 const MAX_HEAD: usize = 64 * 1024;
 /// Headers a response head is parsed for first (children send about seven)…
@@ -229,17 +232,14 @@ impl Conn {
         Ok(resp)
     }
 
+    /// Reads what the child has sent into the buffer: how many bytes (0 when it closed the connection).
     async fn read_some(&mut self) -> io::Result<usize> {
-        use tokio::io::AsyncReadExt;
-        self.buf.reserve(READ_SIZE);
-        self.io.read_buf(&mut self.buf).await
+        std::future::poll_fn(|cx| self.poll_read_some(cx)).await
     }
 
     fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.buf.reserve(READ_SIZE);
-        let before = self.buf.len();
-        ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf))?;
-        Poll::Ready(Ok(self.buf.len() - before))
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
     /// The response head at the front of the buffer, taken off it; `None` while it is incomplete.
@@ -305,7 +305,7 @@ impl Conn {
                             .any(|t| t.trim() == "close");
                         continue;
                     }
-                    "keep-alive" | "upgrade" | "trailer" | "te" | "proxy-authenticate" => continue,
+                    other if HOP_BY_HOP.contains(&other) => continue,
                     _ => {}
                 }
                 let value = HeaderValue::from_bytes(h.value)
