@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 
 /// Boxed error of a response body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -76,7 +76,9 @@ impl BodyError {
 }
 
 /// Reads a whole request body within `within`, refusing more than `limit` bytes (early when Content-Length
-/// says so).
+/// says so). A body that arrived with its head (the usual query) is taken as it is: one chunk, no copy, no
+/// timer; the body is done once it has all the bytes its length promised, without waiting for the
+/// connection to say so.
 pub async fn read_body<B>(
     headers: &HeaderMap,
     body: B,
@@ -92,13 +94,92 @@ where
     if declared.is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge);
     }
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    let Ok(collected) = tokio::time::timeout(within, limited.collect()).await else {
-        return Err(BodyError::Slow(within));
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut body = std::pin::pin!(body);
+    let read = async move {
+        let mut first = Bytes::new();
+        let mut rest: Option<bytes::BytesMut> = None;
+        while !body.is_end_stream() {
+            let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await else { break };
+            let Ok(data) = frame.map_err(|e| BodyError::Broken(e.into().to_string()))?.into_data() else {
+                continue; // trailers: not part of a query
+            };
+            if first.len() + rest.as_ref().map_or(0, bytes::BytesMut::len) + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            match &mut rest {
+                None if first.is_empty() => first = data,
+                None => {
+                    let mut joined = bytes::BytesMut::with_capacity(first.len() + data.len());
+                    joined.extend_from_slice(&first);
+                    joined.extend_from_slice(&data);
+                    rest = Some(joined);
+                }
+                Some(joined) => joined.extend_from_slice(&data),
+            }
+        }
+        Ok(rest.map_or(first, bytes::BytesMut::freeze))
     };
-    match collected {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Err(e) => Err(BodyError::Broken(e.to_string())),
+    let mut read = std::pin::pin!(read);
+    // Polled once as it is; the timer is set only if the body is still coming.
+    let now = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(done) = now {
+        return done;
+    }
+    tokio::time::timeout(within, read).await.unwrap_or(Err(BodyError::Slow(within)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use std::time::Duration;
+
+    type Chunks = futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>;
+
+    fn chunks(parts: &[&'static str]) -> StreamBody<Chunks> {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+            parts.iter().map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes())))).collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    fn read(body: impl hyper::body::Body<Data = Bytes, Error = BoxError>, limit: u64) -> Result<Bytes, BodyError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(read_body(&HeaderMap::new(), body, limit, Duration::from_secs(5)))
+    }
+
+    #[test]
+    fn a_whole_body_is_taken_without_a_copy() {
+        let whole = Bytes::from_static(b"{\"query\":1}");
+        let Ok(got) = read(Full::new(whole.clone()).map_err(|never| match never {}), 100) else { panic!() };
+        assert_eq!(got.as_ptr(), whole.as_ptr());
+    }
+
+    #[test]
+    fn chunks_are_joined_and_the_limit_counts_them_all() {
+        let Ok(got) = read(chunks(&["{\"a\":", "", "1", "}"]), 100) else { panic!() };
+        assert_eq!(&got[..], b"{\"a\":1}");
+        assert!(matches!(read(chunks(&["12345", "67890", "x"]), 10), Err(BodyError::TooLarge)));
+        assert!(matches!(read(chunks(&["12345", "67890"]), 10), Ok(b) if b.len() == 10));
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("11"));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let got = rt.block_on(read_body(&headers, chunks(&["x"]), 10, Duration::from_secs(5)));
+        assert!(matches!(got, Err(BodyError::TooLarge)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_coming_times_out() {
+        // One chunk, then nothing more and no end.
+        let stalled = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"{")))])
+            .chain(futures_util::stream::pending());
+        let got = read_body(&HeaderMap::new(), StreamBody::new(stalled), 100, Duration::from_secs(3)).await;
+        assert!(matches!(got, Err(BodyError::Slow(d)) if d == Duration::from_secs(3)));
     }
 }
