@@ -22,11 +22,11 @@ use sha2::{Digest, Sha256};
 
 use crate::context::Context;
 use crate::engine::{self, EngineKey, Engines, Flags, NativeSource, Protocol, Schemas};
-use crate::kit::cache;
 use crate::kit::forward::{self, ForwardError, Upstreams};
 use crate::kit::respond::{self, read_body};
 use crate::kit::txs::{Role, TxErrors};
 use crate::kit::{Body, Caller, Kit, Place, RequestBody};
+use crate::kit::{cache, names};
 use crate::supervisor::{ChildState, StartError, Supervisor};
 
 /// What `[serve]` says about 4.x–6.x engines.
@@ -402,11 +402,10 @@ impl Dp1 {
                         key.engine.as_bytes(),
                         key.schema.as_bytes(),
                         protocol,
-                        &bytes,
                         db,
                         tags.as_bytes(),
                     ];
-                    let ckey = cache::key(&key_parts);
+                    let ckey = cache::key(&key_parts, &bytes);
                     if let Some(resp) = self.cached(kit, via, ckey, strategy, &key, &parts.headers, &bytes).await {
                         return resp;
                     }
@@ -430,7 +429,7 @@ impl Dp1 {
             Action::TxQuery(_) => {
                 let id = tx_id;
                 if let Ok(v) = HeaderValue::from_str(id) {
-                    headers.insert("x-transaction-id", v);
+                    headers.insert(names::X_TRANSACTION_ID, v);
                 }
                 ("/".to_owned(), bytes, limits.query_timeout)
             }
@@ -635,8 +634,8 @@ impl Dp1 {
 /// The headers an engine gets with a query: the client's trace context and telemetry request, JSON.
 fn query_headers(client: &HeaderMap) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    for name in ["traceparent", "x-capture-telemetry"] {
-        if let Some(v) = client.get(name) {
+    for name in [names::TRACEPARENT, names::X_CAPTURE_TELEMETRY] {
+        if let Some(v) = client.get(&name) {
             headers.insert(name, v.clone());
         }
     }
@@ -646,7 +645,7 @@ fn query_headers(client: &HeaderMap) -> HeaderMap {
 
 /// Whether a request asks for logs or traces beyond errors (`X-capture-telemetry: query, tracing, …`).
 fn wants_telemetry(headers: &HeaderMap) -> bool {
-    headers.get_all("x-capture-telemetry").iter().any(|v| {
+    headers.get_all(names::X_CAPTURE_TELEMETRY).iter().any(|v| {
         v.to_str().map_or(true, |v| v.split(',').map(str::trim).any(|level| !level.is_empty() && level != "error"))
     })
 }

@@ -177,7 +177,7 @@ impl Route {
 impl Qpe {
     /// The client's version from `Prisma-Engine-Hash` (`0.0.0`, a development build, means the project's).
     fn client_version<'a, B>(&'a self, req: &'a Request<B>) -> Result<&'a str, Box<Response<Body>>> {
-        let Some(value) = req.headers().get("prisma-engine-hash") else {
+        let Some(value) = req.headers().get(crate::kit::names::PRISMA_ENGINE_HASH) else {
             return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 "P6000",
@@ -231,7 +231,7 @@ impl Qpe {
                 Ok(cache::Asked::Cache(strategy)) if kit.cache.enabled() => {
                     let tags = strategy.tag_key();
                     let db = kit.cx.database_fingerprint();
-                    let key = cache::key(&[b"qpe", version.as_bytes(), &body, db, tags.as_bytes()]);
+                    let key = cache::key(&[b"qpe", version.as_bytes(), db, tags.as_bytes()], &body);
                     if let Some(resp) = self.cached(kit, via, key, strategy, &version, &parts.headers, &body).await {
                         return resp;
                     }

@@ -24,11 +24,11 @@ use crate::access::{AccessLog, AccessRecord};
 use crate::auth::KeySet;
 use crate::conn::{self, Clock, Timed, Tracked};
 use crate::dp1::{self, Dp1};
-use crate::kit::cache;
 use crate::kit::forward::{self, Upstreams};
 use crate::kit::peers::{self, Caller};
 use crate::kit::respond::{error, full, json, read_body};
 use crate::kit::{Body, Kit, RequestBody};
+use crate::kit::{cache, names};
 use crate::qpe::{self, Qpe, Readiness};
 use crate::{engine_metrics, status, tls};
 
@@ -104,20 +104,20 @@ impl App {
         let asked_cache = req.headers().contains_key(http::header::CACHE_CONTROL);
         let (route, key, mut resp) = self.dispatch(req, via).await;
         metrics.in_flight.dec();
-        resp.headers_mut().insert("prisma-request-id", id.header());
+        resp.headers_mut().insert(names::PRISMA_REQUEST_ID, id.header());
         if asked_cache || route == "invalidate" {
             // The extension reports `cf-ray` (`<request id>-<region>`) as the request id and region.
             let mut ray = Vec::with_capacity(36);
             ray.extend_from_slice(&id.0);
             ray.extend_from_slice(b"-pdp");
             if let Ok(ray) = HeaderValue::from_maybe_shared(Bytes::from(ray)) {
-                resp.headers_mut().insert("cf-ray", ray);
+                resp.headers_mut().insert(names::CF_RAY, ray);
             }
         }
         let cache = if asked_cache {
             // `withAccelerateInfo()` reads the status.
             let headers = resp.headers_mut();
-            let status = headers.entry("accelerate-cache-status").or_insert(cache::Status::None.header()).clone();
+            let status = headers.entry(names::ACCELERATE_CACHE_STATUS).or_insert(cache::Status::None.header()).clone();
             [cache::Status::Ttl, cache::Status::Swr, cache::Status::Miss, cache::Status::None]
                 .into_iter()
                 .find(|s| status == s.as_str())

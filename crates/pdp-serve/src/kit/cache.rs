@@ -32,19 +32,22 @@ const MAX_SECONDS: u64 = 365 * 24 * 3600;
 /// Past this many distinct invalidated tags remembered, an invalidation counts as one of everything.
 const MAX_TAG_EPOCHS: usize = 10_000;
 
-/// A cache key: everything that changes the answer, whole (each part behind its length), and a 128-bit
-/// hash of it under a per-process random seed. Keys are equal only when their bytes are: the hash finds
-/// the entry and the bytes confirm it, so no two queries can share an answer, however their hashes meet.
+/// A cache key: everything that changes the answer, whole (the small parts each behind its length, then
+/// the request's body), and a 64-bit hash of it under a per-process random seed. Keys are equal only when
+/// their bytes are: the hash finds the entry and the bytes confirm it, so no two queries can share an
+/// answer, however their hashes meet. A lookup's key shares the request's body; a key that is kept owns a
+/// copy of exactly its bytes ([`Key::owned`]), so an entry never holds a connection's read buffer.
 /// (A cryptographic digest of the 1–2 KB body of a Prisma 7 query took a tenth of a cache hit's CPU.)
 #[derive(Clone, Debug)]
 pub struct Key {
-    hash: (u64, u64),
-    material: Bytes,
+    hash: u64,
+    context: Bytes,
+    body: Bytes,
 }
 
 impl PartialEq for Key {
     fn eq(&self, other: &Key) -> bool {
-        self.hash == other.hash && self.material == other.material
+        self.hash == other.hash && self.context == other.context && self.body == other.body
     }
 }
 
@@ -52,29 +55,35 @@ impl Eq for Key {}
 
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash.0 ^ self.hash.1.rotate_left(32));
+        state.write_u64(self.hash);
     }
 }
 
 impl Key {
     /// Bytes it holds (counted against `max-size` with its entry).
     fn len(&self) -> usize {
-        self.material.len()
+        self.context.len() + self.body.len()
+    }
+
+    /// The same key holding only its own bytes.
+    fn owned(&self) -> Key {
+        Key { hash: self.hash, context: self.context.clone(), body: Bytes::copy_from_slice(&self.body) }
     }
 }
 
-/// The key of `parts` (protocol, version or engine, the exact request body, the database, the tags).
-pub fn key(parts: &[&[u8]]) -> Key {
-    use std::hash::BuildHasher;
+/// The key of a request's `body` in its `context` (protocol, version or engine, the database, the tags).
+pub fn key(context: &[&[u8]], body: &Bytes) -> Key {
+    use std::hash::{BuildHasher, Hasher};
     static SEED: std::sync::OnceLock<foldhash::quality::RandomState> = std::sync::OnceLock::new();
-    let mut material = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
-    for p in parts {
-        material.extend_from_slice(&(p.len() as u64).to_be_bytes());
-        material.extend_from_slice(p);
+    let mut framed = Vec::with_capacity(context.iter().map(|p| p.len() + 8).sum());
+    for p in context {
+        framed.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        framed.extend_from_slice(p);
     }
-    let seed = SEED.get_or_init(foldhash::quality::RandomState::default);
-    let hash = (seed.hash_one((0u8, material.as_slice())), seed.hash_one((1u8, material.as_slice())));
-    Key { hash, material: Bytes::from(material) }
+    let mut h = SEED.get_or_init(foldhash::quality::RandomState::default).build_hasher();
+    h.write(&framed);
+    h.write(body);
+    Key { hash: h.finish(), context: Bytes::from(framed), body: body.clone() }
 }
 
 /// A cache strategy: `ttl` fresh, then `swr` stale while revalidating; the entry's tags.
@@ -152,7 +161,7 @@ pub fn asked(headers: &HeaderMap) -> Result<Asked, String> {
     if ttl.is_none() && swr.is_none() {
         return Ok(Asked::NoCache);
     }
-    let tags = match headers.get("accelerate-cache-tags") {
+    let tags = match headers.get(super::names::ACCELERATE_CACHE_TAGS) {
         Some(v) => check_tags(
             v.to_str()
                 .map_err(|_| "the accelerate-cache-tags header is not text".to_owned())?
@@ -230,10 +239,12 @@ impl Stored {
         let mut r = Response::new(full(self.body.clone()));
         *r.status_mut() = self.status;
         let h = r.headers_mut();
+        // These three and the dispatcher's request id and cf-ray, without the map growing.
+        h.reserve(6);
         if let Some(ct) = &self.content_type {
             h.insert(http::header::CONTENT_TYPE, ct.clone());
         }
-        h.insert("accelerate-cache-status", status.header());
+        h.insert(super::names::ACCELERATE_CACHE_STATUS, status.header());
         h.insert(http::header::LAST_MODIFIED, modified.clone());
         r
     }
@@ -457,7 +468,7 @@ impl Cache {
             epoch,
         };
         if self.alive(&entry) {
-            self.entries.insert(key, Arc::new(entry));
+            self.entries.insert(key.owned(), Arc::new(entry));
         }
     }
 
@@ -582,6 +593,11 @@ pub fn is_clean_answer(status: StatusCode, body: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// A key of `parts` around an empty JSON body.
+    fn tkey(parts: &[&[u8]]) -> Key {
+        key(parts, &Bytes::from_static(b"{}"))
+    }
+
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -634,7 +650,7 @@ mod tests {
     #[tokio::test]
     async fn a_miss_is_run_once_then_fresh_then_stale_with_one_refresh() {
         let cache = Cache::new(true, 1 << 20, Duration::from_secs(5), Arc::new(Metrics::new()));
-        let k = key(&[b"t", b"q"]);
+        let k = tkey(&[b"t", b"q"]);
         let s60 = strategy(0, 60, &[]);
         assert!(matches!(cache.lookup(&k, &s60), Lookup::Miss));
         let Flight::Leader(leader) = cache.join(k.clone()) else { panic!("first is the leader") };
@@ -659,34 +675,41 @@ mod tests {
     #[tokio::test]
     async fn invalidation_kills_tagged_entries_and_queries_that_started_before_it() {
         let cache = Cache::new(true, 1 << 20, Duration::from_secs(5), Arc::new(Metrics::new()));
-        let (users, posts) = (key(&[b"users"]), key(&[b"posts"]));
+        let (users, posts) = (tkey(&[b"users"]), tkey(&[b"posts"]));
         for (k, tag) in [(users.clone(), "users"), (posts.clone(), "posts")] {
             let Flight::Leader(l) = cache.join(k) else { panic!() };
             l.finish(&stored("{}"), &strategy(60, 0, &[tag]), true);
         }
         // A query for `users` in flight when `users` is invalidated: its answer is not kept.
-        let Flight::Leader(late) = cache.join(key(&[b"late"])) else { panic!() };
+        let Flight::Leader(late) = cache.join(tkey(&[b"late"])) else { panic!() };
         cache.invalidate(Some(&["users".to_owned()]));
         let any = strategy(60, 0, &[]);
         assert!(matches!(cache.lookup(&users, &any), Lookup::Miss));
         assert!(matches!(cache.lookup(&posts, &any), Lookup::Fresh(..)));
         late.finish(&stored("{}"), &strategy(60, 0, &["users"]), true);
-        assert!(matches!(cache.lookup(&key(&[b"late"]), &any), Lookup::Miss));
+        assert!(matches!(cache.lookup(&tkey(&[b"late"]), &any), Lookup::Miss));
         // A request after the invalidation does not follow a flight from before it.
-        let Flight::Leader(_old) = cache.join(key(&[b"x"])) else { panic!() };
+        let Flight::Leader(_old) = cache.join(tkey(&[b"x"])) else { panic!() };
         cache.invalidate(None);
-        assert!(matches!(cache.join(key(&[b"x"])), Flight::Leader(_)));
+        assert!(matches!(cache.join(tkey(&[b"x"])), Flight::Leader(_)));
         assert!(matches!(cache.lookup(&posts, &any), Lookup::Miss));
     }
 
     #[test]
     fn keys_are_equal_only_when_their_bytes_are() {
-        assert_eq!(key(&[b"qpe", b"7.10.0", b"{}"]), key(&[b"qpe", b"7.10.0", b"{}"]));
+        assert_eq!(tkey(&[b"qpe", b"7.10.0", b"{}"]), tkey(&[b"qpe", b"7.10.0", b"{}"]));
         // The parts are framed by their lengths: moving a byte between two parts is another key.
-        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+        assert_ne!(tkey(&[b"ab", b"c"]), tkey(&[b"a", b"bc"]));
+        assert_ne!(key(&[b"a"], &Bytes::from_static(b"bc")), key(&[b"ab"], &Bytes::from_static(b"c")));
+        // A kept key owns a copy of its body: an entry never pins the buffer the request was read into.
+        let read_buffer = Bytes::from(vec![b'x'; 4096]);
+        let asked = key(&[b"qpe"], &read_buffer.slice(10..20));
+        let kept = asked.owned();
+        assert_eq!(kept, asked);
+        assert_ne!(kept.body.as_ptr(), asked.body.as_ptr());
         // A key whose hash meets another's is still another key (forged here: the hashes are seeded).
-        let (a, b) = (key(&[b"one"]), key(&[b"two"]));
-        let forged = Key { hash: a.hash, material: b.material.clone() };
+        let (a, b) = (tkey(&[b"one"]), tkey(&[b"two"]));
+        let forged = Key { hash: a.hash, context: b.context.clone(), body: b.body.clone() };
         assert_ne!(a, forged);
         let cache = Cache::new(true, 1 << 20, Duration::from_secs(5), Arc::new(Metrics::new()));
         let Flight::Leader(l) = cache.join(a.clone()) else { panic!() };
@@ -700,7 +723,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let cache = Cache::new(true, 10_000, Duration::from_secs(5), metrics.clone());
         for i in 0..100u32 {
-            let Flight::Leader(l) = cache.join(key(&[&i.to_be_bytes()])) else { panic!() };
+            let Flight::Leader(l) = cache.join(tkey(&[&i.to_be_bytes()])) else { panic!() };
             l.finish(&stored(&"x".repeat(1000)), &strategy(60, 0, &[]), true);
         }
         let (entries, bytes) = cache.usage();

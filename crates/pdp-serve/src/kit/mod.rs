@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod forward;
+pub mod names;
 pub mod peers;
 pub mod respond;
 pub mod txs;

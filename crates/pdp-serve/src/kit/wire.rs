@@ -270,7 +270,8 @@ impl Conn {
                 self.buf.advance(len);
                 continue;
             }
-            let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+            // Room for the headers pdp adds to every answer, so that the map does not grow for them.
+            let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 2);
             let (mut length, mut chunked, mut close) = (None::<u64>, false, parsed.version == Some(0));
             for h in parsed.headers.iter() {
                 let name = HeaderName::from_bytes(h.name.as_bytes())
@@ -299,10 +300,7 @@ impl Conn {
                         continue;
                     }
                     "connection" => {
-                        close |= String::from_utf8_lossy(h.value)
-                            .to_ascii_lowercase()
-                            .split(',')
-                            .any(|t| t.trim() == "close");
+                        close |= h.value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
                         continue;
                     }
                     other if HOP_BY_HOP.contains(&other) => continue,
@@ -651,6 +649,11 @@ mod tests {
         let (out, _, kept) = exchange(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok").await;
         assert_eq!(out.expect("an answer").2, b"ok");
         assert_eq!(kept, 0, "a connection the child closes is not kept");
+        let (_, _, kept) =
+            exchange(b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive , CLOSE\r\ncontent-length: 2\r\n\r\nok").await;
+        assert_eq!(kept, 0, "connection tokens are matched whatever their case and spacing");
+        let (_, _, kept) = exchange(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\ncontent-length: 2\r\n\r\nok").await;
+        assert_eq!(kept, 1);
     }
 
     #[tokio::test]
