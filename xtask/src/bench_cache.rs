@@ -92,6 +92,11 @@ pub fn cache(root: &Path) -> anyhow::Result<()> {
         .unwrap_or("?")
         .to_owned();
     println!("  queries the cache ran for the hits' key over the whole run (warm-up included): {fills}");
+    // The machine's own speed drifts between rounds; a hit round against the floor round just before it
+    // shows how much of the spread is that drift.
+    let paired: Vec<String> =
+        floor.iter().zip(hits).map(|(f, h)| format!("{:.0}%", 100.0 * h.rps / f.rps.max(1.0))).collect();
+    println!("  hits/floor round by round: {}", paired.join(", "));
     project.finish();
     Ok(())
 }
