@@ -707,6 +707,13 @@ mod tests {
         let kept = asked.owned();
         assert_eq!(kept, asked);
         assert_ne!(kept.body.as_ptr(), asked.body.as_ptr());
+        // …and what the cache stores is that copy.
+        let cache = Cache::new(true, 1 << 20, Duration::from_secs(5), Arc::new(Metrics::new()));
+        let Flight::Leader(l) = cache.join(asked.clone()) else { panic!() };
+        l.finish(&stored("{\"data\":1}"), &strategy(60, 0, &[]), true);
+        let held: Vec<_> = cache.entries.iter().map(|(k, _)| k.body.as_ptr()).collect();
+        assert_eq!(held.len(), 1);
+        assert_ne!(held[0], asked.body.as_ptr(), "an entry never holds the request's read buffer");
         // A key whose hash meets another's is still another key (forged here: the hashes are seeded).
         let (a, b) = (tkey(&[b"one"]), tkey(&[b"two"]));
         let forged = Key { hash: a.hash, context: b.context.clone(), body: b.body.clone() };

@@ -104,7 +104,8 @@ where
             let Ok(data) = frame.map_err(|e| BodyError::Broken(e.into().to_string()))?.into_data() else {
                 continue; // trailers: not part of a query
             };
-            if first.len() + rest.as_ref().map_or(0, bytes::BytesMut::len) + data.len() > limit {
+            // `rest`, once there, holds `first` too.
+            if rest.as_ref().map_or(first.len(), bytes::BytesMut::len) + data.len() > limit {
                 return Err(BodyError::TooLarge);
             }
             match &mut rest {
@@ -163,6 +164,9 @@ mod tests {
         assert_eq!(&got[..], b"{\"a\":1}");
         assert!(matches!(read(chunks(&["12345", "67890", "x"]), 10), Err(BodyError::TooLarge)));
         assert!(matches!(read(chunks(&["12345", "67890"]), 10), Ok(b) if b.len() == 10));
+        // Every byte counted once, however many chunks.
+        assert!(matches!(read(chunks(&["123", "456", "789", "0"]), 10), Ok(b) if &b[..] == b"1234567890"));
+        assert!(matches!(read(chunks(&["123", "456", "789", "0", "x"]), 10), Err(BodyError::TooLarge)));
     }
 
     #[test]
