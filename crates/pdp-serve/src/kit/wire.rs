@@ -274,6 +274,14 @@ impl Conn {
             let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 2);
             let (mut length, mut chunked, mut close) = (None::<u64>, false, parsed.version == Some(0));
             for h in parsed.headers.iter() {
+                // Hop-by-hop headers other than the two read below (`Keep-Alive`, …) are dropped before a
+                // name is made for them.
+                if !h.name.eq_ignore_ascii_case("connection")
+                    && !h.name.eq_ignore_ascii_case("transfer-encoding")
+                    && HOP_BY_HOP.iter().any(|hop| h.name.eq_ignore_ascii_case(hop))
+                {
+                    continue;
+                }
                 let name = HeaderName::from_bytes(h.name.as_bytes())
                     .map_err(|_| WireError(format!("a malformed header name `{}`", h.name.escape_default())))?;
                 match name.as_str() {
@@ -303,7 +311,6 @@ impl Conn {
                         close |= h.value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
                         continue;
                     }
-                    other if HOP_BY_HOP.contains(&other) => continue,
                     _ => {}
                 }
                 let value = HeaderValue::from_bytes(h.value)
