@@ -316,8 +316,16 @@ pub(crate) struct Nginx {
 /// nginx in front of the child `engine`'s Unix socket, configured as issue 14 describes the template's
 /// peer: one worker, TLS with pdp's own certificate (`work/.pdp/tls`), a bearer-key check for `key`,
 /// keep-alive upstream, every path mapped to the child's `/` when `to_root` (the Data Proxy protocol's
-/// engine) or passed as it is (Prisma 7's executor), and an access log buffered as pdp's is.
-pub(crate) fn start_nginx(work: &Path, engine: u32, key: &str, to_root: bool) -> anyhow::Result<Nginx> {
+/// engine) or passed as it is (Prisma 7's executor), and an access log buffered as pdp's is. With
+/// `callgrind` (an output file), nginx runs under valgrind's callgrind as one process (`master_process
+/// off`), which is then also the worker.
+pub(crate) fn start_nginx(
+    work: &Path,
+    engine: u32,
+    key: &str,
+    to_root: bool,
+    callgrind: Option<&Path>,
+) -> anyhow::Result<Nginx> {
     let socket = unix_socket(engine)?;
     let port = free_port()?;
     let rewrite = if to_root { "rewrite ^ / break;\n      " } else { "" };
@@ -340,22 +348,30 @@ pub(crate) fn start_nginx(work: &Path, engine: u32, key: &str, to_root: bool) ->
         bearer = key,
     );
     std::fs::write(dir.join("nginx.conf"), conf)?;
-    let master = Command::new("nginx")
-        .args(["-p"])
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start nginx")?;
+    let mut command = match callgrind {
+        Some(out) => {
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out.display())).arg("nginx");
+            c
+        }
+        None => Command::new("nginx"),
+    };
+    command.args(["-p"]).arg(&dir).arg("-c").arg(dir.join("nginx.conf"));
+    if callgrind.is_some() {
+        command.args(["-g", "master_process off;"]).stdout(Stdio::null()).stderr(Stdio::null());
+    } else {
+        command.stderr(Stdio::inherit());
+    }
+    let master = command.spawn().context("cannot start nginx")?;
     let started = std::time::Instant::now();
     let worker = loop {
-        if let Some(w) = children(master.id()).into_iter().next()
+        let worker = if callgrind.is_some() { Some(master.id()) } else { children(master.id()).into_iter().next() };
+        if let Some(w) = worker
             && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         {
             break w;
         }
-        if started.elapsed() > std::time::Duration::from_secs(10) {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
             bail!("nginx did not start: see {}", dir.join("logs/error.log").display());
         }
         std::thread::sleep(std::time::Duration::from_millis(20));

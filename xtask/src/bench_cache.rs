@@ -13,6 +13,21 @@ use crate::bench_prisma7::{Project, Wrk, lua, wrk};
 
 const ROUNDS: usize = 5;
 
+/// Writes the three wrk scripts into `work`: `hit.lua` (the captured `/query` `body` with a cache strategy),
+/// `uncached.lua` (the same without one) and `health.lua` (`GET /health`), each with `key` and a check of
+/// every answer.
+pub(crate) fn scripts(work: &Path, key: &str, body: &str) -> anyhow::Result<()> {
+    std::fs::write(work.join("hit.lua"), lua(key, body, "wrk.headers[\"Cache-Control\"] = \"max-age=600\"\n", None)?)?;
+    std::fs::write(work.join("uncached.lua"), lua(key, body, "", None)?)?;
+    std::fs::write(
+        work.join("health.lua"),
+        format!(
+            "wrk.headers[\"Authorization\"] = \"Bearer {key}\"\nresponse = function(status) if status ~= 200 then os.exit(1) end end\n"
+        ),
+    )?;
+    Ok(())
+}
+
 /// `cargo xtask bench cache`.
 pub fn cache(root: &Path) -> anyhow::Result<()> {
     crate::step("build pdp (release)", crate::cargo().args(["build", "--release", "--locked", "-p", "pdp"]))?;
@@ -25,14 +40,7 @@ pub fn cache(root: &Path) -> anyhow::Result<()> {
     let port = crate::bench::read_listen_port(&mut serve, "https")?;
     let ca = work.join(".pdp/tls/ca.pem");
     let body = project.capture(root, &format!("prisma://localhost:{port}/?api_key={key}"), Some(&ca))?;
-    std::fs::write(work.join("hit.lua"), lua(key, &body, "wrk.headers[\"Cache-Control\"] = \"max-age=600\"\n", None)?)?;
-    std::fs::write(work.join("uncached.lua"), lua(key, &body, "", None)?)?;
-    std::fs::write(
-        work.join("health.lua"),
-        format!(
-            "wrk.headers[\"Authorization\"] = \"Bearer {key}\"\nresponse = function(status) if status ~= 200 then os.exit(1) end end\n"
-        ),
-    )?;
+    scripts(work, key, &body)?;
     // wrk checks https certificates against nothing: it connects to pdp's own, as a client would.
     let paths = [
         ("floor: GET /health", "health.lua", format!("https://localhost:{port}/health")),

@@ -261,7 +261,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     };
     let [direct_a, https] =
         proxied("pdp https", format!("https://localhost:{port}/6.19.3/{hash}/graphql"), serve.id())?;
-    let mut nginx = crate::bench::start_nginx(&work, direct_a.engines[0], KEY, true)?;
+    let mut nginx = crate::bench::start_nginx(&work, direct_a.engines[0], KEY, true, None)?;
     let nginx_way = Way {
         name: "nginx https",
         url: format!("https://localhost:{}/6.19.3/{hash}/graphql", nginx.port),

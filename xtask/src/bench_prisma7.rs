@@ -73,7 +73,19 @@ impl Project {
     /// `pdp ARGS` in the project, with the shared tool cache and a quiet log.
     pub(crate) fn pdp(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.pdp);
-        c.args(args).current_dir(&self.work).env("PDP_CACHE_DIR", &self.cache).env("PDP_LOG", "warn");
+        c.args(args);
+        self.in_project(c)
+    }
+
+    /// `PROGRAM ARGS…` (`valgrind`, say) running `pdp ARGS` as [`Project::pdp`] does.
+    pub(crate) fn pdp_under(&self, program: &str, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut c = Command::new(program);
+        c.args(wrapper).arg(&self.pdp).args(args);
+        self.in_project(c)
+    }
+
+    fn in_project(&self, mut c: Command) -> Command {
+        c.current_dir(&self.work).env("PDP_CACHE_DIR", &self.cache).env("PDP_LOG", "warn");
         c
     }
 
@@ -149,6 +161,8 @@ pub(crate) fn lua_string(text: &str) -> anyhow::Result<String> {
 /// watched process.
 pub(crate) struct Wrk {
     pub rps: f64,
+    /// Requests completed.
+    pub requests: f64,
     pub p50: f64,
     pub p99: f64,
     pub cpu: Vec<f64>,
@@ -194,5 +208,5 @@ pub(crate) fn wrk(
     let n = number("requests in").max(1.0);
     // Clock ticks are 10 ms.
     let cpu = before.iter().zip(&after).map(|(b, a)| a.saturating_sub(*b) as f64 * 10_000.0 / n).collect();
-    Ok(Wrk { rps: number("Requests/sec"), p50: ms(&text, "50%"), p99: ms(&text, "99%"), cpu })
+    Ok(Wrk { rps: number("Requests/sec"), requests: n, p50: ms(&text, "50%"), p99: ms(&text, "99%"), cpu })
 }

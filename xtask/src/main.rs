@@ -11,6 +11,7 @@ mod bench_client;
 mod bench_cluster;
 mod bench_dp1;
 mod bench_engines;
+mod bench_instructions;
 mod bench_prisma7;
 mod bench_serve;
 mod fuzz;
@@ -39,6 +40,7 @@ tasks:
                   and pdp serve's resident memory
   bench serve-dp1   the same for Prisma 4.x–6.x (Data Proxy protocol) against the WASM query engine, and cold starts
   bench cache     a cached findUnique vs the same uncached and vs GET /health (the floor for a hit), under wrk
+  bench instructions  the same forward through pdp and nginx, a hit and GET /health, counted in instructions (callgrind)
   bench cluster   two replicas behind HAProxy vs one pdp under wrk, and a transaction's query relayed to its owner vs local
   chaos      the fault suite's full form: 16 workers of the Prisma 7 client writing a ledger through pdp serve
              while the executor is killed or hangs, PostgreSQL restarts or goes away, pdp is stopped; prints
@@ -65,7 +67,10 @@ fn main() -> anyhow::Result<()> {
             Some("serve-dp1") => bench_dp1::serve_dp1(&root),
             Some("cluster") => bench_cluster::cluster(&root),
             Some("cache") => bench_cache::cache(&root),
-            _ => bail!("usage: cargo xtask bench migrate|engines|build-client|serve|serve-dp1|cluster|cache"),
+            Some("instructions") => bench_instructions::instructions(&root),
+            _ => bail!(
+                "usage: cargo xtask bench migrate|engines|build-client|serve|serve-dp1|cluster|cache|instructions"
+            ),
         },
         Some("chaos") => chaos(&root),
         Some("fuzz") => {
