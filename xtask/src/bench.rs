@@ -306,11 +306,31 @@ pub(crate) fn cpu(pid: u32) -> u64 {
     n(11) + n(12)
 }
 
-/// A running nginx: the master (killed at the end) and the worker whose CPU is counted.
+/// A running nginx: the master (stopped at the end) and the worker whose CPU is counted.
 pub(crate) struct Nginx {
     pub master: std::process::Child,
     pub worker: u32,
     pub port: u16,
+}
+
+/// Dropping it stops nginx with its worker, on every way out of a bench: SIGTERM to the master, which ends
+/// its workers (a SIGKILL would leave the worker running, orphaned, on its port); a worker still there
+/// after 10 s is killed.
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.master.id().to_string()]).status();
+        let _ = self.master.wait();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{}", self.worker)).exists()
+            && stat_fields(self.worker).first().is_some_and(|state| state != "Z")
+        {
+            if std::time::Instant::now() > deadline {
+                let _ = Command::new("kill").args(["-KILL", &self.worker.to_string()]).status();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 /// nginx in front of the child `engine`'s Unix socket, configured as issue 14 describes the template's

@@ -261,7 +261,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     };
     let [direct_a, https] =
         proxied("pdp https", format!("https://localhost:{port}/6.19.3/{hash}/graphql"), serve.id())?;
-    let mut nginx = crate::bench::start_nginx(&work, direct_a.engines[0], KEY, true, None)?;
+    let nginx = crate::bench::start_nginx(&work, direct_a.engines[0], KEY, true, None)?;
     let nginx_way = Way {
         name: "nginx https",
         url: format!("https://localhost:{}/6.19.3/{hash}/graphql", nginx.port),
@@ -322,8 +322,7 @@ pub fn serve_dp1(root: &Path) -> anyhow::Result<()> {
     let with_pool = rounds(Tool::Wrk, &[&one, &two], ROUNDS)?;
     let _ = Command::new("kill").args(["-TERM", &pool2.id().to_string()]).status();
     let _ = pool2.wait();
-    let _ = nginx.master.kill();
-    let _ = nginx.master.wait();
+    drop(nginx);
     let _ = Command::new("kill").args(["-TERM", &plain.id().to_string()]).status();
     let _ = plain.wait();
     let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();

@@ -82,7 +82,7 @@ pub fn instructions(root: &Path) -> anyhow::Result<()> {
     let counted_port = crate::bench::read_listen_port(&mut counted, "https")?;
     let mut pdp = Counted { pid: counted.id(), out: pdp_out, dumps: 0 };
     let nginx_out = work.join("callgrind.nginx");
-    let mut nginx_run = crate::bench::start_nginx(work, executor, key, false, Some(&nginx_out))?;
+    let nginx_run = crate::bench::start_nginx(work, executor, key, false, Some(&nginx_out))?;
     let mut nginx = Counted { pid: nginx_run.worker, out: nginx_out, dumps: 0 };
 
     let at = |port: u16, path: &str| format!("https://localhost:{port}{path}");
@@ -91,7 +91,8 @@ pub fn instructions(root: &Path) -> anyhow::Result<()> {
     let hit = pdp.per_request(work, "hit.lua", &at(counted_port, "/query"))?;
     let floor = pdp.per_request(work, "health.lua", &at(counted_port, "/health"))?;
 
-    for child in [&mut counted, &mut native, &mut nginx_run.master] {
+    drop(nginx_run);
+    for child in [&mut counted, &mut native] {
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let _ = child.wait();
     }

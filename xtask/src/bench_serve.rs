@@ -148,7 +148,7 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
     // nginx doing pdp's job in front of the same executor (one worker, TLS, the key checked, keep-alive to
     // its socket, an access log buffered as pdp's), the peer pdp's forward is measured against.
     crate::ensure_package("nginx", "nginx-light", "the serve benchmark compares pdp with it")?;
-    let mut nginx = crate::bench::start_nginx(&work, executor, &key, false, None)?;
+    let nginx = crate::bench::start_nginx(&work, executor, &key, false, None)?;
     let wrk_paths = [
         ("direct", format!("http://127.0.0.1:{direct_port}/query"), None, vec![executor]),
         ("pdp https", format!("https://localhost:{port}/query"), Some(pid), vec![executor]),
@@ -228,8 +228,7 @@ pub fn serve(root: &Path) -> anyhow::Result<()> {
             results.push(r);
         }
     }
-    let _ = nginx.master.kill();
-    let _ = nginx.master.wait();
+    drop(nginx);
     let _ = Command::new("kill").args(["-TERM", &pool2.id().to_string()]).status();
     let _ = pool2.wait();
     for child in [&mut serve, &mut plain] {
