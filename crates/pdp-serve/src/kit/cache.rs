@@ -222,14 +222,14 @@ impl Stored {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<super::respond::BoxError>,
     {
-        use http_body_util::BodyExt;
-        let status = resp.status();
-        let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
-        let limited = http_body_util::Limited::new(resp.into_body(), usize::try_from(limit).unwrap_or(usize::MAX));
-        match tokio::time::timeout(within, limited.collect()).await {
-            Ok(Ok(c)) => Ok(Stored { status, content_type, body: c.to_bytes() }),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("not whole within {}s", within.as_secs())),
+        use super::respond::BodyError;
+        let (parts, body) = resp.into_parts();
+        let content_type = parts.headers.get(http::header::CONTENT_TYPE).cloned();
+        match super::respond::read_body(&parts.headers, body, limit, within).await {
+            Ok(body) => Ok(Stored { status: parts.status, content_type, body }),
+            Err(BodyError::TooLarge) => Err("length limit exceeded".into()),
+            Err(BodyError::Broken(why)) => Err(why),
+            Err(BodyError::Slow(_)) => Err(format!("not whole within {}s", within.as_secs())),
         }
     }
 

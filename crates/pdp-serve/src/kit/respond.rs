@@ -75,7 +75,7 @@ impl BodyError {
     }
 }
 
-/// Reads a whole request body within `within`, refusing more than `limit` bytes (early when Content-Length
+/// Reads a whole body (a client's request, or a child's answer the cache keeps) within `within`, refusing more than `limit` bytes (early when Content-Length
 /// says so). A body that arrived with its head (the usual query) is taken as it is: one chunk, no copy, no
 /// timer; the body is done once it has all the bytes its length promised, without waiting for the
 /// connection to say so.
